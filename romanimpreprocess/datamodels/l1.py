@@ -1,0 +1,196 @@
+"""The Level-1 input: open and validate an exposure, and decode it into a ramp.
+
+The L1 file is a roman_datamodels ``ScienceRawModel`` (uint16 resultants of the full
+frame with its reference border, the amp33 reference-output block, the read pattern and
+frame time). Decoding (algorithms.md §1, step 3) adds back a stored reference read and
+removes the data-encoding offset, exactly once, when the ramp model is made.
+"""
+
+import itertools
+import logging
+import os
+import re
+
+import numpy as np
+import roman_datamodels as rdm
+from roman_datamodels import datamodels as dm
+
+from romanimpreprocess.constants import AMP33_WIDTH, N_CHANNELS, REF_BORDER
+from romanimpreprocess.datamodels.errors import InputFileError
+from romanimpreprocess.datamodels.geometry import Geometry
+
+__all__ = ["open_l1", "raw_to_ramp", "validate_l1"]
+
+log = logging.getLogger(__name__)
+
+_DETECTOR = re.compile(r"^WFI(0[1-9]|1[0-8])$")
+
+
+def open_l1(path) -> dm.ScienceRawModel:
+    """Open an L1 exposure file and check it before any work starts.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        ASDF file holding a ``ScienceRawModel``.
+
+    Returns
+    -------
+    ScienceRawModel
+
+    Raises
+    ------
+    InputFileError
+        Missing, empty, unreadable or inconsistent file; the message names the field.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise InputFileError(path, "file does not exist")
+    if os.path.isdir(path):
+        raise InputFileError(path, "is a directory, not an ASDF file")
+    if os.path.getsize(path) == 0:
+        raise InputFileError(path, "file is empty")
+    try:
+        model = rdm.open(path, lazy_load=True)
+    except Exception as exc:
+        raise InputFileError(
+            path, f"cannot be read as a Roman ASDF file ({type(exc).__name__}: {exc})"
+        ) from exc
+    if not isinstance(model, dm.ScienceRawModel):
+        model.close()
+        raise InputFileError(
+            path, f"expected a Level-1 ScienceRawModel, got {type(model).__name__}"
+        )
+    try:
+        validate_l1(model, path)
+    except Exception:
+        model.close()
+        raise
+    return model
+
+
+def validate_l1(model, path=None):
+    """Check shapes, dtypes and the read pattern of an L1 model.
+
+    Returns the exposure `Geometry`. Raises `InputFileError` naming the field.
+    """
+    path = path or getattr(model.meta, "filename", "<in-memory model>")
+    if "data" not in model:
+        raise InputFileError(path, "required array is missing", field="roman.data")
+    data = model._instance["data"]
+    shape = tuple(data.shape)
+    if len(shape) != 3:
+        raise InputFileError(
+            path,
+            f"expected a 3-D resultant cube, got shape {shape}",
+            field="roman.data",
+        )
+    if np.dtype(data.dtype) != np.uint16:
+        raise InputFileError(
+            path,
+            f"expected dtype uint16, got {np.dtype(data.dtype)}",
+            field="roman.data",
+        )
+    nres, ny, nx = shape
+    if nx % N_CHANNELS or ny <= 2 * REF_BORDER or nx <= 2 * REF_BORDER:
+        raise InputFileError(
+            path,
+            f"frame {ny}x{nx} is not a WFI frame: the width must divide into "
+            f"{N_CHANNELS} channels and exceed the {REF_BORDER}-pixel border",
+            field="roman.data",
+        )
+    if "amp33" not in model:
+        raise InputFileError(path, "required array is missing", field="roman.amp33")
+    amp33 = model._instance["amp33"]
+    if tuple(amp33.shape) != (nres, ny, AMP33_WIDTH):
+        raise InputFileError(
+            path,
+            f"shape {tuple(amp33.shape)} does not match the resultants: expected "
+            f"({nres}, {ny}, {AMP33_WIDTH})",
+            field="roman.amp33",
+        )
+    exposure = model.meta.exposure
+    read_pattern = exposure.get("read_pattern") if hasattr(exposure, "get") else None
+    if not read_pattern:
+        raise InputFileError(
+            path, "read pattern is missing or empty", field="meta.exposure.read_pattern"
+        )
+    read_pattern = [list(r) for r in read_pattern]
+    if len(read_pattern) != nres:
+        raise InputFileError(
+            path,
+            f"read pattern has {len(read_pattern)} resultants but the data has {nres}",
+            field="meta.exposure.read_pattern",
+        )
+    for i, frames in enumerate(read_pattern):
+        if not frames or any(
+            b - a != 1 for a, b in itertools.pairwise(frames)
+        ):
+            raise InputFileError(
+                path,
+                f"resultant {i} frames {frames} are not a contiguous run",
+                field="meta.exposure.read_pattern",
+            )
+    if any(read_pattern[i + 1][0] <= read_pattern[i][-1] for i in range(nres - 1)):
+        raise InputFileError(
+            path,
+            "resultants are not in increasing frame order",
+            field="meta.exposure.read_pattern",
+        )
+    frame_time = exposure.get("frame_time")
+    if frame_time is None or not np.isfinite(frame_time) or frame_time <= 0:
+        raise InputFileError(
+            path,
+            f"frame time must be a positive number, got {frame_time!r}",
+            field="meta.exposure.frame_time",
+        )
+    detector = str(model.meta.instrument.get("detector", ""))
+    if not _DETECTOR.match(detector):
+        raise InputFileError(
+            path,
+            f"unknown detector {detector!r}; expected WFI01..WFI18",
+            field="meta.instrument.detector",
+        )
+    return Geometry(nresultants=nres, ny=ny, nx=nx)
+
+
+def raw_to_ramp(raw) -> dm.RampModel:
+    """Decode an L1 ``ScienceRawModel`` into a float32 ``RampModel``.
+
+    The reference read (if stored) is added back to every resultant and the
+    data-encoding offset is removed from data and amp33 (amp33 stays uint16, with
+    modular arithmetic, as the L1 encoding uses). ``groupdq`` starts from the L1
+    ``resultantdq`` if present; ``pixeldq`` starts at zero; every required
+    ``cal_step`` is INCOMPLETE. A ``RampModel`` is returned unchanged.
+    """
+    if isinstance(raw, dm.RampModel):
+        return raw
+    if not isinstance(raw, dm.ScienceRawModel):
+        raise TypeError(f"expected a ScienceRawModel or RampModel, got {type(raw)}")
+    from romancal.dq_init.dq_initialization import to_ramp_model
+
+    ramp = to_ramp_model(raw)
+    reference_read = ramp.get("reference_read") if "reference_read" in ramp else None
+    if reference_read is not None:
+        ramp.data += np.asarray(reference_read, dtype=np.float32)
+        del ramp.reference_read
+    if "reference_amp33" in ramp:
+        ramp.amp33 = ramp.amp33 + np.asarray(ramp.reference_amp33, dtype=np.uint16)
+        del ramp.reference_amp33
+    offset = int(raw.meta.instrument.get("data_encoding_offset", 0) or 0)
+    if offset:
+        ramp.data -= np.float32(offset)
+        ramp.amp33 = ramp.amp33 - np.uint16(offset)
+        log.info("Removed data-encoding offset %d DN from data and amp33", offset)
+    ramp.amp33 = np.asarray(ramp.amp33, dtype=np.uint16)
+    b = REF_BORDER
+    ny, nx = ramp.data.shape[1:]
+    ramp.border_ref_pix_left = ramp.data[:, :, :b].copy()
+    ramp.border_ref_pix_right = ramp.data[:, :, -b:].copy()
+    ramp.border_ref_pix_bottom = ramp.data[:, :b, :].copy()
+    ramp.border_ref_pix_top = ramp.data[:, -b:, :].copy()
+    ramp.dq_border_ref_pix_left = np.zeros((ny, b), np.uint32)
+    ramp.dq_border_ref_pix_right = np.zeros((ny, b), np.uint32)
+    ramp.dq_border_ref_pix_bottom = np.zeros((b, nx), np.uint32)
+    ramp.dq_border_ref_pix_top = np.zeros((b, nx), np.uint32)
+    return ramp

@@ -1,0 +1,341 @@
+"""One reader for every calibration reference-file type (reference_files.md §2).
+
+Files are the legacy CALDIR layout (a plain ``roman`` tree in an ASDF file); where a
+reftype is also a CRDS type (dark, flat, gain, mask, readnoise, saturation) romancal's
+reference files work too, because they carry the same ``roman.<field>`` arrays.
+
+A reader opens the file once, checks that every field the caller needs is present with
+the right number of dimensions, shape (against the exposure's `Geometry`) and kind of
+dtype, and then hands out arrays lazily: an array is read (or memory-mapped) the first
+time it is accessed, and never if it is not. Every problem raises `ReferenceFileError`
+naming the file, the field and what was expected.
+"""
+
+import logging
+import os
+from dataclasses import dataclass
+
+import asdf
+import numpy as np
+
+from romanimpreprocess.datamodels.errors import ReferenceFileError
+from romanimpreprocess.datamodels.geometry import Geometry
+
+__all__ = ["FIELDS", "ReferenceFile", "open_reference"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Field:
+    """Expected layout of one field of a reference file.
+
+    ``shape`` is a tuple of dimension codes resolved against the exposure geometry:
+    ``"ny"``/``"nx"`` full frame, ``"sy"``/``"sx"`` science area, ``"n"`` number of
+    resultants, an int for a fixed size, ``None`` for any size. ``alt_shape`` is a second
+    accepted layout. ``kind`` is the numpy dtype kinds accepted (``"f"`` float, ``"iu"``
+    integer, ``"dict"`` a mapping, ``"number"`` a scalar, ``"bool"``).
+    """
+
+    shape: tuple | None = None
+    kind: str = "f"
+    required: bool = True
+    alt_shape: tuple | None = None
+    finite: bool = False
+
+
+_FRAME = ("ny", "nx")
+_SCIENCE = ("sy", "sx")
+
+FIELDS: dict[str, dict[str, Field]] = {
+    "mask": {"dq": Field(_FRAME, "iu")},
+    "saturation": {
+        "data": Field(_FRAME, "f"),
+        "dq": Field(_FRAME, "iu", required=False),
+    },
+    "dark": {
+        "data": Field(("ndark", "ny", "nx"), "f"),
+        "dark_slope": Field(_FRAME, "f"),
+        "dq": Field(_FRAME, "iu", required=False),
+    },
+    "gain": {
+        "data": Field(_FRAME, "f", finite=True),
+        "dq": Field(_FRAME, "iu", required=False),
+    },
+    "readnoise": {
+        "data": Field(_FRAME, "f", finite=True),
+        "anc": Field(None, "dict", required=False),
+        "amp33": Field(None, "dict", required=False),
+        "resetnoise": Field(_FRAME, "f", required=False),
+    },
+    "linearitylegendre": {
+        "data": Field((None, "ny", "nx"), "f"),
+        "Smin": Field(_FRAME, "f"),
+        "Smax": Field(_FRAME, "f"),
+        "Sref": Field(_FRAME, "f"),
+        "dq": Field(_FRAME, "iu"),
+    },
+    "ipc4d": {
+        "data": Field(
+            (3, 3, "sy", "sx"), "f", alt_shape=(3, 3, "ny", "nx"), finite=True
+        ),
+    },
+    "flat": {
+        "data": Field(_FRAME, "f"),
+        "dq": Field(_FRAME, "iu", required=False),
+    },
+    "biascorr": {
+        "data": Field(("nbias", "sy", "sx"), "f", finite=True),
+        "t0": Field(None, "number", required=False),
+    },
+    "darkdecaysignal": {"decay_table": Field(None, "dict")},
+}
+
+# Legacy CALDIR key -> reftype (the name used by ``override_<reftype>``).
+CALDIR_TO_REFTYPE = {
+    "mask": "mask",
+    "saturation": "saturation",
+    "dark": "dark",
+    "gain": "gain",
+    "read": "readnoise",
+    "linearitylegendre": "linearitylegendre",
+    "ipc4d": "ipc4d",
+    "flat": "flat",
+    "biascorr": "biascorr",
+    "dark_decay": "darkdecaysignal",
+}
+
+
+def _expected_shape(codes, geometry: Geometry, actual):
+    """Resolve dimension codes to sizes; ``None`` where any size is accepted."""
+    sizes = {
+        "ny": geometry.ny,
+        "nx": geometry.nx,
+        "sy": geometry.science_shape[0],
+        "sx": geometry.science_shape[1],
+        "n": geometry.nresultants,
+    }
+    out = []
+    for code, got in zip(codes, actual, strict=False):
+        if code is None:
+            out.append(None)
+        elif code == "ndark":
+            # A dark cube has one plane per resultant, or one more when it still holds
+            # the reference read that an EXTRACT_REF exposure has removed.
+            out.append(
+                got
+                if got in (geometry.nresultants, geometry.nresultants + 1)
+                else geometry.nresultants
+            )
+        elif code == "nbias":
+            out.append(max(got, geometry.nresultants))
+        elif isinstance(code, int):
+            out.append(code)
+        else:
+            out.append(sizes[code])
+    return tuple(out)
+
+
+def _shape_text(codes, geometry):
+    text = []
+    for code in codes:
+        if code is None:
+            text.append("any")
+        elif code == "ndark":
+            text.append(f"{geometry.nresultants} or {geometry.nresultants + 1}")
+        elif code == "nbias":
+            text.append(f">={geometry.nresultants}")
+        else:
+            text.append(str(_expected_shape((code,), geometry, (0,))[0]))
+    return "(" + ", ".join(text) + ")"
+
+
+def _shape_matches(codes, geometry, shape):
+    if len(codes) != len(shape):
+        return False
+    expected = _expected_shape(codes, geometry, shape)
+    return all(e is None or e == s for e, s in zip(expected, shape, strict=True))
+
+
+class ReferenceFile:
+    """A validated, lazily read calibration reference file.
+
+    Arrays are attributes (``ref.data``, ``ref.dark_slope``); dict fields come back as
+    plain dicts. Use as a context manager or call `close`.
+
+    Parameters
+    ----------
+    reftype : str
+        Reference type (a key of `FIELDS`).
+    path : str
+        Path of the ASDF file.
+    geometry : Geometry or None
+        Exposure geometry the arrays must match; ``None`` skips the shape checks.
+    fields : iterable of str or None
+        Fields the caller will use; only these are checked and required. ``None``
+        means every field listed for the reftype.
+    """
+
+    def __init__(self, reftype, path, geometry=None, fields=None):
+        if reftype not in FIELDS:
+            raise ValueError(
+                f"unknown reference type {reftype!r}; known: {', '.join(FIELDS)}"
+            )
+        self.reftype = reftype
+        self.path = os.path.abspath(str(path))
+        self.geometry = geometry
+        self._cache = {}
+        spec = FIELDS[reftype]
+        self.fields = list(spec) if fields is None else list(fields)
+        unknown = [f for f in self.fields if f not in spec]
+        if unknown:
+            raise ValueError(f"{reftype}: no field(s) {unknown}; known: {list(spec)}")
+        self._af = self._open()
+        try:
+            self._validate(spec)
+        except Exception:
+            self.close()
+            raise
+
+    def _error(self, problem, field=None):
+        return ReferenceFileError(self.reftype, self.path, problem, field=field)
+
+    def _open(self):
+        if not os.path.exists(self.path):
+            raise self._error("file does not exist")
+        if os.path.isdir(self.path):
+            raise self._error("is a directory, not an ASDF file")
+        if os.path.getsize(self.path) == 0:
+            raise self._error("file is empty")
+        try:
+            af = asdf.open(self.path, lazy_load=True, memmap=True)
+        except Exception as exc:
+            raise self._error(
+                f"cannot be read as ASDF ({type(exc).__name__}: {exc})"
+            ) from exc
+        if "roman" not in af.tree or not hasattr(af.tree["roman"], "keys"):
+            af.close()
+            raise self._error("no top-level 'roman' tree", field="roman")
+        return af
+
+    @property
+    def tree(self):
+        """The ``roman`` tree of the file (arrays not loaded)."""
+        return self._af.tree["roman"]
+
+    def _validate(self, spec):
+        for name in self.fields:
+            field = spec[name]
+            if name not in self.tree:
+                if field.required:
+                    raise self._error(
+                        "required field is missing", field=f"roman.{name}"
+                    )
+                continue
+            value = self.tree[name]
+            where = f"roman.{name}"
+            if field.kind == "dict":
+                if not hasattr(value, "keys"):
+                    raise self._error(
+                        f"expected a mapping, got {type(value).__name__}", field=where
+                    )
+                continue
+            if field.kind == "number":
+                if not isinstance(value, int | float | np.number):
+                    raise self._error(
+                        f"expected a number, got {type(value).__name__}", field=where
+                    )
+                continue
+            if not hasattr(value, "shape") or not hasattr(value, "dtype"):
+                raise self._error(
+                    f"expected an array, got {type(value).__name__}", field=where
+                )
+            dtype = np.dtype(value.dtype)
+            if dtype.kind not in field.kind:
+                kinds = {"f": "floating-point", "iu": "integer"}.get(
+                    field.kind, field.kind
+                )
+                raise self._error(
+                    f"expected a {kinds} array, got dtype {dtype}", field=where
+                )
+            if field.shape is not None and self.geometry is not None:
+                shape = tuple(value.shape)
+                ok = _shape_matches(field.shape, self.geometry, shape)
+                if not ok and field.alt_shape is not None:
+                    ok = _shape_matches(field.alt_shape, self.geometry, shape)
+                if not ok:
+                    expected = _shape_text(field.shape, self.geometry)
+                    if field.alt_shape is not None:
+                        expected += " or " + _shape_text(field.alt_shape, self.geometry)
+                    raise self._error(
+                        f"shape {shape} does not match the exposure: expected {expected}",
+                        field=where,
+                    )
+
+    def __contains__(self, name):
+        return name in self.tree
+
+    def get(self, name, default=None):
+        """Return field ``name`` (array loaded lazily), or ``default`` if absent."""
+        if name not in self.tree:
+            return default
+        return getattr(self, name)
+
+    def __getattr__(self, name):
+        if name.startswith("_") or name in ("reftype", "path", "geometry", "fields"):
+            raise AttributeError(name)
+        if name in self._cache:
+            return self._cache[name]
+        if name not in self.tree:
+            raise self._error("field is missing", field=f"roman.{name}")
+        value = self.tree[name]
+        where = f"roman.{name}"
+        try:
+            if hasattr(value, "shape") and hasattr(value, "dtype"):
+                value = np.asarray(value)
+            elif hasattr(value, "keys"):
+                value = _to_plain(value)
+        except Exception as exc:
+            raise self._error(
+                f"array cannot be read, the file may be truncated or corrupt "
+                f"({type(exc).__name__}: {exc})",
+                field=where,
+            ) from exc
+        spec = FIELDS[self.reftype].get(name)
+        if spec is not None and spec.finite and isinstance(value, np.ndarray):
+            bad = ~np.isfinite(value)
+            if bad.any():
+                raise self._error(
+                    f"{int(bad.sum())} non-finite value(s) (NaN or inf)", field=where
+                )
+        self._cache[name] = value
+        return value
+
+    def close(self):
+        """Close the file; arrays already read stay valid only if not memory-mapped."""
+        af = self.__dict__.get("_af")
+        if af is not None:
+            af.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        return f"<ReferenceFile {self.reftype} {self.path}>"
+
+
+def _to_plain(node):
+    """Copy an ASDF mapping into plain Python dicts, arrays loaded."""
+    if hasattr(node, "keys"):
+        return {k: _to_plain(node[k]) for k in node}
+    if hasattr(node, "shape") and hasattr(node, "dtype"):
+        return np.asarray(node)
+    return node
+
+
+def open_reference(reftype, path, geometry=None, fields=None) -> ReferenceFile:
+    """Open and validate a reference file; see `ReferenceFile`."""
+    return ReferenceFile(reftype, path, geometry=geometry, fields=fields)

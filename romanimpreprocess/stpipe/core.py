@@ -1,0 +1,330 @@
+"""Offline base classes: `RipStep` and `RipPipeline`.
+
+They differ from romancal's `RomanStep`/`RomanPipeline` in what a survey run needs
+(stpipe_integration.md §4, §6–§9):
+
+- CRDS is never contacted unless ``RIP_USE_CRDS`` is true: reference files come from
+  ``override_<reftype>``; a missing required one is one clear error naming the step,
+  the reftype and the parameter that sets it; optional reftypes are skipped with a log
+  line.
+- Reference files are opened once per run (cached on the outermost step) and read
+  lazily through `romanimpreprocess.datamodels.open_reference`.
+- ``meta.cal_step`` is recorded by each step under its ``cal_step_key``.
+- Logs of the ``romanimpreprocess`` loggers show under ``strun``.
+- Outputs are written atomically and ``output_file`` is honoured as given.
+- ``get_pars`` keeps the ``override_*`` paths, so exported parameter files reproduce
+  the run.
+"""
+
+import importlib.metadata
+import logging
+import os
+import shutil
+import tempfile
+from os.path import abspath, dirname, join, split
+
+from roman_datamodels import datamodels as dm
+from romancal.stpipe import RomanPipeline, RomanStep
+from stpipe import Pipeline
+
+from romanimpreprocess.datamodels import (
+    Geometry,
+    MissingReferenceError,
+    open_l1,
+    open_reference,
+    raw_to_ramp,
+    validate_l1,
+)
+
+__all__ = ["RipPipeline", "RipStep", "atomic_save", "use_crds"]
+
+log = logging.getLogger(__name__)
+
+_TRUE = ("1", "true", "yes", "y", "t", "on")
+
+
+def use_crds() -> bool:
+    """True when the user opted in to CRDS with ``RIP_USE_CRDS``."""
+    return os.environ.get("RIP_USE_CRDS", "").strip().lower() in _TRUE
+
+
+def atomic_save(model, path, writer=None):
+    """Write ``model`` to ``path`` so that ``path`` is never left half-written.
+
+    The file is written into a hidden temporary directory next to ``path`` under its
+    final basename (``DataModel.save`` stamps ``meta.filename`` with it), then renamed
+    over ``path`` in one step. On any error the temporary files are removed and an
+    existing ``path`` is untouched.
+
+    Parameters
+    ----------
+    model : DataModel
+        Model to write.
+    path : str
+        Final output path.
+    writer : callable or None
+        ``writer(model, tmp_path)``; default ``model.save(tmp_path)``.
+
+    Returns
+    -------
+    str
+        The absolute output path.
+    """
+    path = abspath(os.fspath(path))
+    directory = dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    tmpdir = tempfile.mkdtemp(prefix=".tmp-rip-", dir=directory)
+    try:
+        tmp_path = join(tmpdir, os.path.basename(path))
+        if writer is None:
+            model.save(tmp_path)
+        else:
+            writer(model, tmp_path)
+        os.replace(tmp_path, path)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    return path
+
+
+class RipStep(RomanStep):
+    """Base class of every romanimpreprocess step (offline, see module docstring).
+
+    Subclasses set ``class_alias`` (``rip_<name>``), ``cal_step_key`` (the
+    ``meta.cal_step`` key they fill: romancal's where one exists, else their name),
+    ``spec``, ``reference_file_types`` and, for reftypes the step can do without,
+    ``optional_reference_types``.
+    """
+
+    cal_step_key = None
+    optional_reference_types = ()
+
+    # ------------------------------------------------------------------ logging
+    @staticmethod
+    def get_stpipe_loggers():
+        """Loggers stpipe configures: ours first, then romancal's list."""
+        return ("romanimpreprocess", *RomanStep.get_stpipe_loggers())
+
+    # --------------------------------------------------------------------- CRDS
+    @classmethod
+    def get_config_from_reference(cls, dataset, disable=None, crds_observatory=None):
+        """No CRDS parameter references unless ``RIP_USE_CRDS`` is set."""
+        if not use_crds():
+            return cls._empty_config()
+        return super().get_config_from_reference(dataset, disable, crds_observatory)
+
+    def get_reference_file(self, input_file, reference_file_type):
+        """Path of the reference file for ``reference_file_type`` (override only).
+
+        Returns ``"N/A"`` for a skipped optional reftype. Raises
+        `MissingReferenceError` for a required one without an override.
+        """
+        override = self.get_ref_override(reference_file_type)
+        if override is None and not use_crds():
+            if reference_file_type in self.optional_reference_types:
+                return "N/A"
+            raise MissingReferenceError(
+                self._missing_reference_message(reference_file_type)
+            )
+        return super().get_reference_file(input_file, reference_file_type)
+
+    def _missing_reference_message(self, reftype):
+        name = self.name or type(self).__name__
+        text = (
+            f"step '{name}' ({self.class_alias}) needs a '{reftype}' reference file "
+            f"and none was given (CRDS is not used). Give it with "
+            f"--override_{reftype}=<path> (strun) or override_{reftype}='<path>' "
+            f"(Step.call)"
+        )
+        if self.parent is not None:
+            text += (
+                f"; in a pipeline: --steps.{name}.override_{reftype}=<path> or "
+                f"steps={{'{name}': {{'override_{reftype}': '<path>'}}}}"
+            )
+        if reftype in self.optional_reference_types:
+            text += "; 'N/A' skips it"
+        return text
+
+    def finalize_result(self, model, reference_files_used):
+        """Record software version and reference files in the model, without CRDS."""
+        if model is None or not hasattr(model, "meta"):
+            return
+        meta = model.meta
+        meta.calibration_software_name = "romanimpreprocess"
+        meta.calibration_software_version = importlib.metadata.version(
+            "romanimpreprocess"
+        )
+        if isinstance(model, dm.ImageModel):
+            meta.cal_logs = self.log_records
+        if reference_files_used and "ref_file" in meta:
+            for reftype, path in reference_files_used:
+                meta.ref_file[reftype] = str(path)
+            import crds
+
+            meta.ref_file["crds"] = {"version": crds.__version__, "context": "N/A"}
+
+    def get_pars(self, full_spec=True):
+        """Step parameters, including string ``override_*`` paths (stpipe drops them)."""
+        pars = super().get_pars(full_spec)
+        if not isinstance(self, Pipeline):
+            for reftype in self.reference_file_types:
+                value = getattr(self, f"override_{reftype}", None)
+                if isinstance(value, str):
+                    pars[f"override_{reftype}"] = value
+        return pars
+
+    # ------------------------------------------------------------ model helpers
+    def open_model(self, dataset):
+        """Open ``dataset`` (path or model); an L1 file is validated first."""
+        if isinstance(dataset, str | os.PathLike):
+            path = os.fspath(self.make_input_path(os.fspath(dataset)))
+            import roman_datamodels as rdm
+
+            try:
+                model = rdm.open(path, lazy_load=True)
+            except Exception:
+                # Let open_l1 produce the clear error naming the file.
+                return open_l1(path)
+            if isinstance(model, dm.ScienceRawModel):
+                validate_l1(model, path)
+            return model
+        return dataset
+
+    def open_ramp(self, dataset):
+        """Open ``dataset`` as a float32 `RampModel` (L1 decoded once)."""
+        model = self.open_model(dataset)
+        if isinstance(model, dm.ScienceRawModel):
+            validate_l1(model)
+            model = raw_to_ramp(model)
+        if not isinstance(model, dm.RampModel):
+            raise TypeError(
+                f"step '{self.name}' works on ramps (L1 ScienceRawModel or RampModel), "
+                f"got {type(model).__name__}"
+            )
+        return model
+
+    def _root(self):
+        step = self
+        while step.parent is not None:
+            step = step.parent
+        return step
+
+    def load_reference(self, model, reftype, fields=None):
+        """Open the ``reftype`` reference for ``model``, or None if N/A or skipped.
+
+        The file is validated against the model's geometry for ``fields`` (default:
+        every field of the reftype) and cached on the outermost step for the run, so
+        a file used by several steps is opened once.
+        """
+        path = self.get_reference_file(model, reftype)
+        if path in ("N/A", "", None):
+            log.info("%s reference file: N/A, not used by step %s", reftype, self.name)
+            return None
+        if not isinstance(path, str):
+            raise TypeError(
+                f"override_{reftype}: an in-memory model is not supported; give a path"
+            )
+        geometry = Geometry.from_model(model)
+        root = self._root()
+        cache = root.__dict__.setdefault("_rip_reference_cache", {})
+        key = (reftype, abspath(path), geometry, tuple(fields) if fields else None)
+        ref = cache.get(key)
+        if ref is None:
+            ref = open_reference(reftype, path, geometry=geometry, fields=fields)
+            cache[key] = ref
+        log.info("Using %s reference file: %s", reftype.upper(), ref.path)
+        return ref
+
+    def close_references(self):
+        """Close the reference files cached during this run."""
+        cache = self.__dict__.pop("_rip_reference_cache", {})
+        for ref in cache.values():
+            ref.close()
+
+    def record_cal_step(self, model, status):
+        """Set ``meta.cal_step[cal_step_key]`` (COMPLETE, SKIPPED, INCOMPLETE, FAILED)."""
+        if status not in ("COMPLETE", "SKIPPED", "INCOMPLETE", "FAILED", "N/A"):
+            raise ValueError(f"invalid cal_step status {status!r}")
+        meta = getattr(model, "meta", None)
+        if meta is not None and "cal_step" in meta and self.cal_step_key:
+            meta.cal_step[self.cal_step_key] = status
+
+    def skip_model(self, model, reason):
+        """Log why the step is skipped, record SKIPPED and return ``model``."""
+        log.warning("Step %s skipped: %s", self.name, reason)
+        self.record_cal_step(model, "SKIPPED")
+        return model
+
+    @staticmethod
+    def processinfo(model):
+        """The legacy ``processinfo`` dict carried by ``model`` (created on demand)."""
+        if "processinfo" not in model:
+            model["processinfo"] = {}
+        return model["processinfo"]
+
+    # -------------------------------------------------------------------- output
+    @staticmethod
+    def _make_output_path(step, basepath=None, ext=None, suffix=None, **components):
+        """stpipe's naming, except that an explicit ``output_file`` is used as given."""
+        explicit = step.search_attr("output_file")
+        if (
+            explicit
+            and (basepath is None or basepath == explicit)
+            and not any(v is not None for v in components.values())
+        ):
+            directory, name = split(os.path.expanduser(explicit))
+            if not directory:
+                directory = step.search_attr("output_dir", default="") or ""
+            return join(os.path.expandvars(os.path.expanduser(directory)), name)
+        return RomanStep._make_output_path(
+            step, basepath=basepath, ext=ext, suffix=suffix, **components
+        )
+
+    def save_model(
+        self, model, suffix=None, idx=None, output_file=None, force=False, **components
+    ):
+        """Save like stpipe, but atomically (`atomic_save`)."""
+        if not isinstance(model, dm.DataModel):
+            return super().save_model(
+                model,
+                suffix=suffix,
+                idx=idx,
+                output_file=output_file,
+                force=force,
+                **components,
+            )
+        if output_file is None or output_file == "":
+            output_file = self.output_file
+        if not force and not self.save_results and not output_file:
+            return None
+        if self.output_use_model or (
+            output_file is None and not self.search_output_file
+        ):
+            output_file = model.meta.filename
+            idx = None
+        path = self.make_output_path(
+            basepath=output_file, suffix=suffix, idx=idx, **components
+        )
+        path = atomic_save(model, path, writer=self.output_writer())
+        log.info("Saved model in %s", path)
+        return path
+
+    def output_writer(self):
+        """Function ``writer(model, path)`` used by `save_model`; None = model.save."""
+        return
+
+
+class RipPipeline(RomanPipeline, RipStep):
+    """Base class of our pipelines (offline reference handling, see `RipStep`)."""
+
+    def _precache_references(self, input_file):
+        """Check that every string override opens; never call CRDS."""
+        from stpipe import crds_client
+
+        for reftype in self.reference_file_types:
+            override = self.get_ref_override(reftype)
+            if isinstance(override, str) and override not in ("", "N/A"):
+                crds_client.check_reference_open(override)
+
+    def get_pars(self, full_spec=True):
+        """Pipeline parameters with each child's (override-preserving) parameters."""
+        return Pipeline.get_pars(self, full_spec)

@@ -1,0 +1,39 @@
+"""Entry point for stpipe's ``stpipe.steps`` group (``strun <alias>``, ``stpipe list``).
+
+Keep imports out of this module: stpipe imports it for every ``strun`` call.
+"""
+
+__all__ = ["STEPS", "get_steps"]
+
+# (fully-qualified class name, class_alias, is_pipeline)
+STEPS = [
+    ("romanimpreprocess.pipeline.L1ToL2Pipeline", "rip_l1l2", True),
+    ("romanimpreprocess.dq_init.DQInitStep", "rip_dq_init", False),
+    ("romanimpreprocess.saturation.SaturationStep", "rip_saturation", False),
+    ("romanimpreprocess.refpix.RefPixStep", "rip_refpix", False),
+    ("romanimpreprocess.biascorr.BiasCorrStep", "rip_biascorr", False),
+    ("romanimpreprocess.dark_decay.DarkDecayStep", "rip_dark_decay", False),
+    (
+        "romanimpreprocess.wfi18_transient.WFI18TransientStep",
+        "rip_wfi18_transient",
+        False,
+    ),
+    ("romanimpreprocess.linearity.LinearityLegendreStep", "rip_linearity", False),
+    ("romanimpreprocess.ipc.IPCStep", "rip_ipc", False),
+    ("romanimpreprocess.ramp_fitting.RampFitStep", "rip_ramp_fit", False),
+    ("romanimpreprocess.dark_current.DarkCurrentStep", "rip_dark_current", False),
+    ("romanimpreprocess.flatfield.FlatFieldStep", "rip_flatfield", False),
+    ("romanimpreprocess.sky.SkyStep", "rip_sky", False),
+    ("romanimpreprocess.noise.NoiseStep", "rip_noise", False),
+]
+
+
+def get_steps():
+    """Return the steps and pipelines this package registers with stpipe.
+
+    Returns
+    -------
+    list of tuple
+        ``(class name, class alias, is pipeline)`` for every registered class.
+    """
+    return list(STEPS)

@@ -1,0 +1,58 @@
+"""Shared fixtures: small frames with the real WFI geometry (border 4, 32 channels)."""
+
+import asdf
+import numpy as np
+import pytest
+from roman_datamodels import datamodels as dm
+
+from romanimpreprocess.constants import AMP33_WIDTH
+
+SMALL_SIZE = 64
+SMALL_READ_PATTERN = [[0], [1, 2], [3, 4, 5], [6, 7], [8]]
+
+
+@pytest.fixture
+def rng(request):
+    """A generator seeded per test, so results never depend on test order."""
+    return np.random.default_rng(abs(hash(request.node.nodeid)) % 2**32)
+
+
+def make_raw_model(size=SMALL_SIZE, read_pattern=None, frame_time=3.04, seed=0):
+    """A small ScienceRawModel with plausible meta (values random, not physical)."""
+    read_pattern = read_pattern or SMALL_READ_PATTERN
+    nres = len(read_pattern)
+    rng = np.random.default_rng(seed)
+    raw = dm.ScienceRawModel.create_fake_data(shape=(nres, size, size))
+    raw.data = rng.integers(1000, 2000, (nres, size, size)).astype(np.uint16)
+    raw.amp33 = rng.integers(1000, 2000, (nres, size, AMP33_WIDTH)).astype(np.uint16)
+    raw.meta.exposure.nresultants = nres
+    raw.meta.exposure.read_pattern = [list(r) for r in read_pattern]
+    raw.meta.exposure.frame_time = frame_time
+    raw.meta.instrument.detector = "WFI01"
+    for key in ("xstart", "xstop", "ystart", "ystop"):
+        raw.meta.guide_star[f"window_{key}"] = -1
+    return raw
+
+
+@pytest.fixture
+def make_l1_file(tmp_path):
+    """Factory writing a small L1 file; returns its path."""
+
+    def _make(name="small_uncal.asdf", **kwargs):
+        path = tmp_path / name
+        make_raw_model(**kwargs).save(path)
+        return str(path)
+
+    return _make
+
+
+@pytest.fixture
+def make_ref_file(tmp_path):
+    """Factory writing a legacy-layout reference file ``{roman: tree}``."""
+
+    def _make(name, tree):
+        path = tmp_path / name
+        asdf.AsdfFile({"roman": tree}).write_to(path)
+        return str(path)
+
+    return _make
