@@ -66,6 +66,20 @@ def open_l1(path) -> dm.ScienceRawModel:
     except Exception:
         model.close()
         raise
+    # Read the arrays now: every resultant is used, and a truncated or corrupt file
+    # must fail here, naming the file, before any processing starts.
+    for name in ("data", "amp33", "reference_read", "reference_amp33", "resultantdq"):
+        if name in model:
+            try:
+                model[name] = np.asarray(model[name])
+            except Exception as exc:
+                model.close()
+                raise InputFileError(
+                    path,
+                    f"array cannot be read, the file may be truncated or corrupt "
+                    f"({type(exc).__name__}: {exc})",
+                    field=f"roman.{name}",
+                ) from exc
     return model
 
 
@@ -123,9 +137,7 @@ def validate_l1(model, path=None):
             field="meta.exposure.read_pattern",
         )
     for i, frames in enumerate(read_pattern):
-        if not frames or any(
-            b - a != 1 for a, b in itertools.pairwise(frames)
-        ):
+        if not frames or any(b - a != 1 for a, b in itertools.pairwise(frames)):
             raise InputFileError(
                 path,
                 f"resultant {i} frames {frames} are not a contiguous run",

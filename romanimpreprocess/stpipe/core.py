@@ -185,7 +185,8 @@ class RipStep(RomanStep):
                 # Let open_l1 produce the clear error naming the file.
                 return open_l1(path)
             if isinstance(model, dm.ScienceRawModel):
-                validate_l1(model, path)
+                model.close()
+                return open_l1(path)
             return model
         return dataset
 

@@ -1,0 +1,116 @@
+"""The L1 reader: clear errors for bad exposures, correct timing of good ones."""
+
+import numpy as np
+import pytest
+
+from romanimpreprocess.datamodels import (
+    InputFileError,
+    open_l1,
+    resultant_times,
+    validate_l1,
+)
+from tests.conftest import make_raw_model
+
+
+def _save(model, tmp_path, name="raw_uncal.asdf"):
+    path = tmp_path / name
+    model.save(path)
+    return str(path)
+
+
+def test_good_file(tmp_path):
+    path = _save(make_raw_model(size=64), tmp_path)
+    model = open_l1(path)
+    assert model.data.shape == (5, 64, 64)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field", "words"),
+    [
+        (
+            lambda m: setattr(m, "amp33", m.amp33[:, :, :64]),
+            "roman.amp33",
+            "(5, 64, 128)",
+        ),
+        (lambda m: setattr(m, "data", m.data[0]), "roman.data", "3-D"),
+        (
+            lambda m: m.meta.exposure.__setitem__("read_pattern", [[0], [1], [2]]),
+            "meta.exposure.read_pattern",
+            "3 resultants but the data has 5",
+        ),
+        (
+            lambda m: m.meta.exposure.__setitem__(
+                "read_pattern", [[0], [1, 3], [4], [5], [6]]
+            ),
+            "meta.exposure.read_pattern",
+            "contiguous",
+        ),
+        (
+            lambda m: m.meta.exposure.__setitem__("frame_time", -1.0),
+            "meta.exposure.frame_time",
+            "positive",
+        ),
+        (
+            lambda m: m.meta.instrument.__setitem__("detector", "WFI19"),
+            "meta.instrument.detector",
+            "WFI19",
+        ),
+        (lambda m: setattr(m, "data", m.data[:, :, :60]), "roman.data", "32 channels"),
+    ],
+)
+def test_bad_exposure_names_field(mutate, field, words):
+    model = make_raw_model(size=64)
+    mutate(model)
+    with pytest.raises(InputFileError) as err:
+        validate_l1(model, "bad_uncal.asdf")
+    msg = str(err.value)
+    assert "bad_uncal.asdf" in msg and field in msg and words in msg
+
+
+def test_schema_invalid_file_names_file_and_problem(tmp_path):
+    """A file whose data is not uint16 (header edited, as a corrupt writer would)."""
+    path = _save(make_raw_model(size=64), tmp_path)
+    raw = open(path, "rb").read()
+    assert b"datatype: uint16" in raw
+    with open(path, "wb") as f:
+        f.write(raw.replace(b"datatype: uint16", b"datatype:  int16", 1))
+    with pytest.raises(InputFileError) as err:
+        open_l1(path)
+    assert path in str(err.value) and "uint16" in str(err.value)
+
+
+@pytest.mark.parametrize("content", [b"", b"not an asdf file at all\n"])
+def test_empty_or_not_asdf(tmp_path, content):
+    path = tmp_path / "x_uncal.asdf"
+    path.write_bytes(content)
+    with pytest.raises(InputFileError) as err:
+        open_l1(str(path))
+    assert str(path) in str(err.value)
+
+
+def test_missing(tmp_path):
+    with pytest.raises(InputFileError, match="does not exist"):
+        open_l1(str(tmp_path / "missing.asdf"))
+
+
+def test_truncated(tmp_path):
+    path = _save(make_raw_model(size=64), tmp_path)
+    data = open(path, "rb").read()
+    with open(path, "wb") as f:
+        f.write(data[: len(data) // 3])
+    with pytest.raises(InputFileError) as err:
+        model = open_l1(path)
+        np.asarray(model.data)
+    assert path in str(err.value)
+
+
+def test_resultant_times_closed_form():
+    """validation.md §1.1: tbar and tau of single- and multi-frame resultants."""
+    tbar, tau, n = resultant_times([[0], [1, 2], [3, 4, 5]], 2.0)
+    np.testing.assert_allclose(tbar, [0.0, 3.0, 8.0])
+    # tau = (t0 + (N-1)(2N-1)/(6N)) dt: N=2 -> 1 + 1*3/12 ; N=3 -> 3 + 2*5/18
+    np.testing.assert_allclose(tau, [0.0, 2 * (1 + 3 / 12), 2 * (3 + 10 / 18)])
+    np.testing.assert_array_equal(n, [1, 2, 3])
+    # brute force: variance of the mean of cumulative Poisson counts at rate 1/s
+    frames = np.array([3, 4, 5]) * 2.0
+    assert tau[2] == pytest.approx(np.minimum.outer(frames, frames).mean())
