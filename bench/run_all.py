@@ -1,0 +1,352 @@
+"""Full-frame benchmarks side by side: ours vs legacy 1.0.0 vs romancal's ramp fit.
+
+Every measured program runs in its own process under ``/usr/bin/time -v`` so that wall
+time, CPU time and peak RSS are those of the process alone. Results go to
+``bench/RESULTS.md`` (the section between the ``run_all`` markers is rewritten; other
+sections are left alone) and to ``bench/out/results.json``.
+
+Usage::
+
+    python bench/run_all.py                       # 4096^2, 6/12/24 resultants, all programs
+    python bench/run_all.py --size 256 --smoke    # a quick check of the script itself
+    python bench/run_all.py --patterns survey6 --skip-legacy
+
+The legacy package is installed into ``bench/.venv-legacy`` if missing (it is a
+yardstick only, never imported by the package).
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+LEGACY_VENV = BENCH / ".venv-legacy"
+LEGACY_PY = LEGACY_VENV / "bin" / "python"
+MARK_BEGIN = "<!-- run_all:begin -->"
+MARK_END = "<!-- run_all:end -->"
+
+
+def timed(cmd, log_path, env=None, cwd=None):
+    """Run ``cmd`` under /usr/bin/time -v; return wall s, cpu s, peak RSS GiB, rc."""
+    time_bin = shutil.which("time") or "/usr/bin/time"
+    full = [time_bin, "-v", *map(str, cmd)]
+    t0 = time.perf_counter()
+    with open(log_path, "w") as log:
+        proc = subprocess.run(
+            full, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd
+        )
+    wall = time.perf_counter() - t0
+    text = Path(log_path).read_text(errors="replace")
+
+    def grab(label):
+        m = re.search(rf"{re.escape(label)}:\s*([\d.:]+)", text)
+        return m.group(1) if m else None
+
+    user = float(grab("User time (seconds)") or 0)
+    system = float(grab("System time (seconds)") or 0)
+    rss_kb = float(grab("Maximum resident set size (kbytes)") or 0)
+    return {
+        "wall_s": round(wall, 2),
+        "cpu_s": round(user + system, 2),
+        "peak_rss_gib": round(rss_kb / 2**20, 3),
+        "returncode": proc.returncode,
+        "log": str(log_path),
+    }
+
+
+def ensure_legacy_venv():
+    """Create the legacy 1.0.0 venv if it is missing; return its python or None."""
+    if LEGACY_PY.exists():
+        return LEGACY_PY
+    print(f"creating {LEGACY_VENV} with romanimpreprocess==1.0.0 ...", flush=True)
+    subprocess.run([sys.executable, "-m", "venv", str(LEGACY_VENV)], check=True)
+    rc = subprocess.run(
+        [str(LEGACY_PY), "-m", "pip", "install", "-q", "romanimpreprocess==1.0.0"]
+    ).returncode
+    return LEGACY_PY if rc == 0 else None
+
+
+def simulate(out_dir, size, pattern, seed):
+    """Write a simulated set with rip-simulate; return the legacy config dict."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg_files = list(out_dir.glob("*.yaml"))
+    if not cfg_files:
+        cmd = [
+            sys.executable,
+            "-m",
+            "romanimpreprocess.simulate.cli",
+            "--out",
+            str(out_dir),
+            "--size",
+            str(size),
+            "--read-pattern",
+            pattern,
+            "--seed",
+            str(seed),
+        ]
+        subprocess.run(cmd, check=True)
+        cfg_files = list(out_dir.glob("*.yaml"))
+    with open(cfg_files[0]) as f:
+        return yaml.safe_load(f), cfg_files[0]
+
+
+def write_config(config, path, **changes):
+    cfg = dict(config)
+    cfg.update(changes)
+    with open(path, "w") as f:
+        yaml.safe_dump(cfg, f)
+    return path
+
+
+def run_ours(config, work, tag, algorithm):
+    changes = {"OUT": str(work / f"ours_{tag}_{algorithm}_cal.asdf")}
+    if algorithm == "likely":
+        changes["romancal_ramp_fit"] = True
+    cfg = write_config(config, work / f"ours_{tag}_{algorithm}.yaml", **changes)
+    res = timed(
+        [sys.executable, "-m", "romanimpreprocess.L1_to_L2.gen_cal_image", cfg],
+        work / f"ours_{tag}_{algorithm}.log",
+    )
+    res["output"] = changes["OUT"]
+    res["steps"] = step_times(changes["OUT"])
+    return res
+
+
+def step_times(l2_path):
+    """Per-step wall times recorded by the pipeline in processinfo, if present."""
+    try:
+        import asdf
+
+        with asdf.open(l2_path, lazy_load=True) as af:
+            info = af.tree.get("processinfo") or af.tree["roman"].get("processinfo", {})
+            for key in ("step_times", "timing", "step_timing"):
+                if key in info:
+                    return {k: float(v) for k, v in dict(info[key]).items()}
+    except Exception as exc:  # a benchmark reports, it does not stop
+        return {"error": str(exc)}
+    return {}
+
+
+def run_legacy(config, work, tag):
+    py = ensure_legacy_venv()
+    if py is None:
+        return {"skipped": "legacy venv could not be created"}
+    out = work / f"legacy_{tag}_cal.asdf"
+    cfg = write_config(config, work / f"legacy_{tag}.yaml", OUT=str(out))
+    # The legacy package must not see our package: run from a neutral directory.
+    res = timed(
+        [py, "-m", "romanimpreprocess.L1_to_L2.gen_cal_image", cfg],
+        work / f"legacy_{tag}.log",
+        cwd=str(work),
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    )
+    res["output"] = str(out)
+    return res
+
+
+ROMANCAL_RAMPFIT = r"""
+import sys, time
+import numpy as np
+import roman_datamodels as rdm
+from romancal.dq_init.dq_initialization import do_dqinit
+from romancal.ramp_fitting.ramp_fit_step import likely
+raw = rdm.open(sys.argv[1])
+t0 = time.perf_counter()
+ramp = do_dqinit(raw, None)
+ny, nx = ramp.data.shape[1:]
+rn = np.full((ny, nx), float(sys.argv[2]), np.float32)
+gain = np.full((ny, nx), float(sys.argv[3]), np.float32)
+likely(ramp, rn, gain, include_var_rnoise=True, record_jumps=False, jump_kw={})
+print(f"romancal likely ramp fit: {time.perf_counter() - t0:.1f} s")
+"""
+
+
+def run_romancal_rampfit(config, work, tag):
+    """romancal 1.1.0's likelihood ramp fit (dq_init + likely) on the same L1.
+
+    The full ExposurePipeline needs reference types our calibration set has no
+    counterpart for (photom, distortion, area, epsf, inverselinearity,
+    integralnonlinearity, refpix), so only its ramp fit is measured.
+    """
+    script = work / "romancal_rampfit.py"
+    script.write_text(ROMANCAL_RAMPFIT)
+    rampopt = config.get("RAMP_OPT_PARS") or {}
+    return timed(
+        [
+            sys.executable,
+            script,
+            config["IN"],
+            rampopt.get("sigma_read", 6.5),
+            rampopt.get("gain", 1.8),
+        ],
+        work / f"romancal_{tag}.log",
+    )
+
+
+READ_ONLY = r"""
+import sys, time, numpy as np, asdf
+t0 = time.perf_counter()
+with asdf.open(sys.argv[1], lazy_load=False) as af:
+    np.asarray(af["roman"]["data"]).sum(); np.asarray(af["roman"]["amp33"]).sum()
+for path, fields in zip(sys.argv[2::2], sys.argv[3::2]):
+    with asdf.open(path, lazy_load=True, memmap=True) as af:
+        for f in fields.split(","):
+            if f in af["roman"]:
+                np.asarray(af["roman"][f]).sum()
+print(f"read {time.perf_counter() - t0:.2f} s")
+"""
+
+# Arrays the pipeline needs from each CALDIR file (the practical reading floor).
+NEEDED = {
+    "dark": "data,dark_slope,dq",
+    "flat": "data",
+    "gain": "data",
+    "ipc4d": "data",
+    "linearitylegendre": "data,Smin,Smax,Sref,dq",
+    "mask": "dq",
+    "read": "data",
+    "saturation": "data,dq",
+    "biascorr": "data",
+}
+
+
+def run_read_floor(config, work, tag):
+    script = work / "read_only.py"
+    script.write_text(READ_ONLY)
+    args = [config["IN"]]
+    for key, fields in NEEDED.items():
+        path = (config.get("CALDIR") or {}).get(key)
+        if path:
+            args += [path, fields]
+    # drop the page cache effect as far as we can: read once to warm, then time
+    timed([sys.executable, script, *args], work / f"readfloor_warm_{tag}.log")
+    return timed([sys.executable, script, *args], work / f"readfloor_{tag}.log")
+
+
+def ratio(a, b):
+    try:
+        return f"{a / b:.1f}×"
+    except (TypeError, ZeroDivisionError):
+        return "n/a"
+
+
+def render(results, args):
+    lines = [MARK_BEGIN, "## Full-frame speed and memory (bench/run_all.py)", ""]
+    lines.append(
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, "
+        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB; "
+        f"Python {platform.python_version()}; date {time.strftime('%Y-%m-%d')}."
+    )
+    lines.append(f"Command: `{' '.join(sys.argv)}` (size {args.size}).")
+    lines.append("")
+    lines.append(
+        "| resultants | program | wall s | CPU s | peak RSS GiB | legacy/ours | "
+        "romancal fit/ours |"
+    )
+    lines.append("|---|---|---|---|---|---|---|")
+    for tag, res in results.items():
+        ours = res.get("ours_optimal", {}).get("wall_s")
+        legacy = res.get("legacy", {}).get("wall_s")
+        romancal = res.get("romancal_rampfit", {}).get("wall_s")
+        for name, r in res.items():
+            if not isinstance(r, dict) or "wall_s" not in r:
+                continue
+            rel_legacy = ratio(legacy, r["wall_s"]) if name.startswith("ours") else ""
+            rel_rc = ratio(romancal, r["wall_s"]) if name.startswith("ours") else ""
+            rc = "" if r.get("returncode", 0) == 0 else f" (exit {r['returncode']})"
+            lines.append(
+                f"| {tag} | {name}{rc} | {r['wall_s']} | {r['cpu_s']} | "
+                f"{r['peak_rss_gib']} | {rel_legacy} | {rel_rc} |"
+            )
+        steps = res.get("ours_optimal", {}).get("steps") or {}
+        if steps and "error" not in steps:
+            total = sum(steps.values())
+            parts = ", ".join(f"{k} {v:.2f}" for k, v in steps.items())
+            lines.append("")
+            lines.append(
+                f"{tag}: time per step (s, optimal): {parts}; sum {total:.2f}."
+            )
+            floor = res.get("read_floor", {}).get("wall_s")
+            if floor and ours:
+                lines.append(
+                    f"{tag}: just reading the inputs takes {floor} s in a fresh process "
+                    f"({100 * floor / ours:.0f} % of the whole run)."
+                )
+        lines.append("")
+    lines.append(MARK_END)
+    return "\n".join(lines)
+
+
+def update_results_md(section):
+    path = BENCH / "RESULTS.md"
+    text = path.read_text() if path.exists() else "# Benchmark results\n\n"
+    if MARK_BEGIN in text and MARK_END in text:
+        head, rest = text.split(MARK_BEGIN, 1)
+        _, tail = rest.split(MARK_END, 1)
+        text = head + section + tail
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    path.write_text(text)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=4096)
+    parser.add_argument(
+        "--patterns", nargs="+", default=["survey6", "survey12", "survey24"]
+    )
+    parser.add_argument("--out", default=str(BENCH / "out"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip-legacy", action="store_true")
+    parser.add_argument("--skip-romancal", action="store_true")
+    parser.add_argument("--skip-likely", action="store_true")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="small check of this script: no legacy/romancal, no RESULTS.md update",
+    )
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.skip_legacy = args.skip_romancal = True
+    results = {}
+    for pattern in args.patterns:
+        tag = f"{pattern}"
+        work = Path(args.out) / f"{args.size}_{pattern}"
+        config, _ = simulate(work / "sim", args.size, pattern, args.seed)
+        res = {"ours_optimal": run_ours(config, work, tag, "optimal")}
+        if not args.skip_likely:
+            res["ours_likely"] = run_ours(config, work, tag, "likely")
+        if not args.skip_legacy:
+            res["legacy"] = run_legacy(config, work, tag)
+        if not args.skip_romancal:
+            res["romancal_rampfit"] = run_romancal_rampfit(config, work, tag)
+        res["read_floor"] = run_read_floor(config, work, tag)
+        results[tag] = res
+        print(json.dumps({tag: res}, indent=1), flush=True)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "results.json").write_text(json.dumps(results, indent=1))
+    section = render(results, args)
+    print(section)
+    if not args.smoke:
+        update_results_md(section)
+    failed = [
+        f"{tag}/{name}"
+        for tag, res in results.items()
+        for name, r in res.items()
+        if name.startswith("ours") and r.get("returncode", 0) != 0
+    ]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
