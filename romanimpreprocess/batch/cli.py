@@ -5,6 +5,7 @@ Exit code: 0 when every exposure is done or skipped, 1 when at least one failed,
 """
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
@@ -117,6 +118,11 @@ def build_parser():
         help="also write the results (status, wall time, error, log) as JSON",
     )
     p.add_argument(
+        "--dashboard",
+        metavar="ADDRESS",
+        help="serve the LocalCluster's dask dashboard here, e.g. :8787 (default: none)",
+    )
+    p.add_argument(
         "--no-progress", action="store_true", help="no progress display on stderr"
     )
     p.add_argument(
@@ -183,6 +189,11 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    # dask's own INFO chatter (scheduler/nanny start and stop) is not for users here;
+    # importing distributed sets its logger levels, so import it first.
+    with contextlib.suppress(ImportError):
+        import distributed  # noqa: F401
+    logging.getLogger("distributed").setLevel(logging.WARNING)
     try:
         if args.params:
             if not args.output_dir:
@@ -220,6 +231,7 @@ def main(argv=None):
         memory_per_exposure=per_exposure,
         overwrite=args.overwrite,
         log_dir=args.log_dir,
+        dashboard=args.dashboard,
         progress=not args.no_progress,
     )
     print(format_table(report.results))

@@ -53,6 +53,14 @@ N_SHAPE_SAMPLES = 4
 # A task whose worker dies is tried on this many workers in total before it is
 # reported (dask's default of 3 retries lets one bad exposure kill 4 workers).
 ALLOWED_FAILURES = 1
+# One thread per worker process: numeric libraries must not start their own pools
+# (dask's nanny already sets OMP/MKL/OPENBLAS; numba reads its own variable).
+WORKER_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "NUMBA_NUM_THREADS": "1",
+}
 
 
 @dataclasses.dataclass
@@ -263,7 +271,7 @@ def _run_on_client(client, tasks, runner, progress):
     return results
 
 
-def _local_cluster(plan, quiet=True):
+def _local_cluster(plan, dashboard=None, quiet=True):
     import dask
     from distributed import LocalCluster
 
@@ -273,8 +281,9 @@ def _local_cluster(plan, quiet=True):
             threads_per_worker=1,
             processes=True,
             memory_limit=plan.memory_limit,
-            dashboard_address=None,
+            dashboard_address=dashboard,
             silence_logs=logging.ERROR if quiet else logging.WARNING,
+            env=dict(WORKER_ENV),
         )
 
 
@@ -290,6 +299,7 @@ def run_batch(
     memory_per_exposure=None,
     overwrite=False,
     log_dir=None,
+    dashboard=None,
     progress=True,
     stream=None,
 ):
@@ -317,6 +327,8 @@ def run_batch(
         Redo exposures whose output is already complete.
     log_dir : str or None
         Directory of the per-exposure logs (default: next to each output).
+    dashboard : str or None
+        Address of the LocalCluster's dashboard (e.g. ``":8787"``); None = none.
     progress : bool
         Show progress on ``stream`` (default stderr).
     """
@@ -379,7 +391,10 @@ def run_batch(
                 f"(per exposure {format_bytes(per_exposure)})"
             )
             log.info("Starting %s", cluster_text)
-            with _local_cluster(plan) as cluster, Client(cluster) as own_client:
+            with (
+                _local_cluster(plan, dashboard) as cluster,
+                Client(cluster) as own_client,
+            ):
                 results.update(_run_on_client(own_client, runnable, runner, bar))
     ordered = [results[t["name"]] for t in tasks]
     return BatchReport(
