@@ -175,3 +175,14 @@ def test_cli_output_dir_redirects_legacy_outputs(tmp_path, capsys):
     assert code == 0
     assert output_problem(str(other / "r1.asdf")) is None
     assert not (tmp_path / "out" / "r1.asdf").exists()
+
+
+def test_cli_on_an_existing_scheduler(tmp_path, client, capsys):
+    cfgs = _configs(tmp_path, ["s1", "s2"])
+    address = client.scheduler.address
+    args = [*cfgs, "--scheduler", address, "--runner", f"{STAND_IN}:image_runner"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert f"on scheduler {address}" in out and "2 done" in out
+    # the cluster is not ours: it is still up and serving
+    assert len(client.scheduler_info()["workers"]) == 2
