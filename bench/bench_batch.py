@@ -1,0 +1,269 @@
+"""Batch throughput: N exposures through ``rip-batch``'s runner with 1 vs 2 workers.
+
+One simulated exposure and its calibration set are written once (``rip-simulate``'s
+Python API); the batch is N copies of the L1 file (``exp<i>_uncal.asdf``), one legacy
+YAML each, all sharing the calibration set as exposures of one SCA do. For each worker
+count a ``LocalCluster`` is started (timed separately), the N exposures run with
+``--overwrite`` semantics, and the wall time from submission to the last result gives
+the throughput. The per-exposure peak RSS measured in the workers is compared with the
+estimate of ``romanimpreprocess.batch.resources``.
+
+A second measurement answers whether a per-worker cache of reference files would pay:
+two exposures run one after the other in this process with the reference reader timed
+(opening + validating + reading the arrays used); the time of the second exposure's
+reference reading is what a cache could save.
+
+Results go to ``bench/RESULTS.md`` between the ``bench_batch`` markers (section
+"Batch throughput"; the rest of the file is left alone) and to
+``bench/out/batch/results.json``.
+
+Usage::
+
+    python bench/bench_batch.py                     # 8 exposures of 1024^2, 1 and 2 workers
+    python bench/bench_batch.py --size 512 --n 8
+    python bench/bench_batch.py --size 128 --n 4 --no-write    # smoke test
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+BENCH = Path(__file__).resolve().parent
+MARK_BEGIN = "<!-- bench_batch:begin -->"
+MARK_END = "<!-- bench_batch:end -->"
+
+
+def simulate(work, size, seed):
+    """One simulated set; returns its legacy config dict (reused if present)."""
+    from romanimpreprocess.simulate import SimulationConfig, write_simulation
+
+    sim = work / f"sim{size}"
+    cfgs = sorted(sim.glob("*.yaml")) if sim.exists() else []
+    if not cfgs:
+        sim.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        paths = write_simulation(str(sim), SimulationConfig(size=size, seed=seed))
+        print(f"simulated {size}^2 in {time.perf_counter() - t0:.1f} s", flush=True)
+        cfg_path = Path(paths["config_yaml"])
+    else:
+        cfg_path = cfgs[0]
+    with open(cfg_path) as f:
+        return yaml.safe_load(f)
+
+
+def make_batch(work, config, n, tag):
+    """N copies of the L1 input, one YAML each; returns the YAML paths."""
+    l1_dir = work / "l1"
+    l1_dir.mkdir(parents=True, exist_ok=True)
+    cfg_dir = work / f"cfg_{tag}"
+    if cfg_dir.exists():
+        shutil.rmtree(cfg_dir)
+    cfg_dir.mkdir()
+    out_dir = work / f"out_{tag}"
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    paths = []
+    for i in range(n):
+        l1 = l1_dir / f"exp{i}_uncal.asdf"
+        if not l1.exists():
+            shutil.copyfile(config["IN"], l1)
+        cfg = dict(config)
+        cfg["IN"] = str(l1)
+        cfg["OUT"] = str(out_dir / f"exp{i}_cal.asdf")
+        path = cfg_dir / f"exp{i}.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        paths.append(str(path))
+    return paths
+
+
+def run_workers(work, config, n, workers):
+    """Run the batch on a LocalCluster of ``workers``; return the measurements."""
+    from distributed import Client
+
+    from romanimpreprocess.batch import exposures_from_configs, run_batch
+    from romanimpreprocess.batch.resources import plan_local_cluster
+    from romanimpreprocess.batch.runner import _local_cluster, estimate_batch_memory
+
+    exposures = exposures_from_configs(make_batch(work, config, n, f"w{workers}"))
+    per_exposure = estimate_batch_memory(exposures)
+    plan = plan_local_cluster(per_exposure, n, workers=workers)
+    t0 = time.perf_counter()
+    with _local_cluster(plan) as cluster, Client(cluster) as client:
+        client.wait_for_workers(workers)
+        startup = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        report = run_batch(exposures, client=client, overwrite=True, progress=False)
+        wall = time.perf_counter() - t1
+    statuses = [r["status"] for r in report.results]
+    failed = [r for r in report.results if r["status"] != "done"]
+    for r in failed:
+        print(f"  {r['name']}: {r['status']} {r['error']}", flush=True)
+    task_walls = [r["wall_time"] for r in report.results]
+    rss = [r["peak_rss_mb"] for r in report.results if r["peak_rss_mb"]]
+    return {
+        "workers": workers,
+        "exposures": n,
+        "cluster_startup_s": round(startup, 2),
+        "wall_s": round(wall, 2),
+        "throughput_per_min": round(60 * n / wall, 2),
+        "task_wall_median_s": round(statistics.median(task_walls), 2),
+        "task_wall_max_s": round(max(task_walls), 2),
+        "task_wall_sum_s": round(sum(task_walls), 2),
+        "peak_rss_mb_max": round(max(rss), 1) if rss else None,
+        "estimate_mb": round(per_exposure / 2**20, 1),
+        "statuses": {s: statuses.count(s) for s in set(statuses)},
+    }
+
+
+def reference_timing(work, config):
+    """Time spent in the reference reader for two exposures run in this process."""
+    from romanimpreprocess.batch import exposures_from_configs, run_batch
+    from romanimpreprocess.datamodels import reference
+
+    spent = {"open": 0.0, "read": 0.0}
+    cls = reference.ReferenceFile
+    orig_init, orig_getattr = cls.__init__, cls.__getattr__
+
+    def timed_init(self, *a, **k):
+        t = time.perf_counter()
+        try:
+            return orig_init(self, *a, **k)
+        finally:
+            spent["open"] += time.perf_counter() - t
+
+    def timed_getattr(self, name):
+        t = time.perf_counter()
+        try:
+            return orig_getattr(self, name)
+        finally:
+            spent["read"] += time.perf_counter() - t
+
+    exposures = exposures_from_configs(make_batch(work, config, 2, "reftime"))
+    rows = []
+    cls.__init__, cls.__getattr__ = timed_init, timed_getattr
+    try:
+        for exp in exposures:
+            spent.update(open=0.0, read=0.0)
+            t = time.perf_counter()
+            report = run_batch([exp], serial=True, overwrite=True, progress=False)
+            total = time.perf_counter() - t
+            rows.append(
+                {
+                    "exposure": exp.name,
+                    "status": report.results[0]["status"],
+                    "total_s": round(total, 2),
+                    "ref_open_s": round(spent["open"], 3),
+                    "ref_read_s": round(spent["read"], 3),
+                }
+            )
+    finally:
+        cls.__init__, cls.__getattr__ = orig_init, orig_getattr
+    return rows
+
+
+def markdown(results, args):
+    lines = [
+        MARK_BEGIN,
+        "## Batch throughput",
+        "",
+        (
+            f"`python bench/bench_batch.py --size {args.size} --n {args.n}` on "
+            f"{platform.node()} ({os.cpu_count()} cores, Python "
+            f"{platform.python_version()}), {time.strftime('%Y-%m-%d')}. "
+            f"{args.n} copies of one simulated {args.size}² exposure (legacy YAMLs "
+            "sharing one calibration set), run by `romanimpreprocess.batch.run_batch` "
+            "on a LocalCluster (processes, 1 thread each); wall = first submission to "
+            "last result (cluster start-up listed apart; worker imports included)."
+        ),
+        "",
+        (
+            "| workers | wall (s) | exposures/min | speed-up | task median (s) "
+            "| task max (s) | cluster start (s) | peak RSS / exposure (MiB) "
+            "| estimate (MiB) |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    base = results["runs"][0]["wall_s"]
+    for r in results["runs"]:
+        lines.append(
+            f"| {r['workers']} | {r['wall_s']} | {r['throughput_per_min']} | "
+            f"{base / r['wall_s']:.2f}× | {r['task_wall_median_s']} | "
+            f"{r['task_wall_max_s']} | {r['cluster_startup_s']} | "
+            f"{r['peak_rss_mb_max']} | {r['estimate_mb']} |"
+        )
+    if results.get("reference_timing"):
+        lines += [
+            "",
+            (
+                "Reference reading per exposure, two exposures of the same SCA in one "
+                "process (what a per-worker reference cache could save on the second):"
+            ),
+            "",
+            "| exposure | total (s) | open + validate (s) | read arrays (s) |",
+            "|---|---|---|---|",
+        ]
+        for r in results["reference_timing"]:
+            lines.append(
+                f"| {r['exposure']} | {r['total_s']} | {r['ref_open_s']} | "
+                f"{r['ref_read_s']} |"
+            )
+    if results.get("notes"):
+        lines += ["", results["notes"]]
+    lines.append(MARK_END)
+    return "\n".join(lines) + "\n"
+
+
+def write_results_md(section):
+    path = BENCH / "RESULTS.md"
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    if MARK_BEGIN in text and MARK_END in text:
+        head, rest = text.split(MARK_BEGIN, 1)
+        _, tail = rest.split(MARK_END, 1)
+        text = head + section.rstrip("\n") + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--size", type=int, default=1024)
+    p.add_argument("--n", type=int, default=8)
+    p.add_argument("--workers", default="1,2", help="comma-separated worker counts")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--work", default=str(BENCH / "out" / "batch"))
+    p.add_argument("--no-reference-timing", action="store_true")
+    p.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
+    args = p.parse_args(argv)
+
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    config = simulate(work, args.size, args.seed)
+    results = {"size": args.size, "n": args.n, "runs": []}
+    for w in [int(x) for x in args.workers.split(",")]:
+        r = run_workers(work, config, args.n, w)
+        print(json.dumps(r), flush=True)
+        results["runs"].append(r)
+    if len(results["runs"]) > 1:
+        speedup = results["runs"][0]["wall_s"] / results["runs"][-1]["wall_s"]
+        print(f"speed-up {speedup:.2f}x", flush=True)
+    if not args.no_reference_timing:
+        results["reference_timing"] = reference_timing(work, config)
+        print(json.dumps(results["reference_timing"]), flush=True)
+    (work / "results.json").write_text(json.dumps(results, indent=1))
+    if not args.no_write:
+        write_results_md(markdown(results, args))
+    ok = all(r["statuses"].get("done", 0) == r["exposures"] for r in results["runs"])
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
