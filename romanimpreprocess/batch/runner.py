@@ -130,19 +130,32 @@ class TextProgress:
         filled = int(self.width * self.finished / max(1, self.total))
         return "[" + "#" * filled + "." * (self.width - filled) + "]"
 
+    def _line(self):
+        elapsed = time.perf_counter() - self.start
+        return (
+            f"\r{self._bar()} {self.finished}/{self.total}  "
+            f"done {self.counts[STATUS_DONE]}  "
+            f"skipped {self.counts[STATUS_SKIPPED]}  "
+            f"failed {self.counts[STATUS_FAILED]}  {elapsed:.0f} s"
+        )
+
+    def begin(self):
+        """Draw the empty bar (terminal only)."""
+        if self.enabled and self.tty:
+            self.stream.write(self._line())
+            self.stream.flush()
+
     def update(self, result):
+        """Count one finished exposure and show it."""
         self.counts[result["status"]] = self.counts.get(result["status"], 0) + 1
         if not self.enabled:
             return
-        elapsed = time.perf_counter() - self.start
         if self.tty:
-            line = (
-                f"\r{self._bar()} {self.finished}/{self.total}  "
-                f"done {self.counts[STATUS_DONE]}  "
-                f"skipped {self.counts[STATUS_SKIPPED]}  "
-                f"failed {self.counts[STATUS_FAILED]}  {elapsed:.0f} s"
-            )
-            self.stream.write(line)
+            if result["status"] == STATUS_FAILED:
+                # failures scroll above the bar as they happen
+                text = f"failed: {result['name']}: {_first_line(result['error'], 160)}"
+                self.stream.write("\r" + text.ljust(len(self._line())) + "\n")
+            self.stream.write(self._line())
             if self.finished == self.total:
                 self.stream.write("\n")
         else:
@@ -341,6 +354,7 @@ def run_batch(
         for e in exposures
     ]
     bar = TextProgress(len(tasks), stream=stream, enabled=progress)
+    bar.begin()
     # Exposures that cannot run (unreadable config) are reported without a worker.
     results = {}
     runnable = []
@@ -357,7 +371,7 @@ def run_batch(
     cluster_text = "none"
     if runnable:
         if serial:
-            cluster_text = "this process (serial)"
+            cluster_text = "one process (serial)"
             n_workers = 1
             results.update(_run_serial(runnable, runner, bar))
         elif client is not None or scheduler or scheduler_file:
