@@ -1,0 +1,1 @@
+"""Noise realisations (legacy NOISE layers)."""
