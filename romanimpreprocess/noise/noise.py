@@ -554,8 +554,9 @@ class NoiseInputs:
     c_pink, u_pink : float
     amp33_model : dict or None
     calibrate : callable or None
-        ``calibrate(data_uint16, amp33_uint16) -> (sy, sx)`` L2 ``data`` of the raw
-        ramp run through the same calibration as the exposure.
+        ``calibrate(data_uint16, amp33_uint16, *, reference=False) -> (sy, sx)``:
+        L2 ``data`` of the raw ramp run through the same calibration as the
+        exposure (``reference`` is True for the noiseless dark ramp).
     """
 
     data: NDArray | None = None
@@ -623,7 +624,9 @@ class _ReadNoise:
             dark16, _ = _dark_ramp(self.inputs, legacy_compat=self.legacy_compat)
             log.info("R layers: calibrating the noiseless reference (dark) ramp")
             self._reference = np.asarray(
-                self.inputs.calibrate(dark16, np.array(self._dark_amp33())),
+                self.inputs.calibrate(
+                    dark16, np.array(self._dark_amp33()), reference=True
+                ),
                 dtype=np.float32,
             )
         return self._reference

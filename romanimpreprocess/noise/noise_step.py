@@ -1,0 +1,272 @@
+"""Noise-realisation step (legacy NOISE layers, off by default in the pipeline)."""
+
+import logging
+import os
+from typing import ClassVar
+
+import asdf
+import numpy as np
+
+from romanimpreprocess.constants import N_CHANNELS, REF_BORDER
+from romanimpreprocess.datamodels import (
+    MissingReferenceError,
+    open_l1,
+    raw_to_ramp,
+    resultant_times,
+)
+from romanimpreprocess.noise import layers as grammar
+from romanimpreprocess.noise import noise
+from romanimpreprocess.stpipe import RipStep, atomic_save
+
+__all__ = ["NoiseStep"]
+
+log = logging.getLogger(__name__)
+
+
+def _l1_variant(raw, data, amp33):
+    """A copy of the L1 model with decoded raw ``data``/``amp33`` (no encoding).
+
+    The big arrays are not copied: the deep copy maps them to the new ones.
+    """
+    tree = raw._instance
+    memo = {}
+    for name, new in (("data", data), ("amp33", amp33)):
+        if name in tree:
+            memo[id(tree[name])] = np.asarray(new, dtype=np.uint16)
+    l1 = raw.copy(deepcopy=True, memo=memo)
+    l1.data = np.asarray(data, dtype=np.uint16)
+    l1.amp33 = np.asarray(amp33, dtype=np.uint16)
+    for name in ("reference_read", "reference_amp33"):
+        if name in l1:
+            delattr(l1, name)
+    l1.meta.instrument.data_encoding_offset = 0
+    return l1
+
+
+class NoiseStep(RipStep):
+    """Write noise realisations of a calibrated exposure (legacy NOISE layers).
+
+    Input: the L2 model of the exposure (with ``processinfo`` weights, resultant
+    times and ``endslice``). Output: an ASDF file ``{config, noise}`` holding one
+    (sy, sx) noise image per layer string (grammar in
+    `romanimpreprocess.noise.layers`); the L2 model itself is returned unchanged.
+
+    R (read-noise) layers run the calibration again on modified raw ramps: the step
+    needs the exposure's L1 and a calibration function. Inside `L1ToL2Pipeline` the
+    pipeline provides both (``calibrate_l1`` and ``l1_model`` on the parent); from
+    Python set ``step.calibrate`` (a callable L1 model → L2 model) and ``step.l1``
+    (an L1 model or path) or give ``l1_input``. The algorithms are in
+    `romanimpreprocess.noise.noise`.
+    """
+
+    class_alias = "rip_noise"
+    cal_step_key = "noise"
+    spec = """
+        layers = string_list(default=list())  # layer strings (NOISE.LAYER), e.g. RS2, O, Prb2
+        seed = integer(default=None, min=0)  # random seed (NOISE.SEED); None = fresh seed, logged and stored
+        noise_file = string(default=None)  # output cube (NOISE.OUT); None = <input>_noise.asdf or output_file
+        precision = integer(default=32)  # float bits of the stored cube, 16 or 32 (NOISE_PRECISION)
+        fits_output = boolean(default=False)  # also write <noise_file stem>_asdf_to.fits (float32)
+        temp = string(default=None)  # if set, keep the last R-layer L1/L2 here (NOISE.TEMP naming)
+        l1_input = string(default=None)  # L1 file of the exposure (R layers); None = from the model
+        legacy_compat = boolean(default=False)  # reproduce the legacy noise model where it differs
+        suffix = string(default="noise")  # output file suffix
+    """
+    reference_file_types: ClassVar = ["gain", "readnoise", "dark"]
+    optional_reference_types = ("gain", "readnoise", "dark")
+
+    # Set from Python (not parameters): the calibration of an L1 model for R layers,
+    # the exposure's L1, and the tree stored as ``config`` in the output file.
+    calibrate = None
+    l1 = None
+    config_tree = None
+
+    def process(self, dataset):
+        """Write the noise cube of ``dataset`` (an L2 model or file); return it."""
+        model = self.open_model(dataset)
+        dtype = grammar.noise_dtype(self.precision)
+        layers = grammar.parse_layers(self.layers)
+        seed = self.seed
+        if seed is None:
+            seed = int(np.random.SeedSequence().entropy % 2**63)
+            log.info("No noise seed given: drew seed %d", seed)
+        rng = np.random.default_rng(seed)
+
+        inputs = self._inputs(model, layers)
+        cube = noise.make_noise_cube(
+            layers,
+            inputs,
+            rng,
+            legacy_compat=self.legacy_compat,
+            border=REF_BORDER,
+            n_channels=N_CHANNELS,
+        )
+        path = self._noise_path(model)
+        self._write(cube.astype(dtype), path, seed, model)
+        self.record_cal_step(model, "COMPLETE")
+        return model
+
+    def save_model(self, model, *args, **kwargs):
+        """The step's product is the noise cube (written by `process`), not the L2."""
+        log.info("Step %s does not save the (unchanged) L2 model", self.name)
+
+    # ------------------------------------------------------------------ inputs
+    def _require(self, model, reftype, why, fields=None):
+        ref = self.load_reference(model, reftype, fields=fields)
+        if ref is None:
+            raise MissingReferenceError(
+                self._missing_reference_message(reftype) + f" ({why})"
+            )
+        return ref
+
+    def _inputs(self, model, layers):
+        info = model.get("processinfo", {})
+        exposure = model.meta.exposure
+        read_pattern = [list(map(int, frames)) for frames in exposure.read_pattern]
+        frame_time = float(exposure.frame_time)
+        meta = info.get("meta") or {}
+        tbar = meta.get("tbar")
+        if tbar is None:
+            tbar, _, _ = resultant_times(read_pattern, frame_time)
+        start = 1 if info.get("exclude_first", True) else 0
+        weights = info.get("weights")
+        inputs = noise.NoiseInputs(
+            data=np.asarray(model.data, dtype=np.float32),
+            data_withsky=self._data_withsky(model, info),
+            read_pattern=read_pattern,
+            frame_time=frame_time,
+            tbar=np.asarray(tbar, dtype=np.float64),
+            weights=None if weights is None else np.asarray(weights, np.float64),
+            start=start,
+        )
+        sci = (slice(REF_BORDER, -REF_BORDER), slice(REF_BORDER, -REF_BORDER))
+        if any(layer.pseudo_poisson or layer.poisson_resample for layer in layers):
+            if info.get("endslice") is None:
+                raise ValueError(
+                    "O and P layers need processinfo.endslice: run the calibration "
+                    "with slice output (legacy SLICEOUT: True)"
+                )
+            inputs.endslice = np.asarray(info["endslice"])
+            gain = self._require(model, "gain", "O and P layers use the gain", ["data"])
+            inputs.gain = np.asarray(gain.data[sci], dtype=np.float64)
+        if any(layer.read for layer in layers):
+            self._read_inputs(model, info, inputs)
+        return inputs
+
+    @staticmethod
+    def _data_withsky(model, info):
+        for source in (model, info):
+            if "data_withsky" in source and source["data_withsky"] is not None:
+                return np.asarray(source["data_withsky"], dtype=np.float32)
+        log.info("No data_withsky in the L2: the sky was not subtracted, using data")
+        return np.asarray(model.data, dtype=np.float32)
+
+    def _read_inputs(self, model, info, inputs):
+        why = "R layers regenerate read noise"
+        read = self._require(model, "readnoise", why)
+        dark = self._require(model, "dark", why + " on the dark ramp", ["data"])
+        anc = read.get("anc") or {}
+        inputs.read_noise = np.asarray(read.data, dtype=np.float32)
+        reset = read.get("resetnoise")
+        inputs.reset_noise = None if reset is None else np.asarray(reset, np.float32)
+        inputs.c_pink = float(anc.get("C_PINK", 0.0))
+        inputs.u_pink = float(anc.get("U_PINK", 0.0))
+        inputs.amp33_model = read.get("amp33")
+        inputs.dark = dark.data
+
+        raw = self._l1_model(model, info)
+        ramp = raw_to_ramp(raw)
+        inputs.l1_data = np.clip(np.round(ramp.data), 0, 65535).astype(np.uint16)
+        inputs.l1_amp33 = np.asarray(ramp.amp33, dtype=np.uint16)
+        del ramp
+        inputs.calibrate = self._array_calibration(raw)
+
+    def _l1_model(self, model, info):
+        source = self.l1 if self.l1 is not None else self.l1_input
+        if source is None and self.parent is not None:
+            source = getattr(self.parent, "l1_model", None)
+        if source is None:
+            source = (info.get("config") or {}).get("IN")
+        if source is None:
+            raise ValueError(
+                "R layers need the exposure's L1: give l1_input=<path> (or set "
+                "step.l1 from Python)"
+            )
+        if isinstance(source, str | os.PathLike):
+            return open_l1(os.fspath(source))
+        return source
+
+    def _calibration_function(self):
+        if self.calibrate is not None:
+            return self.calibrate
+        parent_function = getattr(self.parent, "calibrate_l1", None)
+        if parent_function is not None:
+            return parent_function
+        raise ValueError(
+            "R layers re-run the calibration on modified L1 ramps: set "
+            "step.calibrate (L1 model -> L2 model), or run the step inside "
+            "L1ToL2Pipeline"
+        )
+
+    def _array_calibration(self, raw):
+        """``calibrate(data_uint16, amp33_uint16) -> L2 data`` for `make_noise_cube`."""
+        function = self._calibration_function()
+        temp = self.temp
+
+        def calibrate(data, amp33, *, reference=False):
+            l1 = _l1_variant(raw, data, amp33)
+            result = function(l1)
+            if temp:
+                atomic_save(l1, temp)
+                name = "_refL2.asdf" if reference else "_L2.asdf"
+                atomic_save(result, os.path.splitext(temp)[0] + name)
+            return np.asarray(result.data, dtype=np.float32)
+
+        return calibrate
+
+    # ------------------------------------------------------------------ output
+    def _noise_path(self, model):
+        if self.noise_file:
+            return os.path.abspath(os.path.expanduser(self.noise_file))
+        if self.output_file:
+            return os.path.abspath(os.path.expanduser(self.output_file))
+        name = getattr(model.meta, "filename", None) or "exposure.asdf"
+        stem = os.path.splitext(os.path.basename(str(name)))[0]
+        for known in ("_cal", "_l2", "_uncal"):
+            stem = stem.removesuffix(known)
+        directory = self.output_dir or os.getcwd()
+        return os.path.join(directory, f"{stem}_{self.suffix or 'noise'}.asdf")
+
+    def _write(self, cube, path, seed, model):
+        config = self.config_tree
+        if config is None:
+            config = {
+                "layers": list(self.layers),
+                "seed": int(seed),
+                "precision": int(self.precision),
+                "legacy_compat": bool(self.legacy_compat),
+                "input": str(getattr(model.meta, "filename", "") or ""),
+            }
+        tree = {"config": config, "noise": cube}
+
+        def writer(tree_, tmp_path):
+            asdf.AsdfFile(tree_).write_to(tmp_path)
+
+        atomic_save(tree, path, writer=writer)
+        log.info("Wrote %d noise layers %s to %s", cube.shape[0], cube.dtype, path)
+        if self.fits_output:
+            from astropy.io import fits
+
+            fits_path = (
+                path[:-5] + "_asdf_to.fits"
+                if path.endswith(".asdf")
+                else (path + "_asdf_to.fits")
+            )
+
+            def fits_writer(data, tmp_path):
+                fits.HDUList([fits.PrimaryHDU(data.astype(np.float32))]).writeto(
+                    tmp_path
+                )
+
+            atomic_save(cube, fits_path, writer=fits_writer)
+            log.info("Wrote FITS copy %s", fits_path)
