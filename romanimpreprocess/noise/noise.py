@@ -57,6 +57,9 @@ log = logging.getLogger(__name__)
 IQR_TO_SIGMA = 1.34896  # interquartile range of a unit normal (legacy constant)
 MIN_RATE = 0.01  # e/s, floor of the rate in the O layer (legacy)
 GAIN_RANGE = (1e-4, 1e4)  # e/DN, gain clipping of the O and P layers (legacy)
+# O and P layers draw pixel blocks of this size in raster order (bounded memory).
+# Changing it changes which draw lands on which pixel, i.e. the cube for a seed.
+CHUNK_PIXELS = 1 << 20
 
 
 # ----------------------------------------------------------------------- weights
@@ -272,25 +275,29 @@ def pseudo_poisson_layer(
     ndarray of float32, shape (sy, sx)
         Deviates in DN/s (e/s divided by the gain). Non-finite rates get 0.
     """
-    g = _clipped_gain(gain)
-    rate_e = np.clip(np.asarray(rate, dtype=np.float64) * g, MIN_RATE, None)
-    use = (rows >= 0) & np.isfinite(rate_e)
-    coef = moments[rows[use]]
-    i_use = rate_e[use]
-    mu2 = coef[:, 0] * i_use
-    mu3 = coef[:, 1] * i_use
-    mu4 = 3.0 * mu2**2 + coef[:, 2] * i_use
-    deviates, types = pearson_deviates(
-        mu2, mu3, mu4, rng, inadmissible="zero" if legacy_compat else "two-point"
-    )
-    counts = np.bincount(types, minlength=len(PEARSON_TYPES))
+    g = _clipped_gain(gain).ravel()
+    rate_e = np.clip(np.asarray(rate, dtype=np.float64).ravel() * g, MIN_RATE, None)
+    rows_flat = np.asarray(rows).ravel()
+    out = np.zeros(rows_flat.size, dtype=np.float32)
+    counts = np.zeros(len(PEARSON_TYPES), dtype=np.int64)
+    for lo in range(0, rows_flat.size, CHUNK_PIXELS):
+        part = slice(lo, lo + CHUNK_PIXELS)
+        use = np.flatnonzero((rows_flat[part] >= 0) & np.isfinite(rate_e[part])) + lo
+        coef = moments[rows_flat[use]]
+        i_use = rate_e[use]
+        mu2 = coef[:, 0] * i_use
+        mu3 = coef[:, 1] * i_use
+        mu4 = 3.0 * mu2**2 + coef[:, 2] * i_use
+        deviates, types = pearson_deviates(
+            mu2, mu3, mu4, rng, inadmissible="zero" if legacy_compat else "two-point"
+        )
+        counts += np.bincount(types, minlength=len(PEARSON_TYPES))
+        out[use] = deviates / g[use]
     log.info(
         "O layer Pearson types: %s",
         ", ".join(f"{PEARSON_TYPES[k]} {c}" for k, c in enumerate(counts) if c),
     )
-    out = np.zeros(rows.shape, dtype=np.float32)
-    out[use] = deviates / g[use]
-    return out
+    return out.reshape(rows.shape)
 
 
 def poisson_layer(
@@ -328,29 +335,44 @@ def poisson_layer(
     -------
     ndarray of float32, shape (sy, sx), DN/s
     """
-    g = _clipped_gain(gain)
-    lam = np.asarray(sky, dtype=np.float64) * g * frame_time
+    g = _clipped_gain(gain).ravel()
+    lam = np.asarray(sky, dtype=np.float64).ravel() * g * frame_time
     bad = ~np.isfinite(lam)
     if np.any(bad):
         log.warning("P layer: %d pixels with non-finite sky get no noise", bad.sum())
     lam = np.where(bad, 0.0, np.clip(lam, 0.0, None))
-    use = rows >= 0
-    lam_use = lam[use]
-    g_use = g[use]
-    row_use = rows[use]
-    acc = np.zeros(lam_use.size, dtype=np.float64)
+    rows_flat = np.asarray(rows).ravel()
+    # The increment before the first read frame enters every resultant alike and
+    # cancels (ΣK = 0): columns that are zero up to rounding are not drawn.
+    # Increments with identical coefficients in every row (frames skipped by the
+    # read pattern) are merged: a sum of Poisson counts is Poisson with the summed
+    # mean.
     scale = np.max(np.abs(coefficients)) if coefficients.size else 0.0
+    columns, multiplicity = [], []
     for j in range(coefficients.shape[1]):
         column = coefficients[:, j]
-        # The increment before the first read frame enters every resultant alike and
-        # cancels (ΣK = 0): skip columns that are zero up to rounding.
-        if not np.any(np.abs(column) > 1e-12 * scale):
+        if not np.any(np.abs(column) > 1e-6 * scale):
             continue
-        counts = rng.poisson(lam_use)
-        acc += column[row_use] * (counts - lam_use) / g_use
-    out = np.zeros(rows.shape, dtype=np.float32)
-    out[use] = acc
-    return out
+        for i, seen in enumerate(columns):
+            if np.array_equal(seen, column):
+                multiplicity[i] += 1
+                break
+        else:
+            columns.append(column)
+            multiplicity.append(1)
+    out = np.zeros(rows_flat.size, dtype=np.float32)
+    for lo in range(0, rows_flat.size, CHUNK_PIXELS):
+        part = slice(lo, lo + CHUNK_PIXELS)
+        use = np.flatnonzero(rows_flat[part] >= 0) + lo
+        lam_use = lam[use]
+        inv_g = 1.0 / g[use]
+        row_use = rows_flat[use]
+        acc = np.zeros(use.size, dtype=np.float64)
+        for column, times in zip(columns, multiplicity, strict=True):
+            mean = lam_use * times
+            acc += column[row_use] * ((rng.poisson(mean) - mean) * inv_g)
+        out[use] = acc
+    return out.reshape(rows.shape)
 
 
 # ------------------------------------------------------------------- read noise

@@ -516,3 +516,21 @@ def test_cube_errors():
     inputs.calibrate = None
     with pytest.raises(ValueError, match="calibrate"):
         noise.make_noise_cube(parse_layers(["R"]), inputs, np.random.default_rng(0))
+
+
+def test_poisson_layer_read_pattern_with_gaps(rng):
+    """Skipped frames (merged increments) keep the variance sky·t·Σc²/gain."""
+    pattern = [[0], [3, 4], [8], [12, 13], [20]]
+    tbar, _, _ = resultant_times(pattern, FRAME_TIME)
+    k = optimal_weights(pattern, FRAME_TIME)
+    table, valid = noise.weight_table(k, tbar, start=1)
+    shape = (400, 400)
+    rows = noise.endslice_rows(None, valid, shape)
+    coef = noise.increment_coefficients(table, pattern)
+    layer = noise.poisson_layer(
+        np.full(shape, 0.8), np.full(shape, 2.0), coef, rows, FRAME_TIME, rng
+    )
+    expected = 0.8 * FRAME_TIME * np.sum(coef[-1] ** 2) / 2.0
+    np.testing.assert_allclose(
+        layer.var(), expected, rtol=5 * np.sqrt(2.2 / layer.size)
+    )
