@@ -119,8 +119,19 @@ class NoiseStep(RipStep):
             )
         return ref
 
+    @staticmethod
+    def _processinfo(model):
+        """``processinfo`` of the model, or of the L2 file it was read from."""
+        if "processinfo" in model:
+            return model["processinfo"]
+        tree = getattr(getattr(model, "_asdf", None), "tree", None) or {}
+        if "processinfo" in tree:
+            model["processinfo"] = tree["processinfo"]
+            return model["processinfo"]
+        return {}
+
     def _inputs(self, model, layers):
-        info = model.get("processinfo", {})
+        info = self._processinfo(model)
         exposure = model.meta.exposure
         read_pattern = [list(map(int, frames)) for frames in exposure.read_pattern]
         frame_time = float(exposure.frame_time)

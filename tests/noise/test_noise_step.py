@@ -219,3 +219,19 @@ def test_read_layer_needs_l1_calibration_and_refs(l2_model, refs, tmp_path, l1_m
     with pytest.raises(MissingReferenceError, match="override_readnoise"):
         step.run(l2_model)
     assert not (tmp_path / "x.asdf").exists()
+
+
+def test_from_l2_file_with_top_level_processinfo(l2_model, refs, tmp_path):
+    """An L2 file as written ({roman, processinfo}); default output name."""
+    info = l2_model["processinfo"]
+    path = tmp_path / "expo_cal.asdf"
+    delattr(l2_model, "processinfo")
+    assert "processinfo" not in l2_model
+    asdf.AsdfFile({"roman": l2_model._instance, "processinfo": info}).write_to(path)
+    l2_model["processinfo"] = info
+    NoiseStep.call(str(path), layers=["Pr"], seed=2, output_dir=str(tmp_path), **refs)
+    with asdf.open(tmp_path / "expo_noise.asdf") as af:
+        assert af["noise"].shape == (1, SCI, SCI)
+    direct, _ = run(l2_model, refs, tmp_path, layers=["Pr"], seed=2)
+    with asdf.open(tmp_path / "expo_noise.asdf") as af:
+        np.testing.assert_array_equal(af["noise"], direct)
