@@ -1,0 +1,202 @@
+"""Per-pixel inter-pixel capacitance (IPC): forward operator and its inverse (§8).
+
+``K[1+dy, 1+dx, y, x]`` is the fraction of the charge collected in pixel ``(y, x)``
+that appears in pixel ``(y+dy, x+dx)``. The forward operator on an image ``I`` is
+
+    F(I)[y, x] = sum_{dy, dx in {-1, 0, 1}} I[y-dy, x-dx] K[1+dy, 1+dx, y-dy, x-dx]
+
+with nothing coming from outside the array. Its inverse is approximated by ``k``
+fixed-point iterations ``O <- O + I - F(O)`` from ``O = I``, i.e. the truncated
+Neumann series ``R_k = sum_{j=0..k} (1 - F)^j``; then ``R_k F = 1 - (1 - F)^(k+1)``, so
+the error is ``-(1 - F)^(k+1) I``: of order ``eps^(k+1)`` for off-centre weights
+``eps``. The footprint of ``R_k`` is ``(2k+1) x (2k+1)``.
+
+Images in DN are deconvolved in electrons, ``R(g I) / g`` with the gain ``g`` (e/DN).
+"""
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = [
+    "DEFAULT_ITERATIONS",
+    "MIN_GAIN",
+    "TAPS",
+    "deconvolve_cube",
+    "ipc_forward",
+    "ipc_inverse",
+    "kernel_border",
+]
+
+DEFAULT_ITERATIONS = 2  # fixed-point iterations of the legacy inverse (order 2)
+MIN_GAIN = 0.1  # e/DN; gains at or below are unusable (NO_GAIN_VALUE), as the flat does
+# Off-centre taps (dy, dx) in the order the legacy accumulates them.
+TAPS = ((1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (1, -1), (-1, 1), (-1, -1))
+
+
+def _shift_slices(d: int, n: int) -> tuple[slice, slice]:
+    """``(dst, src)`` slices along one axis for a shift by ``d`` (charge src -> dst)."""
+    dst = slice(max(d, 0), n + min(d, 0))
+    src = slice(max(-d, 0), n - max(d, 0))
+    return dst, src
+
+
+def ipc_forward(
+    image: NDArray,
+    kernel: NDArray,
+    *,
+    out: NDArray | None = None,
+    work: NDArray | None = None,
+) -> NDArray:
+    """Apply the IPC forward operator ``F`` to an image.
+
+    Parameters
+    ----------
+    image : ndarray, shape (ny, nx)
+        Input image (charge per source pixel). Not modified. Its dtype is the
+        arithmetic dtype.
+    kernel : ndarray, shape (3, 3, ny, nx)
+        Per-pixel kernel ``K[1+dy, 1+dx, y, x]``; read one tap at a time.
+    out : ndarray, shape (ny, nx), optional
+        Output array (must not be ``image``); new if None.
+    work : ndarray, shape (ny, nx), optional
+        Scratch space of the dtype of ``image``; allocated if None.
+
+    Returns
+    -------
+    ndarray, shape (ny, nx)
+        ``F(image)``, in ``out`` if given.
+    """
+    ny, nx = image.shape
+    if kernel.shape != (3, 3, ny, nx):
+        raise ValueError(f"kernel shape {kernel.shape} does not match image {ny}x{nx}")
+    if out is None:
+        out = np.empty_like(image)
+    if work is None:
+        work = np.empty_like(image)
+    np.multiply(image, kernel[1, 1], out=out)
+    for dy, dx in TAPS:
+        ydst, ysrc = _shift_slices(dy, ny)
+        xdst, xsrc = _shift_slices(dx, nx)
+        part = work[ysrc, xsrc]
+        np.multiply(image[ysrc, xsrc], kernel[1 + dy, 1 + dx, ysrc, xsrc], out=part)
+        out[ydst, xdst] += part
+    return out
+
+
+def ipc_inverse(
+    image: NDArray,
+    kernel: NDArray,
+    *,
+    iterations: int = DEFAULT_ITERATIONS,
+    out: NDArray | None = None,
+    buffers: tuple[NDArray, NDArray] | None = None,
+) -> NDArray:
+    """Approximate ``F^-1 image`` by ``iterations`` steps of ``O <- (O + I) - F(O)``.
+
+    Parameters
+    ----------
+    image : ndarray, shape (ny, nx)
+        Image ``I``. Not modified. Its dtype is the arithmetic dtype.
+    kernel : ndarray, shape (3, 3, ny, nx)
+        Per-pixel kernel.
+    iterations : int
+        Number of fixed-point iterations ``k`` (0 returns a copy of ``image``).
+    out : ndarray, shape (ny, nx), optional
+        Output array (must not be ``image``); new if None.
+    buffers : tuple of two ndarray, optional
+        Scratch arrays like ``image``; allocated if None.
+
+    Returns
+    -------
+    ndarray, shape (ny, nx)
+        ``R_k(image) = sum_{j=0..k} (1 - F)^j image``.
+    """
+    if iterations < 0:
+        raise ValueError(f"iterations must be >= 0, got {iterations}")
+    if out is None:
+        out = np.empty_like(image)
+    if buffers is None:
+        buffers = (np.empty_like(image), np.empty_like(image))
+    forward, work = buffers
+    np.copyto(out, image)
+    for _ in range(iterations):
+        ipc_forward(out, kernel, out=forward, work=work)
+        out += image
+        out -= forward
+    return out
+
+
+def kernel_border(frame_shape: tuple[int, int], kernel_shape: tuple[int, ...]) -> int:
+    """Border left out by a kernel: 0 for a full-frame kernel, else half the excess.
+
+    Raises ValueError unless the kernel covers the frame minus an equal border on
+    every side.
+    """
+    ny, nx = frame_shape
+    ky, kx = kernel_shape[-2:]
+    by, bx = ny - ky, nx - kx
+    if by != bx or by < 0 or by % 2:
+        raise ValueError(
+            f"kernel of {ky}x{kx} pixels does not fit the {ny}x{nx} frame with an "
+            f"equal border"
+        )
+    return by // 2
+
+
+def deconvolve_cube(
+    data: NDArray[np.float32],
+    kernel: NDArray,
+    gain: NDArray,
+    *,
+    iterations: int = DEFAULT_ITERATIONS,
+    dtype=np.float32,
+    clip_gain: bool = True,
+) -> NDArray[np.bool_]:
+    """IPC-deconvolve every resultant in place: ``data[i] = R(g data[i]) / g``.
+
+    Only the region covered by the kernel is processed (the science area for a
+    kernel of the science size; reference pixels are then untouched).
+
+    Parameters
+    ----------
+    data : ndarray, shape (nresultants, ny, nx)
+        Resultants, DN; modified in place.
+    kernel : ndarray, shape (3, 3, ky, kx)
+        Per-pixel kernel over the frame (ky = ny) or the science area (ky = ny - 2b).
+    gain : ndarray, shape (ny, nx)
+        Gain, e/DN, over the full frame.
+    iterations : int
+        Fixed-point iterations of the inverse.
+    dtype : numpy dtype
+        Arithmetic dtype (the legacy uses the gain's dtype, float64 for its files).
+    clip_gain : bool
+        Use ``max(g, MIN_GAIN)``; False divides by the gain as given (legacy).
+
+    Returns
+    -------
+    ndarray of bool, shape (ny, nx)
+        Pixels of the processed region whose gain is ``<= MIN_GAIN`` or not finite
+        (to flag NO_GAIN_VALUE).
+    """
+    nres, ny, nx = data.shape
+    if gain.shape != (ny, nx):
+        raise ValueError(f"gain shape {gain.shape} does not match the frame {ny}x{nx}")
+    b = kernel_border((ny, nx), kernel.shape)
+    region = (slice(b, ny - b), slice(b, nx - b))
+    dtype = np.dtype(dtype)
+    g = np.asarray(gain[region], dtype=dtype)
+    with np.errstate(invalid="ignore"):
+        low = ~(g > MIN_GAIN)
+    if clip_gain:
+        g = np.where(low, MIN_GAIN, g).astype(dtype, copy=False)
+    bad = np.zeros((ny, nx), dtype=bool)
+    bad[region] = low
+    image = np.empty(g.shape, dtype=dtype)
+    result = np.empty_like(image)
+    buffers = (np.empty_like(image), np.empty_like(image))
+    for i in range(nres):
+        np.multiply(data[i][region], g, out=image)
+        ipc_inverse(image, kernel, iterations=iterations, out=result, buffers=buffers)
+        result /= g
+        data[i][region] = result
+    return bad

@@ -1,0 +1,5 @@
+"""Classical (Legendre) linearity correction."""
+
+from romanimpreprocess.linearity.linearity_step import LinearityLegendreStep
+
+__all__ = ["LinearityLegendreStep"]

@@ -1,0 +1,103 @@
+"""Classical (Legendre) linearity step."""
+
+import logging
+from typing import ClassVar
+
+import numpy as np
+from roman_datamodels.dqflags import pixel
+
+from romanimpreprocess.datamodels import ReferenceFileError
+from romanimpreprocess.linearity import linearity
+from romanimpreprocess.stpipe import RipStep
+
+__all__ = ["LinearityLegendreStep"]
+
+log = logging.getLogger(__name__)
+
+
+class LinearityLegendreStep(RipStep):
+    """Linearise every resultant with the per-pixel Legendre model of the calibration.
+
+    Each resultant ``S`` (DN_raw) becomes ``Phi(S)`` (DN_lin, 0 at ``Sref``), a
+    Legendre series in the signal normalised to the fitted range ``[Smin, Smax]`` and
+    continued linearly beyond it, evaluated in float64 (float32 as the legacy with
+    ``legacy_compat``). Pixels leaving the range in a non-saturated
+    resultant get NO_LIN_CORR; the linearity file's flags are OR-ed into the pixel
+    flags. The algorithm is in `romanimpreprocess.linearity.linearity`.
+    """
+
+    class_alias = "rip_linearity"
+    cal_step_key = "linearity"
+    spec = """
+        legacy_compat = boolean(default=False)  # reproduce the legacy mid-ramp switch-off
+        suffix = string(default="linearity")  # output file suffix
+    """
+    reference_file_types: ClassVar = ["linearitylegendre"]
+
+    def process(self, dataset):
+        """Return the linearised `RampModel` (DN_lin)."""
+        model = self.open_ramp(dataset)
+        ref = self.load_reference(
+            model, "linearitylegendre", fields=["data", "Smin", "Smax", "Sref", "dq"]
+        )
+        if ref is None:
+            return self.skip_model(model, reason="no linearitylegendre reference file")
+        coeffs = ref.data
+        if coeffs.shape[0] < 1:
+            raise ReferenceFileError(
+                ref.reftype,
+                ref.path,
+                "no Legendre coefficient planes",
+                field="roman.data",
+            )
+        read_pattern = [list(r) for r in model.meta.exposure.read_pattern]
+        do_not_flag_first = read_pattern[0] == [0]
+        log.info(
+            "Legendre linearity: order %d, %d resultants, do_not_flag_first=%s, "
+            "legacy_compat=%s",
+            coeffs.shape[0] - 1,
+            model.data.shape[0],
+            do_not_flag_first,
+            self.legacy_compat,
+        )
+        invalid = linearity.invalid_calibration(coeffs, ref.Smin, ref.Smax, ref.Sref)
+        _check_invalid(ref, invalid)
+        flags = linearity.apply_linearity(
+            model.data,
+            model.groupdq,
+            coeffs,
+            ref.Smin,
+            ref.Smax,
+            ref.Sref,
+            ref.dq,
+            do_not_flag_first=do_not_flag_first,
+            legacy_compat=self.legacy_compat,
+            invalid=invalid,
+            dtype=None if self.legacy_compat else np.float64,
+        )
+        log.info(
+            "Linearity: %d pixel(s) flagged NO_LIN_CORR",
+            int(np.count_nonzero(flags & np.uint32(pixel.NO_LIN_CORR))),
+        )
+        model.pixeldq |= flags
+        self.record_cal_step(model, "COMPLETE")
+        return model
+
+
+def _check_invalid(ref, invalid):
+    """Raise if no pixel has a usable calibration; log how many have none."""
+    n_bad = int(np.count_nonzero(invalid))
+    if n_bad == invalid.size:
+        raise ReferenceFileError(
+            ref.reftype,
+            ref.path,
+            "no pixel has a usable calibration (coefficients, Smin, Smax and Sref "
+            "finite, Smax > Smin)",
+        )
+    if n_bad:
+        log.warning(
+            "Linearity: %d pixel(s) with an unusable calibration (non-finite values "
+            "or Smax <= Smin): S - Sref used (Sref 0 if not finite), flagged "
+            "NO_LIN_CORR | DO_NOT_USE",
+            n_bad,
+        )
