@@ -1,0 +1,208 @@
+"""IPC forward operator and its iterative inverse on plain arrays."""
+
+import numpy as np
+import pytest
+
+from romanimpreprocess.ipc import ipc
+from tests.linearity.legacy import needs_legacy, run_legacy
+
+
+def random_kernel(rng, shape, eps):
+    """Per-pixel kernels with off-centre weights ~eps, each normalised to 1."""
+    k = rng.uniform(0.5, 1.5, (3, 3, *shape)) * eps
+    k[1, 1] = 0
+    k[1, 1] = 1 - k.sum(axis=(0, 1))
+    return k
+
+
+def legacy_test_kernel(shape):
+    """validation.md §1.6 kernel, the same for every pixel."""
+    k = np.zeros((3, 3, *shape))
+    k[0, 1] = k[2, 1] = 0.015
+    k[1, 0] = k[1, 2] = 0.013
+    k[0, 0] = k[0, 2] = k[2, 0] = k[2, 2] = 0.002
+    k[1, 1] = 0.936
+    return k
+
+
+def forward_brute(image, kernel):
+    """Distribute each source pixel's charge to its neighbours, one pixel at a time."""
+    ny, nx = image.shape
+    out = np.zeros_like(image, dtype=np.float64)
+    for y in range(ny):
+        for x in range(nx):
+            for dy in (-1, 0, 1):
+                for dx in (-1, 0, 1):
+                    if 0 <= y + dy < ny and 0 <= x + dx < nx:
+                        out[y + dy, x + dx] += (
+                            image[y, x] * kernel[1 + dy, 1 + dx, y, x]
+                        )
+    return out
+
+
+def forward_matrix(kernel):
+    """Dense matrix of F for a small image (column = unit charge at a source)."""
+    ny, nx = kernel.shape[2:]
+    n = ny * nx
+    m = np.zeros((n, n))
+    for i in range(n):
+        m[:, i] = forward_brute(np.eye(n)[i].reshape(ny, nx), kernel).ravel()
+    return m
+
+
+def test_forward_matches_charge_distribution(rng):
+    kernel = random_kernel(rng, (9, 11), 0.03)
+    image = rng.normal(100, 10, (9, 11))
+    np.testing.assert_allclose(
+        ipc.ipc_forward(image, kernel), forward_brute(image, kernel), rtol=1e-14
+    )
+    assert image.dtype == np.float64  # unchanged input
+
+
+@pytest.mark.parametrize("eps", [0.01, 0.03])
+def test_residual_is_the_truncated_neumann_remainder(rng, eps):
+    # R_k F - 1 = -(1 - F)^(k+1): checked against dense matrix powers.
+    shape = (8, 10)
+    kernel = random_kernel(rng, shape, eps)
+    image = rng.normal(1000, 100, shape)
+    m = forward_matrix(kernel)
+    convolved = ipc.ipc_forward(image, kernel)
+    one_minus_f = np.eye(m.shape[0]) - m
+    previous = np.inf
+    for k in range(5):
+        residual = ipc.ipc_inverse(convolved, kernel, iterations=k) - image
+        predicted = -(np.linalg.matrix_power(one_minus_f, k + 1) @ image.ravel())
+        np.testing.assert_allclose(residual.ravel(), predicted, rtol=1e-9, atol=1e-9)
+        size = np.abs(residual).max()
+        assert size < previous  # more iterations shrink the residual
+        previous = size
+
+
+def test_residual_scales_as_eps_to_the_k_plus_one(rng):
+    shape = (12, 12)
+    image = rng.normal(1000, 100, shape)
+    base = random_kernel(rng, shape, 1.0)  # off-centre weights in [0.5, 1.5]
+    for k in (1, 2, 3):
+        sizes = []
+        for eps in (0.004, 0.002):
+            kernel = base * eps
+            kernel[1, 1] = 0
+            kernel[1, 1] = 1 - kernel.sum(axis=(0, 1))
+            convolved = ipc.ipc_forward(image, kernel)
+            res = ipc.ipc_inverse(convolved, kernel, iterations=k) - image
+            sizes.append(np.abs(res[2:-2, 2:-2]).max())
+        # Halving eps divides the residual by ~2^(k+1).
+        assert sizes[0] / sizes[1] == pytest.approx(2 ** (k + 1), rel=0.1)
+
+
+def test_legacy_kernel_delta_residual_golden():
+    # validation.md §1.6: max |R(F(delta)) - delta| = 4.07e-4 for 2 iterations.
+    shape = (15, 15)
+    kernel = legacy_test_kernel(shape)
+    delta = np.zeros(shape)
+    delta[7, 7] = 1
+    res = ipc.ipc_inverse(ipc.ipc_forward(delta, kernel), kernel) - delta
+    assert np.abs(res).max() == pytest.approx(4.07e-4, abs=5e-7)
+
+
+def test_constant_image_and_footprint():
+    shape = (15, 15)
+    kernel = legacy_test_kernel(shape)
+    const = np.full(shape, 250.0)
+    out = ipc.ipc_inverse(ipc.ipc_forward(const, kernel), kernel)
+    np.testing.assert_allclose(out[3:-3, 3:-3], 250.0, rtol=1e-14)
+    delta = np.zeros(shape)
+    delta[7, 7] = 1
+    spread = ipc.ipc_inverse(delta, kernel, iterations=2)
+    rows, cols = np.nonzero(spread)
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (5, 9, 5, 9)  # 5x5
+
+
+def test_gain_sandwich_and_constant_gain_cancels(rng):
+    nres, ny, nx, b = 2, 16, 16, 4
+    kernel = random_kernel(rng, (ny - 2 * b, nx - 2 * b), 0.02)
+    data = rng.normal(1000, 50, (nres, ny, nx)).astype(np.float32)
+    gain = rng.uniform(1.4, 1.6, (ny, nx))
+    out = data.copy()
+    ipc.deconvolve_cube(out, kernel, gain, dtype=np.float64)
+    sci = (slice(b, ny - b), slice(b, nx - b))
+    for i in range(nres):
+        g = gain[sci]
+        expect = ipc.ipc_inverse(data[i][sci] * g, kernel) / g
+        np.testing.assert_allclose(out[i][sci], expect, rtol=1e-7)
+    # reference pixels untouched
+    border = np.ones((ny, nx), bool)
+    border[sci] = False
+    np.testing.assert_array_equal(out[:, border], data[:, border])
+    # a constant gain cancels
+    const, unit = data.copy(), data.copy()
+    ipc.deconvolve_cube(const, kernel, np.full((ny, nx), 1.7), dtype=np.float64)
+    ipc.deconvolve_cube(unit, kernel, np.ones((ny, nx)), dtype=np.float64)
+    np.testing.assert_allclose(const, unit, rtol=1e-6)
+
+
+def test_full_frame_kernel_processes_the_border(rng):
+    kernel = random_kernel(rng, (16, 16), 0.02)
+    data = rng.normal(1000, 50, (1, 16, 16)).astype(np.float32)
+    out = data.copy()
+    ipc.deconvolve_cube(out, kernel, np.ones((16, 16)), dtype=np.float64)
+    expect = ipc.ipc_inverse(data[0].astype(np.float64), kernel)
+    np.testing.assert_allclose(out[0], expect, rtol=1e-7)
+    with pytest.raises(ValueError, match="does not fit"):
+        ipc.deconvolve_cube(out, kernel[:, :, :15, :15], np.ones((16, 16)))
+
+
+def test_float32_arithmetic_agrees_with_float64(rng):
+    kernel = random_kernel(rng, (56, 56), 0.02).astype(np.float32)
+    data = rng.normal(20000, 5000, (3, 64, 64)).astype(np.float32)
+    gain = rng.uniform(1.4, 1.6, (64, 64))
+    a, b = data.copy(), data.copy()
+    ipc.deconvolve_cube(a, kernel, gain, dtype=np.float32)
+    ipc.deconvolve_cube(b, kernel, gain, dtype=np.float64)
+    # A few float32 ulps of the signal level (the sums cancel near zero values).
+    ulp = np.spacing(np.float32(np.abs(data).max()))
+    np.testing.assert_allclose(a, b, rtol=0, atol=4 * ulp)
+
+
+def test_low_gain_is_clipped_and_reported(rng):
+    kernel = random_kernel(rng, (8, 8), 0.02)
+    data = rng.normal(1000, 50, (2, 16, 16)).astype(np.float32)
+    gain = np.full((16, 16), 1.5)
+    gain[6, 7] = 0.0
+    gain[0, 0] = -1.0  # reference pixel: outside the processed region
+    out = data.copy()
+    bad = ipc.deconvolve_cube(out, kernel, gain)
+    np.testing.assert_array_equal(np.argwhere(bad), [[6, 7]])
+    assert np.isfinite(out).all()
+    legacy = data.copy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ipc.deconvolve_cube(legacy, kernel, gain, clip_gain=False)
+    assert not np.isfinite(legacy[:, 6, 7]).any()  # the legacy divides by 0
+
+
+@needs_legacy
+def test_legacy_compat_matches_legacy_correct_cube_bit_for_bit(rng, tmp_path):
+    import asdf
+
+    ny = nx = 40
+    kernel = random_kernel(rng, (ny - 8, nx - 8), 0.02).astype(np.float32)
+    gain = rng.uniform(1.4, 1.6, (ny, nx))  # float64, as the PIT files
+    data = rng.normal(20000, 5000, (4, ny, nx)).astype(np.float32)
+    kpath, gpath = tmp_path / "ipc.asdf", tmp_path / "gain.asdf"
+    asdf.AsdfFile({"roman": {"data": kernel}}).write_to(kpath)
+    asdf.AsdfFile({"roman": {"data": gain}}).write_to(gpath)
+    script = (
+        "from romanimpreprocess.utils import ipc_linearity\n"
+        "d = inp['data'].copy()\n"
+        f"ipc_linearity.correct_cube(d, {str(kpath)!r}, None, gain_file={str(gpath)!r})\n"
+        "out['data'] = d\n"
+    )
+    legacy = run_legacy(tmp_path / "run", script, data=data)["data"]
+    ours = data.copy()
+    ipc.deconvolve_cube(
+        ours, kernel, gain, dtype=np.result_type(data, gain), clip_gain=False
+    )
+    np.testing.assert_array_equal(ours, legacy)
+    default = data.copy()
+    ipc.deconvolve_cube(default, kernel, gain)
+    assert np.abs(default - legacy).max() <= 4 * np.spacing(np.abs(legacy)).max()
