@@ -174,6 +174,7 @@ def fit_transient(
         The fitted model, or None if the fit failed.
     """
     from astropy.stats import sigma_clipped_stats
+    from astropy.utils.exceptions import AstropyUserWarning
     from scipy import optimize
 
     t_res = resultant_mean_times(read_pattern, frame_time)
@@ -183,8 +184,9 @@ def fit_transient(
     del rate
     mask = illuminated_mask(data[4] - data[3], legacy_compat=legacy_compat)
     with warnings.catch_warnings():
-        # All-masked rows give NaN with a warning; handled below.
+        # All-masked or non-finite rows give NaN with a warning; handled below.
         warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", AstropyUserWarning)
         row_mean = sigma_clipped_stats(residual, mask=mask, sigma=_SIGMA, axis=1)[0]
     del residual, mask
     row_mean = np.asarray(np.ma.filled(row_mean, np.nan), dtype=np.float64)
