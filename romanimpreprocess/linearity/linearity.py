@@ -13,6 +13,7 @@ from numpy.typing import NDArray
 from roman_datamodels.dqflags import group, pixel
 
 __all__ = [
+    "BLOCK_PIXELS",
     "apply_linearity",
     "invalid_calibration",
     "legendre_phi",
@@ -20,6 +21,7 @@ __all__ = [
 ]
 
 _USE_RAW = np.uint32(pixel.NO_LIN_CORR | pixel.REFERENCE_PIXEL)
+BLOCK_PIXELS = 2**19  # pixels per block of rows (4 MB per float64 temporary)
 
 
 def normalized_signal(
@@ -143,6 +145,7 @@ def apply_linearity(
     legacy_compat: bool = False,
     invalid: NDArray[np.bool_] | None = None,
     dtype=None,
+    block_rows: int | None = None,
 ) -> NDArray[np.uint32]:
     """Linearise every resultant in place and return the pixel flags to OR in.
 
@@ -182,6 +185,8 @@ def apply_linearity(
         Arithmetic dtype of ``z`` and ``Phi``; None = the promoted dtype of the inputs
         (float32 for float32 files, the legacy arithmetic). float64 brings the
         evaluation error from ~1e-2 DN to the float32 rounding of the output.
+    block_rows : int, optional
+        Rows processed at a time (default: about `BLOCK_PIXELS` pixels).
 
     Returns
     -------
@@ -199,29 +204,36 @@ def apply_linearity(
     if any_bad:
         use_raw |= bad
         sref = np.where(np.isfinite(sref), sref, 0).astype(sref.dtype, copy=False)
-    if dtype is not None:
-        smin, smax, sref = (np.asarray(a, dtype=dtype) for a in (smin, smax, sref))
-    span = smax - smin
-    out_of_range = np.zeros(data.shape[1:], dtype=bool)
+    ny, nx = data.shape[1:]
+    out_of_range = np.zeros((ny, nx), dtype=bool)
     sat = np.uint8(group.SATURATED)
     # Unusable calibrations give inf/NaN in Phi; those pixels are replaced below.
     errstate = "ignore" if any_bad else "warn"
-    for j in range(nres):
-        first = j == 0 and do_not_flag_first
-        signal = data[j] if dtype is None else data[j].astype(dtype)
-        with np.errstate(divide=errstate, invalid=errstate, over=errstate):
-            z = normalized_signal(signal, smin, span, clip=first)
-            phi, exflag = legendre_phi(z, coeffs)
-        del z
-        raw = signal - sref
-        mask = use_raw | out_of_range if legacy_compat else use_raw
-        np.copyto(phi, raw, where=mask)
-        del raw
-        data[j] = phi
-        del phi
-        if not first:
-            exflag &= (groupdq[j] & sat) == 0
-            out_of_range |= exflag
+    rows = block_rows or max(1, BLOCK_PIXELS // nx)
+    # Blocks of rows keep the temporaries small (cache-friendly, no page faults);
+    # every pixel is independent, so the blocking does not change any value.
+    for r0 in range(0, ny, rows):
+        blk = slice(r0, min(ny, r0 + rows))
+        b_smin, b_smax, b_sref = (
+            np.asarray(a[blk], dtype=dtype) for a in (smin, smax, sref)
+        )
+        b_span = b_smax - b_smin
+        b_coeffs = coeffs[:, blk]
+        b_use_raw = use_raw[blk]
+        b_out = out_of_range[blk]
+        for j in range(nres):
+            first = j == 0 and do_not_flag_first
+            signal = np.asarray(data[j, blk], dtype=dtype)
+            with np.errstate(divide=errstate, invalid=errstate, over=errstate):
+                z = normalized_signal(signal, b_smin, b_span, clip=first)
+                phi, exflag = legendre_phi(z, b_coeffs)
+            raw = signal - b_sref
+            mask = b_use_raw | b_out if legacy_compat else b_use_raw
+            np.copyto(phi, raw, where=mask)
+            data[j, blk] = phi
+            if not first:
+                exflag &= (groupdq[j, blk] & sat) == 0
+                b_out |= exflag
     dq[out_of_range] |= np.uint32(pixel.NO_LIN_CORR)
     if any_bad:
         dq[bad] |= np.uint32(pixel.NO_LIN_CORR | pixel.DO_NOT_USE)

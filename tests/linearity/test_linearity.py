@@ -321,3 +321,20 @@ def test_legacy_compat_matches_legacy_multilin_bit_for_bit(rng, tmp_path):
         assert (flags & NLC).sum() > 10  # the test exercises the flagging
         np.testing.assert_array_equal(out, legacy["phi"])
         np.testing.assert_array_equal(flags, legacy["dq"])
+
+
+@pytest.mark.parametrize("legacy_compat", [False, True])
+def test_row_blocks_give_identical_values(rng, legacy_compat):
+    shape = (13, 16)
+    smin, smax, sref, coeffs = legendre_model(rng, shape)
+    frac = np.sort(rng.uniform(-0.1, 1.2, (5, *shape)), axis=0)
+    raw = (smin + frac * (smax - smin)).astype(np.float32)
+    groupdq = np.zeros(raw.shape, np.uint8)
+    groupdq[3:, 5] = group.SATURATED
+    dtype = None if legacy_compat else np.float64
+    kwargs = {"groupdq": groupdq, "legacy_compat": legacy_compat, "dtype": dtype}
+    whole, flags_whole = run(raw, coeffs, smin, smax, sref, **kwargs)
+    blocks, flags_blocks = run(raw, coeffs, smin, smax, sref, block_rows=3, **kwargs)
+    assert (flags_whole & NLC).any()
+    np.testing.assert_array_equal(blocks, whole)
+    np.testing.assert_array_equal(flags_blocks, flags_whole)
