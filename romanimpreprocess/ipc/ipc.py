@@ -166,7 +166,7 @@ def deconvolve_cube(
     gain : ndarray, shape (ny, nx)
         Gain, e/DN, over the full frame.
     iterations : int
-        Fixed-point iterations of the inverse.
+        Fixed-point iterations of the inverse; 0 leaves ``data`` untouched.
     dtype : numpy dtype
         Arithmetic dtype (the legacy uses the gain's dtype, float64 for its files).
     clip_gain : bool
@@ -191,6 +191,8 @@ def deconvolve_cube(
         g = np.where(low, MIN_GAIN, g).astype(dtype, copy=False)
     bad = np.zeros((ny, nx), dtype=bool)
     bad[region] = low
+    if iterations == 0:  # R_0 is the identity: leave the data as they are
+        return bad
     image = np.empty(g.shape, dtype=dtype)
     result = np.empty_like(image)
     buffers = (np.empty_like(image), np.empty_like(image))

@@ -206,3 +206,11 @@ def test_legacy_compat_matches_legacy_correct_cube_bit_for_bit(rng, tmp_path):
     default = data.copy()
     ipc.deconvolve_cube(default, kernel, gain)
     assert np.abs(default - legacy).max() <= 4 * np.spacing(np.abs(legacy)).max()
+
+
+def test_zero_iterations_leave_data_untouched(rng):
+    kernel = random_kernel(rng, (8, 8), 0.02)
+    data = rng.normal(1000, 50, (2, 16, 16)).astype(np.float32)
+    out = data.copy()
+    ipc.deconvolve_cube(out, kernel, rng.uniform(1.4, 1.6, (16, 16)), iterations=0)
+    np.testing.assert_array_equal(out, data)
