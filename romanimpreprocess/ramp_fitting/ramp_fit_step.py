@@ -1,0 +1,301 @@
+"""Ramp-fit step: rate image from the calibrated ramp, with jump detection."""
+
+import copy
+import logging
+import time
+from typing import ClassVar
+
+import numpy as np
+from roman_datamodels import datamodels as dm
+from roman_datamodels.dqflags import group
+
+from romanimpreprocess.constants import REF_BORDER
+from romanimpreprocess.datamodels import resultant_times
+from romanimpreprocess.ramp_fitting import likely, ramp_fit
+from romanimpreprocess.ramp_fitting.jumps import JumpThresholds
+from romanimpreprocess.ramp_fitting.optimal_weights import RampOptPars
+from romanimpreprocess.stpipe import RipStep
+
+__all__ = ["RampFitStep"]
+
+log = logging.getLogger(__name__)
+
+_BORDER_NAMES = ("left", "right", "top", "bottom")
+
+
+class RampFitStep(RipStep):
+    """Fit a count rate to every pixel of the ramp and flag jumps.
+
+    ``algorithm="optimal"`` (default) is the survey's fixed-weight optimal fit with
+    single/double-difference jump detection (`romanimpreprocess.ramp_fitting.ramp_fit`);
+    ``algorithm="likely"`` is romancal's likelihood fit through stcal
+    (`romanimpreprocess.ramp_fitting.likely`). The output is an `ImageModel` of the
+    science area: slope (DN/s), pixel flags, err and the Poisson / read-noise
+    variances (float32 in memory), with the resultant times, weights and parameters in
+    ``processinfo``.
+    """
+
+    class_alias = "rip_ramp_fit"
+    cal_step_key = "ramp_fit"
+    spec = """
+        algorithm = option("optimal", "likely", default="optimal")  # fixed-weight fit or romancal likelihood fit
+        opt_slope = float(default=0.4, min=0.0)  # RAMP_OPT_PARS slope: rate the weights are optimal for, DN/s
+        opt_gain = float(default=1.8)  # RAMP_OPT_PARS gain assumed by the weights, e/DN (> 0)
+        opt_sigma_read = float(default=6.5)  # RAMP_OPT_PARS sigma_read assumed by the weights, DN (> 0)
+        sthresh_a = float(default=5.5)  # JUMP_DETECT_PARS SthreshA: jump threshold (sigma) at faint slopes
+        sthresh_b = float(default=4.5)  # JUMP_DETECT_PARS SthreshB: jump threshold (sigma) at bright slopes
+        ithresh_a = float(default=1.0)  # JUMP_DETECT_PARS IthreshA: slope (DN/s) at and below which sthresh_a applies
+        ithresh_b = float(default=1000.0)  # JUMP_DETECT_PARS IthreshB: slope (DN/s) at and above which sthresh_b applies
+        exclude_first = boolean(default=True)  # do not use resultant 0 (EXCLUDE_FIRST; keep equal to dq_init's)
+        rejection_threshold = float(default=4.5, min=0.0)  # likely: jump rejection threshold, sigma (REJECTION_THRESHOLD)
+        jump_kw = string(default="")  # likely: JUMP_KW as a YAML/JSON mapping, e.g. "{expand_large_events: true}"
+        legacy_compat = boolean(default=False)  # reproduce the legacy 1.0.0 numbers, defects included
+        suffix = string(default="rampfit")  # output file suffix
+    """
+    reference_file_types: ClassVar = ["readnoise", "gain"]
+
+    def process(self, dataset):
+        """Return the rate `ImageModel` of the science area."""
+        model = self.open_ramp(dataset)
+        nres = model.data.shape[0]
+        exposure = model.meta.exposure
+        read_pattern = [[int(k) for k in frames] for frames in exposure.read_pattern]
+        frame_time = float(exposure.frame_time)
+        if len(read_pattern) != nres:
+            raise ValueError(
+                f"meta.exposure.read_pattern has {len(read_pattern)} resultants but "
+                f"the ramp has {nres}"
+            )
+        if not (np.isfinite(frame_time) and frame_time > 0):
+            raise ValueError(f"meta.exposure.frame_time must be > 0, got {frame_time}")
+        references = {}
+        for reftype in self.reference_file_types:
+            ref = self.load_reference(model, reftype, fields=["data"])
+            if ref is None:
+                raise ValueError(
+                    f"step {self.name}: the ramp fit needs a {reftype} reference file; "
+                    f"override_{reftype}='N/A' is not allowed"
+                )
+            references[reftype] = ref.data
+        tbar, tau, n_frames = resultant_times(read_pattern, frame_time)
+        start = self._start(model)
+        info = dict(model["processinfo"]) if "processinfo" in model else {}
+
+        began = time.perf_counter()
+        if self.algorithm == "optimal":
+            arrays, weights = self._fit_optimal(
+                model, references, tbar, tau, n_frames, start
+            )
+        else:
+            arrays, weights = self._fit_likely(
+                model, references, read_pattern, frame_time
+            )
+        elapsed = time.perf_counter() - began
+
+        image = self._image_model(model, arrays)
+        info.update(
+            self._processinfo(read_pattern, frame_time, tbar, tau, n_frames, weights)
+        )
+        info["exclude_first"] = bool(start)
+        if arrays.get("endslice") is not None:
+            info["endslice"] = arrays["endslice"]
+        image["processinfo"] = info
+        n_jump = int(arrays["n_jump"])
+        npix = image.data.size
+        log.info(
+            "Ramp fit (%s%s): %d x %d science pixels in %.2f s; %d with jumps "
+            "(%.3f%%), %d without a slope (DO_NOT_USE)",
+            self.algorithm,
+            ", legacy_compat" if self.legacy_compat else "",
+            image.data.shape[0],
+            image.data.shape[1],
+            elapsed,
+            n_jump,
+            100.0 * n_jump / max(npix, 1),
+            int(np.count_nonzero(~np.isfinite(image.data))),
+        )
+        self.record_cal_step(image, "COMPLETE")
+        return image
+
+    # ---------------------------------------------------------------- helpers
+    def _start(self, model):
+        """First resultant used, from ``exclude_first``; warn if dq_init disagrees."""
+        start = 1 if self.exclude_first else 0
+        info = model.get("processinfo", {})
+        if "exclude_first" in info and bool(info["exclude_first"]) != bool(start):
+            log.warning(
+                "exclude_first=%s here but %s in dq_init (processinfo); using %s",
+                bool(start),
+                bool(info["exclude_first"]),
+                bool(start),
+            )
+        b = REF_BORDER
+        first = model.groupdq[0, b:-b, b:-b]
+        flagged = first.size and np.all(first & np.uint8(group.DO_NOT_USE))
+        if start == 0 and flagged:
+            if self.legacy_compat:
+                log.warning(
+                    "exclude_first=False but resultant 0 is DO_NOT_USE on every "
+                    "pixel; legacy_compat fits it anyway (the legacy ignores the flag)"
+                )
+            else:
+                log.warning(
+                    "exclude_first=False but resultant 0 is DO_NOT_USE on every "
+                    "pixel (dq_init exclude_first=True?): the fit starts at resultant 1"
+                )
+                start = 1
+        return start
+
+    def _fit_optimal(self, model, references, tbar, tau, n_frames, start):
+        opt = RampOptPars(
+            slope=self.opt_slope, gain=self.opt_gain, sigma_read=self.opt_sigma_read
+        )
+        thresholds = JumpThresholds(
+            sthresh_a=self.sthresh_a,
+            sthresh_b=self.sthresh_b,
+            ithresh_a=self.ithresh_a,
+            ithresh_b=self.ithresh_b,
+        )
+        log.info(
+            "Optimal weights at slope %g DN/s, gain %g e/DN, sigma_read %g DN "
+            "(u = %.6g 1/s), first resultant used %d; jump thresholds %s",
+            opt.slope,
+            opt.gain,
+            opt.sigma_read,
+            opt.u,
+            start,
+            thresholds.as_dict(),
+        )
+        res = ramp_fit.fit_ramps(
+            model.data,
+            model.groupdq,
+            model.pixeldq,
+            references["gain"],
+            references["readnoise"],
+            tbar,
+            tau,
+            n_frames,
+            opt=opt,
+            thresholds=thresholds,
+            start=start,
+            legacy=self.legacy_compat,
+        )
+        log.info("Pixels by kind of fit: %s", res.counts)
+        if self.legacy_compat:
+            err, var_p, var_r = ramp_fit.legacy_error_roundtrip(
+                res.var_poisson, res.var_rnoise
+            )
+        else:
+            var_p, var_r = res.var_poisson, res.var_rnoise
+            err = np.sqrt(var_p + var_r)
+        zeros = np.zeros(res.slope.shape, np.float32)
+        arrays = {
+            "data": res.slope,
+            "dq": res.dq,
+            "err": err,
+            "var_poisson": var_p,
+            "var_rnoise": var_r,
+            "chisq": zeros,
+            "dumo": zeros.copy(),
+            "endslice": res.endslice,
+            "n_jump": res.counts.get("jump", 0),
+        }
+        self._opt, self._thresholds = opt, thresholds
+        return arrays, np.asarray(res.weights, dtype=np.float32)
+
+    def _fit_likely(self, model, references, read_pattern, frame_time):
+        jump_kw = likely.parse_jump_kw(self.jump_kw)
+        log.info(
+            "Likelihood ramp fit (stcal), rejection threshold %g, JUMP_KW %s",
+            self.rejection_threshold,
+            jump_kw,
+        )
+        res = likely.fit_likely(
+            model.data,
+            model.groupdq,
+            model.pixeldq,
+            references["gain"],
+            references["readnoise"],
+            read_pattern,
+            frame_time,
+            rejection_threshold=self.rejection_threshold,
+            jump_kw=jump_kw,
+        )
+        var_p, var_r, err = res.var_poisson, res.var_rnoise, res.err
+        chisq, dumo = res.chisq, res.dumo
+        if self.legacy_compat:
+            err, var_p, var_r = ramp_fit.legacy_error_roundtrip(var_p, var_r)
+            chisq = chisq.astype(np.float16).astype(np.float32)
+            dumo = dumo.astype(np.float16).astype(np.float32)
+        b = REF_BORDER
+        endslice = (
+            ramp_fit.end_slices(model.groupdq[:, b:-b, b:-b])
+            if model.data.shape[0] < ramp_fit.MAX_ENDSLICE_RESULTANTS
+            else None
+        )
+        jumped = np.unique(res.jumps[:, 1:], axis=0).shape[0] if res.jumps.size else 0
+        arrays = {
+            "data": res.slope,
+            "dq": res.dq,
+            "err": err,
+            "var_poisson": var_p,
+            "var_rnoise": var_r,
+            "chisq": chisq,
+            "dumo": dumo,
+            "endslice": endslice,
+            "n_jump": jumped,
+        }
+        self._opt, self._thresholds = None, None
+        self._jump_kw = jump_kw
+        return arrays, None
+
+    def _image_model(self, model, arrays):
+        """The L2 `ImageModel` with the ramp's meta and the fitted arrays."""
+        image = dm.ImageModel.create_fake_data(
+            defaults={"meta": copy.deepcopy(model.meta)}, shape=(1, 1, 1)
+        )
+        image.meta.product_type = "l2"
+        for key in ("data", "dq", "err", "var_poisson", "var_rnoise", "chisq", "dumo"):
+            image[key] = arrays[key]
+        image.amp33 = np.array(model.amp33, dtype=np.uint16)
+        b = REF_BORDER
+        data = model.data
+        fallback = {
+            "left": lambda a: a[..., :, :b],
+            "right": lambda a: a[..., :, -b:],
+            "top": lambda a: a[..., -b:, :],
+            "bottom": lambda a: a[..., :b, :],
+        }
+        for side in _BORDER_NAMES:
+            key, dq_key = f"border_ref_pix_{side}", f"dq_border_ref_pix_{side}"
+            value = model[key] if key in model else fallback[side](data)
+            image[key] = np.array(value, dtype=np.float32)
+            value = model[dq_key] if dq_key in model else fallback[side](model.pixeldq)
+            image[dq_key] = np.array(value, dtype=np.uint32)
+        return image
+
+    def _processinfo(self, read_pattern, frame_time, tbar, tau, n_frames, weights):
+        """Legacy ``processinfo`` entries of the ramp fit (algorithms.md §16.5)."""
+        opt = self._opt.as_dict() if self._opt is not None else None
+        jdp = self._thresholds.as_dict() if self._thresholds is not None else None
+        meta = {
+            "frame_time": frame_time,
+            "read_pattern": read_pattern,
+            "ngrp": len(read_pattern),
+            "tbar": tbar.astype(np.float32),
+            "tau": tau.astype(np.float32),
+            "N": n_frames.astype(np.int16),
+            "nborder": REF_BORDER,
+            "K": weights,
+            "ramp_opt_pars": opt,
+        }
+        out = {"meta": meta, "weights": weights, "ramp_opt_pars": opt}
+        if jdp is not None:
+            meta["jump_detect_pars"] = jdp
+            out["jump_detect_pars"] = jdp
+        if self.algorithm == "likely":
+            out["rejection_threshold"] = float(self.rejection_threshold)
+            out["jump_kw"] = dict(self._jump_kw)
+        out["ramp_fit_algorithm"] = self.algorithm
+        out["legacy_compat_ramp_fit"] = bool(self.legacy_compat)
+        return out
