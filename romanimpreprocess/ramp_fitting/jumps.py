@@ -30,6 +30,7 @@ from romanimpreprocess.ramp_fitting.optimal_weights import (
 )
 
 __all__ = [
+    "DOUBLE_MIN_SIDE",
     "JumpTests",
     "JumpThresholds",
     "empty_tests",
@@ -42,6 +43,8 @@ __all__ = [
 # A test whose read-noise coefficient is below this (relative to a single pair of
 # reads) has no power: its statistic vanishes identically (e.g. two usable resultants).
 _MIN_READ_COEF = 1e-10
+# Used resultants required on each side of the resultant a double difference drops.
+DOUBLE_MIN_SIDE = 2
 
 
 @dataclass(frozen=True)
@@ -156,6 +159,13 @@ class JumpTests:
         Slope weights of the model that includes the test's step (`step_tests`
         only): the slope that sets the Poisson variance of the statistic, unbiased by
         the jump the test is looking for.
+    outlier : ndarray, shape (t, n), float64, or None
+        For double differences (`step_tests`), the weights of the free offset of the
+        dropped resultant in the current model (zero rows for single differences): its
+        squared significance is the rest of the fit improvement of a double
+        difference, which adds two parameters.
+    outlier_poisson, outlier_read : ndarray, shape (t,), float64, or None
+        Variance coefficients of ``outlier``.
     """
 
     weights: NDArray[np.float64]
@@ -165,6 +175,9 @@ class JumpTests:
     double: NDArray[np.bool_]
     labels_after: NDArray[np.int8] | None = None
     slopes: NDArray[np.float64] | None = None
+    outlier: NDArray[np.float64] | None = None
+    outlier_poisson: NDArray[np.float64] | None = None
+    outlier_read: NDArray[np.float64] | None = None
 
     @property
     def count(self) -> int:
@@ -175,6 +188,7 @@ class JumpTests:
 def _pack(rows, tbar, tau, n_frames, with_labels):
     n = len(tbar)
     if not rows:
+        empty = np.zeros((0, n)) if with_labels else None
         return JumpTests(
             weights=np.zeros((0, n)),
             poisson=np.zeros(0),
@@ -182,22 +196,32 @@ def _pack(rows, tbar, tau, n_frames, with_labels):
             flag=np.zeros(0, np.intp),
             double=np.zeros(0, bool),
             labels_after=np.zeros((0, n), np.int8) if with_labels else None,
-            slopes=np.zeros((0, n)) if with_labels else None,
+            slopes=empty,
+            outlier=empty,
+            outlier_poisson=np.zeros(0) if with_labels else None,
+            outlier_read=np.zeros(0) if with_labels else None,
         )
+
+    def coefs(vectors):
+        pairs = [slope_variance_coefficients(v, tbar, tau, n_frames) for v in vectors]
+        return np.array([c[0] for c in pairs]), np.array([c[1] for c in pairs])
+
     weights = np.array([r[0] for r in rows], dtype=np.float64)
-    coefs = [slope_variance_coefficients(w, tbar, tau, n_frames) for w in weights]
+    poisson, read = coefs(weights)
+    extra = {}
+    if with_labels:
+        outlier = np.array([r[5] for r in rows], dtype=np.float64)
+        extra["outlier_poisson"], extra["outlier_read"] = coefs(outlier)
+        extra["outlier"] = outlier
+        extra["labels_after"] = np.array([r[3] for r in rows], dtype=np.int8)
+        extra["slopes"] = np.array([r[4] for r in rows], dtype=np.float64)
     return JumpTests(
         weights=weights,
-        poisson=np.array([c[0] for c in coefs]),
-        read=np.array([c[1] for c in coefs]),
+        poisson=poisson,
+        read=read,
         flag=np.array([r[1] for r in rows], dtype=np.intp),
         double=np.array([r[2] for r in rows], dtype=bool),
-        labels_after=(
-            np.array([r[3] for r in rows], dtype=np.int8) if with_labels else None
-        ),
-        slopes=(
-            np.array([r[4] for r in rows], dtype=np.float64) if with_labels else None
-        ),
+        **extra,
     )
 
 
@@ -280,11 +304,14 @@ def step_tests(
     * single differences: a step starting at ``p_{a+1}`` (``a = 0..k-2``), fitted with
       the ramp; it fires on a jump between ``p_a`` and ``p_{a+1}``; the remedy is a new
       segment starting at ``p_{a+1}``, which is flagged;
-    * double differences (segments with ``k >= 4``, as the legacy tests them only when
-      more than three resultants are used): ``p_{a+1}`` left out and a step starting at
-      ``p_{a+2}``; it catches a jump inside the multi-frame resultant ``p_{a+1}`` that
-      splits between two single differences; the remedy drops ``p_{a+1}`` (flagged) and
-      starts a new segment at ``p_{a+2}``.
+    * double differences: ``p_{a+1}`` left out and a step starting at ``p_{a+2}``; it
+      catches a jump inside the multi-frame resultant ``p_{a+1}`` that splits between
+      two single differences; the remedy drops ``p_{a+1}`` (flagged) and starts a new
+      segment at ``p_{a+2}``. Only where at least `DOUBLE_MIN_SIDE` used resultants
+      remain on each side of the dropped one (so never with three used resultants, as
+      in the legacy): a double difference next to the end of a ramp leaves a model with
+      almost no residual freedom, which then "explains" a jump elsewhere as well as the
+      right model does, and is picked by noise.
 
     Tests whose statistic is not determined (too few resultants) are left out.
 
@@ -313,6 +340,8 @@ def step_tests(
             if double and k < 4:
                 continue
             for a in range(k - 2 if double else k - 1):
+                if double and min(a + 1, k - a - 2) < DOUBLE_MIN_SIDE:
+                    continue
                 after = labels.copy()
                 if double:
                     dropped, first_new = pts[a + 1], pts[a + 2]
@@ -334,8 +363,16 @@ def step_tests(
                 b = float(np.sum(w * w / np.asarray(n_frames, np.float64)))
                 if b < _MIN_READ_COEF:
                     continue
+                outlier = np.zeros(labels.size)
+                if double:
+                    free = segment_weights(
+                        labels, tbar, tau, n_frames, u=u, free_at=int(dropped)
+                    )
+                    if free is None:
+                        continue
+                    outlier = free[0]
                 flag = int(dropped) if double else int(first_new)
-                rows.append((w, flag, double, _relabel(after), slope))
+                rows.append((w, flag, double, _relabel(after), slope, outlier))
     return _pack(rows, tbar, tau, n_frames, with_labels=True)
 
 

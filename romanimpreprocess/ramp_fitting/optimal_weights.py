@@ -251,11 +251,12 @@ def gls_estimator(design: NDArray, cov: NDArray, columns) -> NDArray[np.float64]
     return np.linalg.solve(normal, xtw)[columns]
 
 
-def _design(labels: NDArray, tbar: NDArray, step_from: int | None = None):
-    """Design matrix on the usable resultants: one intercept per segment, slope, step.
+def _design(labels: NDArray, tbar: NDArray, step_from=None, free_at=None):
+    """Design matrix on the usable resultants: segment intercepts, slope, extra column.
 
-    Returns ``(usable indices, X)``; ``step_from`` adds a column equal to 1 for usable
-    resultants ``>= step_from`` in the same segment as ``step_from``.
+    Returns ``(usable indices, X)``. ``step_from`` adds a column equal to 1 for usable
+    resultants ``>= step_from`` in the same segment as ``step_from``; ``free_at`` adds
+    the indicator of that one resultant (a free offset: the resultant is left out).
     """
     usable = np.flatnonzero(labels >= 0)
     segs = labels[usable]
@@ -264,6 +265,8 @@ def _design(labels: NDArray, tbar: NDArray, step_from: int | None = None):
     cols.append(np.asarray(tbar, dtype=np.float64)[usable])
     if step_from is not None:
         cols.append(((usable >= step_from) & (segs == labels[step_from])).astype(float))
+    elif free_at is not None:
+        cols.append((usable == free_at).astype(np.float64))
     return usable, np.stack(cols, axis=1)
 
 
@@ -275,12 +278,14 @@ def segment_weights(
     *,
     u: float,
     step_from: int | None = None,
+    free_at: int | None = None,
 ) -> NDArray[np.float64] | None:
     """Fixed-weight GLS weights for a ramp split into segments.
 
     Each segment (a run of resultants separated by jumps) has its own intercept and all
     share one slope; unusable resultants get weight 0. With ``step_from`` the model gets
-    an extra step starting at that resultant (within its segment): the jump test.
+    an extra step starting at that resultant (within its segment): the jump test. With
+    ``free_at`` it gets a free offset of that resultant: the outlier test.
 
     Parameters
     ----------
@@ -294,16 +299,19 @@ def segment_weights(
         Operating point of the weights, 1/s.
     step_from : int or None
         Add a step starting at this resultant.
+    free_at : int or None
+        Add a free offset of this resultant (ignored with ``step_from``).
 
     Returns
     -------
     ndarray, float64, or None
-        Without ``step_from``: the slope weights, shape (n,), 1/s. With it: shape
-        (2, n), the step-amplitude weights (dimensionless) and the slope weights of the
-        model with the step. None if not determined by the usable resultants.
+        Without an extra column: the slope weights, shape (n,), 1/s. With one: shape
+        (2, n), the weights of the extra parameter (step or offset amplitude,
+        dimensionless) and the slope weights of that model. None if not determined by
+        the usable resultants.
     """
     labels = np.asarray(labels)
-    usable, design = _design(labels, tbar, step_from)
+    usable, design = _design(labels, tbar, step_from, free_at)
     if usable.size < design.shape[1]:
         return None
     cov = resultant_covariance(
@@ -313,8 +321,9 @@ def segment_weights(
         u=u,
     )
     ncol = design.shape[1]
-    # Columns: segment intercepts, slope, [step].
-    columns = ncol - 1 if step_from is None else [ncol - 1, ncol - 2]
+    # Columns: segment intercepts, slope, [step or offset].
+    extra = step_from is not None or free_at is not None
+    columns = [ncol - 1, ncol - 2] if extra else ncol - 1
     est = gls_estimator(design, cov, columns)
     if est is None:
         return None

@@ -9,12 +9,13 @@ Default (legacy defects of algorithms.md §18 fixed):
     DO_NOT_USE resultant, then nothing usable after it) gets the two-point slope between
     its first and last used resultant -- including ramps cut at ``2+start`` (§18.3);
     any other pattern (gaps, jumps) gets the fixed-weight GLS slope with one intercept
-    per segment. Jumps: the step tests of `jumps.step_tests` (two-sided); the most
-    significant single difference (else double difference) above threshold is taken
-    out -- the ramp is split there (and for a double difference the middle resultant
-    dropped) -- the slope refitted and the tests repeated until none fires (§18.5).
-    JUMP_DET goes on the resultant where the jump appears. Pixels with no slope (fewer
-    than two used resultants in every segment) get NaN and DO_NOT_USE.
+    per segment. Jumps: the step tests of `jumps.step_tests` (two-sided), with weights
+    at the pixel's own operating point ``u = max(s, 0)/gain/sigma²`` (binned); the most
+    significant test above threshold is taken out -- the ramp is split there (and for
+    a double difference the middle resultant dropped) -- the slope refitted and the
+    tests repeated until none fires (§18.5). JUMP_DET goes on the resultant where the
+    jump appears. Pixels with no slope (fewer than two used resultants in every
+    segment) get NaN and DO_NOT_USE.
 
 Legacy (``legacy=True``, algorithms.md §9.3 exactly):
     Full-ramp K for every pixel whatever its flags; the pixels whose first SATURATED
@@ -35,6 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 from roman_datamodels.dqflags import group, pixel
+from scipy import special
 
 from romanimpreprocess.constants import REF_BORDER
 from romanimpreprocess.ramp_fitting.jumps import (
@@ -217,19 +219,24 @@ class _Planner:
         self._cache[key] = plan
         return plan
 
+    def u_value(self, k) -> NDArray[np.float64]:
+        """Operating point ``u0 * U_STEP**k`` of test bin ``k``, 1/s."""
+        u0 = self.u if self.u > 0 else U_FLOOR
+        return u0 * U_STEP ** np.asarray(k, dtype=np.float64)
+
     def u_bin(self, u_pixel: NDArray) -> NDArray[np.intp]:
-        """Index ``k`` of the test operating point ``u * U_STEP**k`` nearest ``u_pixel``."""
+        """Index ``k`` of the test operating point nearest ``u_pixel`` (log scale)."""
         with np.errstate(divide="ignore", invalid="ignore"):
-            k = np.rint(np.log(u_pixel / self.u) / np.log(U_STEP))
+            k = np.rint(np.log(u_pixel / self.u_value(0)) / np.log(U_STEP))
         k = np.where(np.isfinite(k), k, 0)
         return np.clip(k, 0, U_BINS - 1).astype(np.intp)
 
     def tests(self, labels: NDArray[np.int8], k: int) -> JumpTests:
-        """Step tests for ``labels`` with weights at ``u * U_STEP**k``."""
+        """Step tests for ``labels`` with weights at ``u_value(k)``."""
         key = (labels.tobytes(), int(k))
         cached = self._cache.get(key)
         if cached is None:
-            u = self.u * U_STEP ** int(k) if self.u > 0 else U_FLOOR * U_STEP ** int(k)
+            u = float(self.u_value(k))
             cached = step_tests(labels, self.tbar, self.tau, self.n_frames, u=u)
             self._cache[key] = cached
         return cached
@@ -564,6 +571,7 @@ def _fit_special(d, gq, g, rn2, planner, thresholds, start):
     n, m = d.shape
     usable = ((gq & _UNUSABLE) == 0) & np.isfinite(d)
     usable[:start] = False
+    d = np.where(usable, d, 0.0)  # weight 0 must not meet NaN or inf
     labels = np.where(usable.T, 0, -1).astype(np.int8)
     s_out = np.full(m, np.nan)
     vp_out = np.full(m, np.nan)
@@ -605,12 +613,25 @@ def _fit_special(d, gq, g, rn2, planner, thresholds, start):
             if not tests.count:
                 continue
             dm = d[:, members]
-            # Poisson part of each test's variance from the slope of its own model
-            # (with the step), which the jump it looks for does not bias.
+            amp = tests.weights @ dm
+            # Whether a test fires: the Poisson part of its variance comes from the
+            # slope of its own model (with the step), which the jump it looks for
+            # does not bias.
             dvardt_t = np.maximum((tests.slopes @ dm) / g[members], 0.0)
-            z = np.abs(_significance(tests.weights @ dm, tests, dvardt_t, rn2[members]))
+            z = np.abs(_significance(amp, tests, dvardt_t, rn2[members]))
             fire = z > jump_threshold(s_out[members], thresholds)
-            choice = _choose(z, fire, tests.double)
+            # Which firing test to act on: the most significant improvement of the
+            # fit, all models compared under the covariance the weights assume
+            # (u of the bin): chi² gain z² with one degree of freedom for a single
+            # difference; for a double difference the gain of also freeing the
+            # dropped resultant is added, with two degrees of freedom. (Comparing
+            # z alone favours double differences, whose models have fewer residual
+            # degrees of freedom, and per-test variances favour wrong models whose
+            # slope comes out low.)
+            score = _log_p_value(
+                amp, tests, dm, float(planner.u_value(key[-1])), rn2[members]
+            )
+            choice = _choose(-score, fire)
             sel = choice >= 0
             if not sel.any():
                 continue
@@ -626,18 +647,34 @@ def _fit_special(d, gq, g, rn2, planner, thresholds, start):
     return s_out, vp_out, vr_out, jump, no_slope, kinds
 
 
-def _choose(z, fire, double):
-    """Index of the test to act on per pixel: best single, else best double; -1."""
-    choice = np.full(z.shape[1], -1, np.intp)
-    for family in (double, ~double):  # singles last so that they win
-        if not family.any():
-            continue
-        idx = np.flatnonzero(family)
-        zf = np.where(fire[idx], z[idx], -1.0)
-        best = np.argmax(zf, axis=0)
-        ok = zf[best, np.arange(z.shape[1])] > 0
-        choice[ok] = idx[best[ok]]
-    return choice
+def _choose(rank, fire):
+    """Index of the firing test with the largest ``rank`` per pixel; -1 if none."""
+    ranked = np.where(fire, rank, -np.inf)
+    best = np.argmax(ranked, axis=0)
+    ok = np.isfinite(ranked[best, np.arange(rank.shape[1])])
+    return np.where(ok, best, -1)
+
+
+def _log_p_value(amp, tests, dm, u, rn2):
+    """Log p-value of each test's fit improvement under the bin's covariance."""
+    dvardt = u * rn2  # the covariance σ²(diag(1/N) + u P) of the test weights
+    chi2 = np.square(_significance(amp, tests, dvardt, rn2))
+    double = tests.double
+    if double.any():
+        out_tests = JumpTests(
+            weights=tests.outlier[double],
+            poisson=tests.outlier_poisson[double],
+            read=tests.outlier_read[double],
+            flag=tests.flag[double],
+            double=double[double],
+        )
+        free = _significance(out_tests.weights @ dm, out_tests, dvardt, rn2)
+        chi2[double] += np.square(free)
+    logp = np.empty_like(chi2)
+    # chi² survival: one dof 2 Φ(-√x), two dof exp(-x/2)
+    logp[~double] = special.log_ndtr(-np.sqrt(chi2[~double])) + np.log(2.0)
+    logp[double] = -0.5 * chi2[double]
+    return logp
 
 
 def legacy_error_roundtrip(
