@@ -21,6 +21,28 @@ __all__ = ["RampFitStep"]
 log = logging.getLogger(__name__)
 
 _BORDER_NAMES = ("left", "right", "top", "bottom")
+# Arrays the L2 schema stores as float16 but the step keeps in float32.
+_FLOAT16_FIELDS = ("err", "var_poisson", "var_rnoise", "chisq", "dumo")
+_FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+
+def _save_float16(model, path):
+    """Save ``model`` with the float16 fields the schema requires (clipped to range).
+
+    The in-memory model keeps float32 (the next steps work on it); only the file gets
+    float16, as the schema demands. The model is restored afterwards.
+    """
+    kept = {}
+    try:
+        for key in _FLOAT16_FIELDS:
+            if key in model and model[key].dtype != np.float16:
+                kept[key] = model[key]
+                clipped = np.clip(kept[key], -_FLOAT16_MAX, _FLOAT16_MAX)
+                model[key] = clipped.astype(np.float16)
+        model.save(path)
+    finally:
+        for key, value in kept.items():
+            model[key] = value
 
 
 class RampFitStep(RipStep):
@@ -116,6 +138,10 @@ class RampFitStep(RipStep):
         )
         self.record_cal_step(image, "COMPLETE")
         return image
+
+    def output_writer(self):
+        """Saving a ramp-fit product casts err, variances, chisq, dumo to float16."""
+        return _save_float16
 
     # ---------------------------------------------------------------- helpers
     def _start(self, model):
