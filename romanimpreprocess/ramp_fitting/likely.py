@@ -202,6 +202,7 @@ def fit_likely(
     *,
     rejection_threshold: float = 4.5,
     jump_kw: dict | None = None,
+    start: int = 0,
     border: int = REF_BORDER,
 ) -> LikelyResult:
     """Likelihood ramp fit (stcal) of the science area.
@@ -224,6 +225,9 @@ def fit_likely(
         Jump rejection threshold (sigma), legacy REJECTION_THRESHOLD.
     jump_kw : dict or None
         JUMP_KW (see `parse_jump_kw`); None = defaults.
+    start : int
+        Resultants before ``start`` are not used (DO_NOT_USE in the copy of the group
+        flags given to stcal), whatever their flags say.
     border : int
         Reference border width (not part of the output).
 
@@ -268,6 +272,7 @@ def fit_likely(
         ]
     for ysl, xsl, ycut, xcut in pieces:
         gdq = np.array(groupdq[:, ysl, xsl], dtype=np.uint8)
+        gdq[:start] |= np.uint8(group.DO_NOT_USE)
         info = _fit_piece(
             data[:, ysl, xsl],
             gdq,

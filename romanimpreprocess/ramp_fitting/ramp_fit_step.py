@@ -104,13 +104,17 @@ class RampFitStep(RipStep):
         info = dict(model["processinfo"]) if "processinfo" in model else {}
 
         began = time.perf_counter()
+        if self.algorithm == "optimal" and (
+            (self.jump_kw or "").strip() or self.rejection_threshold != 4.5
+        ):
+            log.info("jump_kw and rejection_threshold apply to algorithm='likely' only")
         if self.algorithm == "optimal":
             arrays, weights = self._fit_optimal(
                 model, references, tbar, tau, n_frames, start
             )
         else:
             arrays, weights = self._fit_likely(
-                model, references, read_pattern, frame_time
+                model, references, read_pattern, frame_time, start
             )
         elapsed = time.perf_counter() - began
 
@@ -229,7 +233,7 @@ class RampFitStep(RipStep):
         self._opt, self._thresholds = opt, thresholds
         return arrays, np.asarray(res.weights, dtype=np.float32)
 
-    def _fit_likely(self, model, references, read_pattern, frame_time):
+    def _fit_likely(self, model, references, read_pattern, frame_time, start):
         jump_kw = likely.parse_jump_kw(self.jump_kw)
         log.info(
             "Likelihood ramp fit (stcal), rejection threshold %g, JUMP_KW %s",
@@ -246,6 +250,7 @@ class RampFitStep(RipStep):
             frame_time,
             rejection_threshold=self.rejection_threshold,
             jump_kw=jump_kw,
+            start=start,
         )
         var_p, var_r, err = res.var_poisson, res.var_rnoise, res.err
         chisq, dumo = res.chisq, res.dumo

@@ -181,3 +181,15 @@ def test_parse_jump_kw():
         likely.parse_jump_kw({"sat_expand": 2.5})
     with pytest.raises(ValueError, match="mapping"):
         likely.parse_jump_kw("[1, 2]")
+
+
+def test_start_excludes_first_resultant(rng):
+    # exclude_first without dq_init's flag: start=1 flags resultant 0 in the copy
+    ramp = make_ramp(rng, rng.uniform(0, 50, SCI * SCI))
+    flagged = run(ramp)
+    ramp.groupdq[0] &= ~np.uint8(group.DO_NOT_USE)
+    np.testing.assert_array_equal(run(ramp, start=1).slope, flagged.slope)
+    ramp.data[0] += 500.0  # biases the fit if used
+    # (stcal lets a DO_NOT_USE resultant move the fit at the 1e-5 level)
+    np.testing.assert_allclose(run(ramp, start=1).slope, flagged.slope, atol=2e-3)
+    assert np.median(np.abs(run(ramp).slope - flagged.slope)) > 1.0
