@@ -1,9 +1,10 @@
 """Full-frame cost of the ramp-fit step (optimal, optimal legacy_compat, likely).
 
 A synthetic full-frame ramp (4096² by default, the 6-resultant survey read pattern) is
-built in memory in each measured process: a sky of ~2 DN/s with Poisson-like and read
-noise, 1 % of the pixels saturating from resultant 3 on, 0.5 % hit by a 500 DN jump in
-resultant 4. Reference files (gain, read noise) are written once to
+built in memory in each measured process: rates exponentially distributed around
+2 DN/s, frame-level Poisson (Gaussian approximation) and read noise from the reference
+files, 1 % of the pixels saturating from resultant 3 on, 0.5 % hit by a 500 DN jump in
+resultant 4 (so ~0.5 % of the pixels should get JUMP_DET). Reference files (gain, read noise) are written once to
 ``bench/out/ramp_fit``. Each variant runs ``RampFitStep`` alone in its own process under
 ``/usr/bin/time -v``; the process reports the step's wall time, the fit's own time (from
 the step's log) and its resident memory before the step, so the table gives the step's
@@ -57,12 +58,17 @@ def write_references(work, size):
     return {"override_gain": str(gain), "override_readnoise": str(read)}
 
 
-def make_ramp(size, seed=0):
-    """A full-frame RampModel with synthetic ramps (see module docstring)."""
+def make_ramp(size, gain, read_noise, seed=0):
+    """A full-frame RampModel with synthetic ramps (see module docstring).
+
+    Frame by frame: Gaussian-approximated Poisson increments of the charge (per-pixel
+    gain) and read noise (per-pixel single-read sigma), averaged into the resultants of
+    the read pattern, so that the ramps follow the fit's covariance model.
+    """
     from roman_datamodels import datamodels as dm
     from roman_datamodels.dqflags import group
 
-    from romanimpreprocess.datamodels import raw_to_ramp, resultant_times
+    from romanimpreprocess.datamodels import raw_to_ramp
 
     rng = np.random.default_rng(seed)
     n = len(READ_PATTERN)
@@ -72,13 +78,22 @@ def make_ramp(size, seed=0):
     raw.meta.exposure.frame_time = FRAME_TIME
     raw.amp33 = np.zeros((n, 8, 128), np.uint16)
     ramp = raw_to_ramp(raw)
-    tbar, _, nf = resultant_times(READ_PATTERN, FRAME_TIME)
-    flux = rng.exponential(2.0, (size, size)).astype(np.float32)
+    flux = rng.exponential(2.0, (size, size)).astype(np.float32)  # DN/s
+    step_sd = np.sqrt(flux * np.float32(FRAME_TIME) / gain.astype(np.float32))
+    read_noise = read_noise.astype(np.float32)
+    signal = np.full((size, size), 1000.0, np.float32)
     data = np.empty((n, size, size), np.float32)
-    for i in range(n):
-        noise = rng.standard_normal((size, size), dtype=np.float32)
-        noise *= np.float32(np.sqrt(49.0 / nf[i] + 2.0 * tbar[i] / 1.5))
-        data[i] = 1000.0 + flux * np.float32(tbar[i]) + noise
+    frame = 0
+    for i, frames in enumerate(READ_PATTERN):
+        acc = np.zeros((size, size), np.float32)
+        for k in frames:
+            while frame < k:  # charge collected up to frame k
+                signal += flux * np.float32(FRAME_TIME)
+                signal += step_sd * rng.standard_normal((size, size), np.float32)
+                frame += 1
+            acc += signal + read_noise * rng.standard_normal((size, size), np.float32)
+        data[i] = acc / np.float32(len(frames))
+    del acc, signal, step_sd
     groupdq = np.zeros(data.shape, np.uint8)
     groupdq[0] = group.DO_NOT_USE
     saturating = rng.random((size, size)) < 0.01
@@ -113,10 +128,18 @@ class _FitTime(logging.Handler):
 
 def child(args):
     """Measured process: build the ramp, run the step, print one JSON line."""
+    import asdf
+
     from romanimpreprocess.ramp_fitting import RampFitStep
 
     overrides = json.loads(args.overrides)
-    ramp = make_ramp(args.size)
+    with (
+        asdf.open(overrides["override_gain"]) as gain,
+        asdf.open(overrides["override_readnoise"]) as read,
+    ):
+        ramp = make_ramp(
+            args.size, np.array(gain["roman"]["data"]), np.array(read["roman"]["data"])
+        )
     logging.getLogger("romanimpreprocess").addHandler(_FitTime())
     logging.getLogger("romanimpreprocess").setLevel(logging.INFO)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
