@@ -7,8 +7,10 @@ files, 1 % of the pixels saturating from resultant 3 on, 0.5 % hit by a 500 DN j
 resultant 4 (so ~0.5 % of the pixels should get JUMP_DET). Reference files (gain, read noise) are written once to
 ``bench/out/ramp_fit``. Each variant runs ``RampFitStep`` alone in its own process under
 ``/usr/bin/time -v``; the process reports the step's wall time, the fit's own time (from
-the step's log) and its resident memory before the step, so the table gives the step's
-wall time, the peak RSS of the process and the step's increment over its input.
+the step's log) and its resident memory just before the step, so the table gives the
+step's wall time, the peak RSS of the process and the step's increment over its input
+(peak minus RSS before; meaningful when the step's peak is above the peak of building
+the synthetic ramp, which the JSON also records).
 
 Usage::
 
@@ -117,6 +119,15 @@ def make_ramp(size, gain, read_noise, seed=0):
     return ramp
 
 
+def _current_rss_gib():
+    """Resident set size of this process now (not the peak), GiB."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 2**20
+    return float("nan")
+
+
 class _FitTime(logging.Handler):
     seconds = None
 
@@ -137,12 +148,11 @@ def child(args):
         asdf.open(overrides["override_gain"]) as gain,
         asdf.open(overrides["override_readnoise"]) as read,
     ):
-        ramp = make_ramp(
-            args.size, np.array(gain["roman"]["data"]), np.array(read["roman"]["data"])
-        )
+        ramp = make_ramp(args.size, gain["roman"]["data"], read["roman"]["data"])
     logging.getLogger("romanimpreprocess").addHandler(_FitTime())
     logging.getLogger("romanimpreprocess").setLevel(logging.INFO)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    generation_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    before = _current_rss_gib()
     began = time.perf_counter()
     image = RampFitStep.call(ramp, **RUNS[args.child], **overrides)
     step_s = time.perf_counter() - began
@@ -154,6 +164,7 @@ def child(args):
                 "step_s": round(step_s, 2),
                 "fit_s": _FitTime.seconds,
                 "rss_before_gib": round(before, 3),
+                "generation_peak_gib": round(generation_peak, 3),
                 "rss_peak_gib": round(peak, 3),
                 "jump_pixels": flagged,
             }

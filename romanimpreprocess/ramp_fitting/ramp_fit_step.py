@@ -218,15 +218,15 @@ class RampFitStep(RipStep):
         else:
             var_p, var_r = res.var_poisson, res.var_rnoise
             err = np.sqrt(var_p + var_r)
-        zeros = np.zeros(res.slope.shape, np.float32)
+        # Placeholders; np.zeros pages stay unallocated until written.
         arrays = {
             "data": res.slope,
             "dq": res.dq,
             "err": err,
             "var_poisson": var_p,
             "var_rnoise": var_r,
-            "chisq": zeros,
-            "dumo": zeros.copy(),
+            "chisq": np.zeros(res.slope.shape, np.float32),
+            "dumo": np.zeros(res.slope.shape, np.float32),
             "endslice": res.endslice,
             "n_jump": res.counts.get("jump", 0),
         }

@@ -186,11 +186,12 @@ def test_statistics_saturating_pixels(rng):
 
 
 def test_false_jump_rate_default_thresholds(rng):
-    # Expectation from the spec: every test statistic is N(0, 1) on a clean ramp, and a
-    # pixel has 7 tests (4 single + 3 double differences of 5 used resultants), so
-    # E[pixels flagged] = Σ_pixels 7 p(S(flux)) with p = 2 Q(S) (default, two-sided)
-    # or Q(S) (legacy, one-sided), S from the log interpolation of the thresholds
-    # (overlaps between tests are O(p²), negligible). Poisson bounds at 1e-4.
+    # Expectation from the spec: every test statistic is N(0, 1) on a clean ramp, so
+    # E[pixels flagged] = Σ_pixels n_t p(S(flux)), S from the log interpolation of
+    # the thresholds, with n_t p = 7 Q(S) in the legacy (4 single + 3 double
+    # differences of 5 used resultants, one-sided) and 5 x 2 Q(S) by default (4 single
+    # + 1 double difference, two-sided); overlaps between tests are O(p²),
+    # negligible. Poisson bounds at 1e-4.
     side = 100
     npix = side * side
     for legacy in (False, True):
@@ -201,7 +202,7 @@ def test_false_jump_rate_default_thresholds(rng):
             x = np.clip(np.log(max(flux, 1.0)) / np.log(1000.0), 0, 1)
             s_thr = 5.5 - x
             q = 0.5 * math.erfc(s_thr / math.sqrt(2))
-            expected += npix * 7 * (q if legacy else 2 * q)
+            expected += npix * (7 * q if legacy else 5 * 2 * q)
             observed += int(jump_flagged(res).sum())
         lo, hi = stats.poisson.ppf([1e-4, 1 - 1e-4], expected)
         assert lo <= observed <= hi, (legacy, observed, expected)
