@@ -145,6 +145,10 @@ class _Planner:
     """Builds and caches the `_Plan` of each usage pattern of an exposure."""
 
     def __init__(self, tbar, tau, n_frames, *, u, start, legacy):
+        if legacy:
+            # The legacy stores tbar and tau as float32 and computes from those.
+            tbar = np.asarray(tbar, dtype=np.float32)
+            tau = np.asarray(tau, dtype=np.float32)
         self.tbar = np.asarray(tbar, dtype=np.float64)
         self.tau = np.asarray(tau, dtype=np.float64)
         self.n_frames = np.asarray(n_frames)
@@ -172,8 +176,11 @@ class _Planner:
             if stop == self.n:
                 k = self.full_weights
             else:
-                k = two_point_weights(self.tbar, self.start, stop - 1)
-                k = k.astype(np.float32)
+                # two-point weights in float32 arithmetic, as the legacy
+                t32 = self.tbar.astype(np.float32)
+                k = np.zeros(self.n, np.float32)
+                k[stop - 1] = np.float32(1.0) / (t32[stop - 1] - t32[self.start])
+                k[self.start] = -k[stop - 1]
             coef_p, coef_r = self._coefs(k, stop)
             tests = legacy_tests(
                 k.astype(np.float64),
