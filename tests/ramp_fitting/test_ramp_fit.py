@@ -436,3 +436,25 @@ def test_legacy_error_roundtrip():
     # read-noise variance of a Poisson-dominated pixel is destroyed
     assert abs(vr2[2] / vr[2] - 1) > 0.3
     np.testing.assert_allclose(vr2[0], vr[0], rtol=1e-2)
+
+
+@pytest.mark.parametrize(
+    ("frame", "recall"),
+    [  # validation.md §2: flux 1 DN/s, jumps of 20, 30, 40, 60, 100 DN from `frame` on
+        (4, [0.000, 0.002, 0.018, 0.35, 0.999]),  # inside resultant [3, 4, 5]
+        (9, [0.000, 0.000, 0.000, 0.003, 0.17]),  # inside resultant [6 .. 10]
+    ],
+)
+def test_legacy_recall_table(rng, frame, recall):
+    # The legacy-compatible mode must reproduce the table within binomial errors.
+    npix = 20_000
+    for jump, expected in zip((20.0, 30.0, 40.0, 60.0, 100.0), recall, strict=True):
+        d = simulate(
+            np.full(npix, 1.0),
+            rng,
+            jump=np.full(npix, jump),
+            jump_frame=np.full(npix, frame),
+        )
+        observed = jump_flagged(fit(d, (100, 200), legacy=True)).mean()
+        tol = 4 * np.sqrt(max(expected, 1e-3) * (1 - expected) / npix) + 0.003
+        assert abs(observed - expected) < tol, (frame, jump, observed)
