@@ -305,9 +305,13 @@ class RipStep(RomanStep):
         path = self.make_output_path(
             basepath=output_file, suffix=suffix, idx=idx, **components
         )
-        path = atomic_save(model, path, writer=self.output_writer())
+        path = self._write(model, path)
         log.info("Saved model in %s", path)
         return path
+
+    def _write(self, model, path):
+        """Write ``model`` to ``path`` atomically; return the absolute path."""
+        return atomic_save(model, path, writer=self.output_writer())
 
     def output_writer(self):
         """Function ``writer(model, path)`` used by `save_model`; None = model.save."""
