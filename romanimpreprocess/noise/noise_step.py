@@ -62,6 +62,7 @@ class NoiseStep(RipStep):
     class_alias = "rip_noise"
     cal_step_key = "noise"
     spec = """
+        skip = boolean(default=True)  # off by default inside L1ToL2Pipeline (a standalone run always runs)
         layers = string_list(default=list())  # layer strings (NOISE.LAYER), e.g. RS2, O, Prb2
         seed = integer(default=None, min=0)  # random seed (NOISE.SEED); None = fresh seed, logged and stored
         noise_file = string(default=None)  # output cube (NOISE.OUT); None = <input>_noise.asdf or output_file

@@ -20,6 +20,7 @@ from romanimpreprocess.dq_init import DQInitStep
 from romanimpreprocess.flatfield import FlatFieldStep
 from romanimpreprocess.ipc import IPCStep
 from romanimpreprocess.linearity import LinearityLegendreStep
+from romanimpreprocess.noise import NoiseStep
 from romanimpreprocess.ramp_fitting import RampFitStep
 from romanimpreprocess.refpix import RefPixStep
 from romanimpreprocess.saturation import SaturationStep
@@ -53,8 +54,8 @@ class L1ToL2Pipeline(RipPipeline):
     """Calibrate an L1 exposure into an L2 rate image (romanimpreprocess).
 
     Steps, in order: dq_init, saturation, refpix, biascorr, dark_decay,
-    wfi18_transient, linearity, ipc, ramp_fit, dark_current, flatfield, sky. The
-    product is an ``ImageModel`` (DN/s, science area) with the legacy extras
+    wfi18_transient, linearity, ipc, ramp_fit, dark_current, flatfield, sky, and
+    the optional noise realisations (``steps.noise.skip=False``). The product is an ``ImageModel`` (DN/s, science area) with the legacy extras
     (``processinfo``, ``data_withsky``) and, with ``fits_output``, a FITS copy.
     """
 
@@ -83,7 +84,11 @@ class L1ToL2Pipeline(RipPipeline):
         "dark_current": DarkCurrentStep,
         "flatfield": FlatFieldStep,
         "sky": SkyStep,
+        "noise": NoiseStep,
     }
+
+    # Set during a run for the noise step (R layers re-run the calibration).
+    l1_model = None
 
     # ------------------------------------------------------------------ process
     def process(self, dataset=None):
@@ -103,7 +108,10 @@ class L1ToL2Pipeline(RipPipeline):
                     "no input: give the L1 file (or set legacy_config, whose IN is used)"
                 )
             self._propagate_legacy_compat()
-            model = self.open_ramp(dataset)
+            model = self.open_model(dataset)
+            if not self.noise.skip and isinstance(model, dm.ScienceRawModel):
+                self.l1_model = model
+            model = self.open_ramp(model)
             self._check_references(model)
             model, step_times = self._run_steps(model)
             from romanimpreprocess.datamodels.l2 import finalize_l2
@@ -123,10 +131,18 @@ class L1ToL2Pipeline(RipPipeline):
         finally:
             package_log.removeHandler(collector)
             self.close_references()
+            self.l1_model = None
 
-    def _run_steps(self, model):
+    def calibrate_l1(self, l1):
+        """Calibrate another L1 model exactly as this run (used by the noise step)."""
+        model, _ = self._run_steps(self.open_ramp(l1), until="noise")
+        return model
+
+    def _run_steps(self, model, until=None):
         step_times = {}
         for name in self.step_defs:
+            if name == until:
+                break
             step = getattr(self, name)
             if name == "ramp_fit" and step.skip:
                 raise ValueError(
@@ -152,7 +168,11 @@ class L1ToL2Pipeline(RipPipeline):
     def _drop_alias_entry(model, step):
         """stpipe records skips under ``class_alias``; we use ``cal_step_key``."""
         meta = getattr(model, "meta", None)
-        if meta is not None and "cal_step" in meta and step.class_alias in meta.cal_step:
+        if (
+            meta is not None
+            and "cal_step" in meta
+            and step.class_alias in meta.cal_step
+        ):
             del meta.cal_step[step.class_alias]
 
     def _cal_steps(self, model):
@@ -198,7 +218,9 @@ class L1ToL2Pipeline(RipPipeline):
             step = getattr(self, name)
             if "legacy_compat" in step.spec:
                 step.legacy_compat = True
-        log.info("legacy_compat: reproducing the legacy 1.0.0 numbers, defects included")
+        log.info(
+            "legacy_compat: reproducing the legacy 1.0.0 numbers, defects included"
+        )
 
     def _check_references(self, model):
         """Open every reference file of every step against the exposure geometry.

@@ -81,7 +81,11 @@ CALDIR_KEYS = {
 }
 _CALDIR_IGNORED = ("NO_AMP33",)  # used only by the legacy simulator
 
-_RAMP_OPT_PARS = {"slope": "opt_slope", "gain": "opt_gain", "sigma_read": "opt_sigma_read"}
+_RAMP_OPT_PARS = {
+    "slope": "opt_slope",
+    "gain": "opt_gain",
+    "sigma_read": "opt_sigma_read",
+}
 _JUMP_DETECT_PARS = {
     "SthreshA": "sthresh_a",
     "SthreshB": "sthresh_b",
@@ -467,7 +471,11 @@ def write_parameter_file(args, path):
     for name, cls in L1ToL2Pipeline.step_defs.items():
         pars = dict(args.steps.get(name, {}))
         steps.append(
-            {"class": f"{cls.__module__}.{cls.__name__}", "name": name, "parameters": pars}
+            {
+                "class": f"{cls.__module__}.{cls.__name__}",
+                "name": name,
+                "parameters": pars,
+            }
         )
     tree = {
         "class": "romanimpreprocess.pipeline.L1ToL2Pipeline",
