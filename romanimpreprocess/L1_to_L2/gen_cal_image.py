@@ -76,6 +76,12 @@ def main(argv=None):
     except (InputFileError, legacy.LegacyConfigError) as err:
         sys.stderr.write(f"gen_cal_image: {err}\n")
         return 2
+    except (ValueError, OSError) as err:
+        # Problems with the data or reference files: the message names them; the
+        # traceback is in the log at DEBUG level.
+        log.debug("gen_cal_image failed", exc_info=True)
+        sys.stderr.write(f"gen_cal_image: {type(err).__name__}: {err}\n")
+        return 1
     sys.stdout.write(f"wrote {out}\n")
     return 0
 

@@ -94,7 +94,6 @@ def open_l2(path):
 def _calibrate_function(config):
     """L1 model → L2 model, calibrated exactly as the exposure (``config``)."""
     from romanimpreprocess.L1_to_L2.gen_cal_image import calibrateimage
-
     from romanimpreprocess.stpipe import atomic_save
 
     temp = config["NOISE"]["TEMP"]

@@ -8,6 +8,7 @@ exposure's geometry, so a wrong file fails in seconds, not after the ramp fit.
 """
 
 import logging
+import os
 import time
 
 import roman_datamodels.datamodels as dm
@@ -28,9 +29,13 @@ from romanimpreprocess.sky import SkyStep
 from romanimpreprocess.stpipe import RipPipeline
 from romanimpreprocess.wfi18_transient import WFI18TransientStep
 
-__all__ = ["L1ToL2Pipeline"]
+__all__ = ["L1ToL2Pipeline", "ReferenceCheckError"]
 
 log = logging.getLogger(__name__)
+
+
+class ReferenceCheckError(ValueError):
+    """Reference files that do not fit the exposure, found before any work."""
 
 
 class _LogCollector(logging.Handler):
@@ -107,6 +112,7 @@ class L1ToL2Pipeline(RipPipeline):
                 raise ValueError(
                     "no input: give the L1 file (or set legacy_config, whose IN is used)"
                 )
+            self._check_output_is_not_input(dataset)
             self._propagate_legacy_compat()
             model = self.open_model(dataset)
             if not self.noise.skip and isinstance(model, dm.ScienceRawModel):
@@ -211,6 +217,19 @@ class L1ToL2Pipeline(RipPipeline):
             self.output_file = args.output
         self.legacy_config_dict = args.config
 
+    def _check_output_is_not_input(self, dataset):
+        if not isinstance(dataset, str | os.PathLike) or not self.output_file:
+            return
+        source = os.path.realpath(os.fspath(dataset))
+        target = os.path.realpath(os.path.expanduser(os.fspath(self.output_file)))
+        if self.output_dir and not os.path.dirname(os.fspath(self.output_file)):
+            target = os.path.realpath(os.path.join(self.output_dir, self.output_file))
+        if source == target:
+            raise ValueError(
+                f"output_file {self.output_file} is the input file; it would be "
+                f"overwritten (choose another output)"
+            )
+
     def _propagate_legacy_compat(self):
         if not self.legacy_compat:
             return
@@ -249,7 +268,7 @@ class L1ToL2Pipeline(RipPipeline):
                     problems.append(f"steps.{name}.override_{reftype}: {err}")
         if problems:
             unique = list(dict.fromkeys(problems))
-            raise ValueError(
+            raise ReferenceCheckError(
                 f"{len(unique)} problem(s) with the reference files, nothing was "
                 f"processed:\n  - " + "\n  - ".join(unique)
             )

@@ -255,6 +255,8 @@ def _validate(config, base_dir, check_files):
             problems.append(f"OUT: directory does not exist: {out_dir}")
         elif check_files and not os.access(out_dir, os.W_OK):
             problems.append(f"OUT: directory is not writable: {out_dir}")
+    if "IN" in paths and paths.get("OUT") == paths["IN"]:
+        problems.append(f"OUT: is the input file IN ({paths['IN']}); it would be lost")
     if isinstance(config.get("FITSWCS"), str) and config["FITSWCS"].strip():
         paths["FITSWCS"] = _resolve(config["FITSWCS"], base_dir)
         if check_files:

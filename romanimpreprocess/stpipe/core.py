@@ -20,6 +20,7 @@ import importlib.metadata
 import logging
 import os
 import shutil
+import socket
 import tempfile
 from os.path import abspath, dirname, join, split
 
@@ -36,7 +37,13 @@ from romanimpreprocess.datamodels import (
     validate_l1,
 )
 
-__all__ = ["RipPipeline", "RipStep", "atomic_save", "use_crds"]
+__all__ = [
+    "RipPipeline",
+    "RipStep",
+    "atomic_save",
+    "remove_stale_temporaries",
+    "use_crds",
+]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +53,41 @@ _TRUE = ("1", "true", "yes", "y", "t", "on")
 def use_crds() -> bool:
     """True when the user opted in to CRDS with ``RIP_USE_CRDS``."""
     return os.environ.get("RIP_USE_CRDS", "").strip().lower() in _TRUE
+
+
+_TEMP_PREFIX = ".tmp-rip-"
+
+
+def _temp_prefix():
+    return f"{_TEMP_PREFIX}{socket.gethostname()}-{os.getpid()}-"
+
+
+def remove_stale_temporaries(directory):
+    """Remove temporary directories left in ``directory`` by killed writers.
+
+    Only directories made on this host by a process that no longer exists are
+    removed, so writers running concurrently (here or on other nodes of a shared
+    file system) are never disturbed.
+    """
+    host = socket.gethostname()
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith(_TEMP_PREFIX):
+            continue
+        owner, _, rest = name[len(_TEMP_PREFIX) :].rpartition("-")
+        owner_host, _, pid = owner.rpartition("-")
+        if owner_host != host or not pid.isdigit() or not rest:
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            log.info("Removing %s left by a killed writer", join(directory, name))
+            shutil.rmtree(join(directory, name), ignore_errors=True)
+        except OSError:
+            continue
 
 
 def atomic_save(model, path, writer=None):
@@ -73,7 +115,8 @@ def atomic_save(model, path, writer=None):
     path = abspath(os.fspath(path))
     directory = dirname(path)
     os.makedirs(directory, exist_ok=True)
-    tmpdir = tempfile.mkdtemp(prefix=".tmp-rip-", dir=directory)
+    remove_stale_temporaries(directory)
+    tmpdir = tempfile.mkdtemp(prefix=_temp_prefix(), dir=directory)
     try:
         tmp_path = join(tmpdir, os.path.basename(path))
         if writer is None:
