@@ -65,7 +65,9 @@ def test_rate_matches_the_simulated_truth(legacy_run, simulated_set):
     """Good pixels: (data - true rate)/err has chi2/dof within 0.05 of 1."""
     config, _ = legacy_run
     with asdf.open(simulated_set.truth) as af:
-        truth = {k: np.array(v) if hasattr(v, "shape") else v for k, v in af.tree.items()}
+        truth = {
+            k: np.array(v) if hasattr(v, "shape") else v for k, v in af.tree.items()
+        }
     with rdm.open(config["OUT"]) as model, asdf.open(config["OUT"]) as af:
         data_withsky = np.array(model.data_withsky, dtype=np.float64)
         err = np.array(af.tree["processinfo"]["err_float32"], dtype=np.float64)

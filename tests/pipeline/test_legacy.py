@@ -67,8 +67,9 @@ def test_every_key_lands_on_its_parameter(config, tmp_path):
         for reftype in cls.reference_file_types:
             assert steps[name][f"override_{reftype}"].endswith(".asdf"), (name, reftype)
     assert steps["refpix"]["override_readnoise"] == config["CALDIR"]["read"]
-    assert steps["dark_decay"]["override_darkdecaysignal"] == (
-        config["CALDIR"]["dark_decay"]
+    assert (
+        steps["dark_decay"]["override_darkdecaysignal"]
+        == (config["CALDIR"]["dark_decay"])
     )
     assert steps["flatfield"]["wcs_header"] == config["FITSWCS"]
     assert steps["dq_init"]["exclude_first"] is False
@@ -189,8 +190,9 @@ def test_converter_writes_a_parameter_file_that_reproduces_the_run(config, tmp_p
     assert pipe.fits_output is True
     assert pipe.sky.order == 2
     assert pipe.ramp_fit.algorithm == "likely"
-    assert pipe.linearity.override_linearitylegendre == (
-        config["CALDIR"]["linearitylegendre"]
+    assert (
+        pipe.linearity.override_linearitylegendre
+        == (config["CALDIR"]["linearitylegendre"])
     )
     assert pipe.ramp_fit.override_readnoise == config["CALDIR"]["read"]
     assert pipe.flatfield.wcs_header == config["FITSWCS"]
