@@ -1,0 +1,85 @@
+"""Reference-pixel correction step."""
+
+import logging
+from typing import ClassVar
+
+import numpy as np
+
+from romanimpreprocess.constants import REF_BORDER
+from romanimpreprocess.refpix import refpix
+from romanimpreprocess.stpipe import RipStep
+
+__all__ = ["RefPixStep"]
+
+log = logging.getLogger(__name__)
+
+
+class RefPixStep(RipStep):
+    """Remove 1/f row noise (amp33 regression) and channel drifts (reference rows).
+
+    The dark cube is subtracted before the medians and added back. With a read-noise
+    file whose ``amp33`` model is missing or invalid the row step is skipped (the
+    legacy crashed or produced NaN, algorithms.md §18 items 12-13). The dark plane
+    is aligned with the resultant (``de = n_dark - n``; ``legacy_compat`` uses plane
+    ``j`` as the legacy, §18 item 11).
+    """
+
+    class_alias = "rip_refpix"
+    cal_step_key = "refpix"
+    spec = """
+        row_step = boolean(default=True)  # amp33 row regression (1/f common mode)
+        legacy_compat = boolean(default=False)  # dark plane j instead of j + de (legacy)
+        suffix = string(default="refpix")  # output file suffix
+    """
+    reference_file_types: ClassVar = ["dark", "readnoise"]
+
+    def process(self, dataset):
+        """Return the reference-pixel corrected `RampModel`."""
+        model = self.open_ramp(dataset)
+        dark = self.load_reference(model, "dark", fields=["data"]).data
+        read = self.load_reference(model, "readnoise", fields=["data", "amp33", "anc"])
+        n, ny, _ = model.data.shape
+        offset = 0 if self.legacy_compat else dark.shape[0] - n
+        amp33_model = read.get("amp33") if self.row_step else None
+        alpha = None
+        amp33_median = None
+        use_rows = False
+        if amp33_model is not None and amp33_model.get("valid", True) is not False:
+            anc = read.get("anc") or {}
+            std = np.asarray(amp33_model["std"], dtype=np.float32)
+            alpha = refpix.pink_alpha(
+                float(amp33_model["M_PINK"]),
+                float(amp33_model["RU_PINK"]),
+                float(anc.get("C_PINK", 0.0)),
+                std,
+                ny,
+            )
+            amp33_median = np.asarray(amp33_model["med"], dtype=np.float32)
+            use_rows = alpha is not None
+            if alpha is None:
+                log.warning("refpix: amp33 model gives no usable alpha; no row step")
+        elif self.row_step:
+            log.warning(
+                "refpix: no valid amp33 model in %s; channel step only", read.path
+            )
+        log.info(
+            "refpix: %d resultants, row step %s (alpha %s), dark planes %d..%d",
+            n,
+            "on" if use_rows else "off",
+            "n/a" if alpha is None else f"{alpha:.6g}",
+            offset,
+            offset + n - 1,
+        )
+        width = model.amp33.shape[-1]
+        for j in range(n):
+            refpix.correct_resultant(
+                model.data[j],
+                model.amp33[j] if use_rows else None,
+                np.asarray(dark[offset + j], dtype=np.float32),
+                amp33_median=amp33_median,
+                alpha=alpha,
+                border=REF_BORDER,
+                block_width=width,
+            )
+        self.record_cal_step(model, "COMPLETE")
+        return model
