@@ -129,6 +129,8 @@ def _astropy_wcs(header):
 def pixel_area_map(header, shape, *, offset: int = 0) -> NDArray[np.float64]:
     """Solid angle (sr) of every pixel of a ``shape`` science area.
 
+    ``header`` is the FITSWCS header or a gwcs (slower).
+
     The sky positions of the grid ``x, y = offset-1 .. offset+n`` are projected with
     the equal-area (Lambert azimuthal) projection about the pole of the hemisphere of
     the first grid point; the Jacobian is taken with central differences
@@ -136,11 +138,18 @@ def pixel_area_map(header, shape, *, offset: int = 0) -> NDArray[np.float64]:
     first science pixel); ``offset = 4`` reproduces the legacy's shifted map.
     """
     ny, nx = shape
-    w = _astropy_wcs(header)
+    if callable(header) and not hasattr(header, "tostring"):
+        world = header  # a gwcs: world(x, y) -> (ra, dec) in degrees
+    else:
+        w = _astropy_wcs(header)
+
+        def world(x, y):
+            return w.all_pix2world(x, y, 1)
+
     xs = np.arange(offset - 1, offset + nx + 1, dtype=np.float64)
     ys = np.arange(offset - 1, offset + ny + 1, dtype=np.float64)
     area = np.empty((ny, nx), dtype=np.float64)
-    _, dec0 = w.all_pix2world(xs[:1], ys[:1], 1)
+    _, dec0 = world(xs[:1], ys[:1])
     north = dec0[0] > 0
     # Row blocks keep the temporaries small on a full frame.
     block = 512
@@ -148,7 +157,7 @@ def pixel_area_map(header, shape, *, offset: int = 0) -> NDArray[np.float64]:
         y1 = min(ny, y0 + block)
         yy = ys[y0 : y1 + 2]
         gx, gy = np.meshgrid(xs, yy)
-        ra, dec = w.all_pix2world(gx, gy, 1)
+        ra, dec = world(gx, gy)
         ra = np.radians(ra)
         dec = np.radians(dec)
         theta = np.pi / 2 - dec if north else np.pi / 2 + dec

@@ -1,0 +1,5 @@
+"""Dark-current subtraction."""
+
+from romanimpreprocess.dark_current.dark_current_step import DarkCurrentStep
+
+__all__ = ["DarkCurrentStep"]

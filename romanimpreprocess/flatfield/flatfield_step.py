@@ -1,0 +1,101 @@
+"""Flat-field step with pixel-area normalisation."""
+
+import logging
+from typing import ClassVar
+
+import numpy as np
+from roman_datamodels.dqflags import pixel
+
+from romanimpreprocess.constants import OMEGA_IDEAL, REF_BORDER
+from romanimpreprocess.datamodels import wcs as wcs_tools
+from romanimpreprocess.flatfield import flatfield
+from romanimpreprocess.stpipe import RipStep
+
+__all__ = ["FlatFieldStep"]
+
+log = logging.getLogger(__name__)
+
+_PERCENTILES = (1, 2, 5, 10, 25, 50, 75, 90, 95, 98, 99)
+
+
+class FlatFieldStep(RipStep):
+    """Divide by the IPC-deconvolved flat and normalise to the ideal pixel area.
+
+    ``data``, ``err`` and the square roots of the variances are divided by
+    ``F_eff = F / (Area / Omega_ideal)``: the output is flattened DN/s per ideal
+    pixel. The WCS is the FITSWCS header text (``wcs_header``) or, without one, the
+    model's gwcs; it becomes the L2's ``meta.wcs``. Without any WCS the area
+    normalisation is skipped with a warning. The area map is evaluated at science
+    pixel coordinates; ``legacy_compat`` reproduces the legacy 4-pixel shift (§18
+    item 1).
+    """
+
+    class_alias = "rip_flatfield"
+    cal_step_key = "flat_field"
+    spec = """
+        wcs_header = string(default="")  # FITSWCS header text file (legacy); empty = the model's gwcs
+        area_normalization = boolean(default=True)  # divide by the pixel area / Omega_ideal
+        legacy_compat = boolean(default=False)  # legacy 4-pixel offset of the area map
+        suffix = string(default="flatfield")  # output file suffix
+    """
+    reference_file_types: ClassVar = ["flat", "ipc4d", "gain"]
+    optional_reference_types = ("ipc4d",)
+
+    def process(self, dataset):
+        """Return the flat-fielded rate `ImageModel`."""
+        model = self.open_model(dataset)
+        flat = np.asarray(self.load_reference(model, "flat", fields=["data"]).data)
+        gain = np.asarray(self.load_reference(model, "gain", fields=["data"]).data)
+        kernel_ref = self.load_reference(model, "ipc4d", fields=["data"])
+        kernel = None if kernel_ref is None else kernel_ref.data
+        dtype = (
+            np.result_type(np.float32, gain.dtype) if self.legacy_compat else np.float32
+        )
+        F, out_of_range, bad_gain = flatfield.prepare_flat(
+            flat, kernel, gain, REF_BORDER, dtype=dtype
+        )
+        model.dq[out_of_range] |= np.uint32(pixel.NO_FLAT_FIELD)
+        model.dq[bad_gain] |= np.uint32(pixel.NO_GAIN_VALUE)
+        log.info(
+            "Flat percentiles %s: %s",
+            _PERCENTILES,
+            " ".join(f"{v:.4f}" for v in np.percentile(F, _PERCENTILES)),
+        )
+        area = self._area(model, F.shape)
+        f_eff = flatfield.effective_flat(F, area, OMEGA_IDEAL)
+        model.data /= f_eff
+        for key in ("var_poisson", "var_rnoise", "var_flat"):
+            if key in model and model[key] is not None and model[key].shape == F.shape:
+                model[key] = np.asarray(model[key], np.float32) / (f_eff * f_eff)
+        if "err" in model and model.err.shape == F.shape:
+            model.err = np.asarray(model.err, np.float32) / f_eff
+        self.processinfo(model)["area_normalization"] = area is not None
+        self.record_cal_step(model, "COMPLETE")
+        return model
+
+    def _area(self, model, shape):
+        """Pixel-area map of the science area (sr), or None when not normalising."""
+        if not self.area_normalization:
+            log.info("Pixel-area normalisation off (area_normalization=False)")
+            return None
+        offset = REF_BORDER if self.legacy_compat else 0
+        if self.wcs_header:
+            header = wcs_tools.read_wcs_header(self.wcs_header)
+            model.meta.wcs = wcs_tools.gwcs_from_header(header)
+            area = wcs_tools.pixel_area_map(header, shape, offset=offset)
+        elif model.meta.get("wcs") is not None:
+            area = wcs_tools.pixel_area_map(model.meta.wcs, shape, offset=offset)
+        else:
+            log.warning(
+                "No WCS (no wcs_header and no meta.wcs): pixel-area normalisation "
+                "skipped, data stay per pixel"
+            )
+            return None
+        log.info(
+            "Pixel area: %.5g..%.5g sr (Omega_ideal %.5g), offset %d",
+            float(area.min()),
+            float(area.max()),
+            OMEGA_IDEAL,
+            offset,
+        )
+        return area

@@ -1,0 +1,159 @@
+"""Sky level: mode estimate and Legendre polynomial sky (algorithms.md §15).
+
+Also `pixel_mask1`, the legacy ``PixelMask1`` bad-pixel mask, used by the sky and by
+the FITS copy of the L2 product.
+"""
+
+import numpy as np
+from numpy.typing import NDArray
+from roman_datamodels.dqflags import pixel
+
+__all__ = ["bin4x4", "medfit", "pixel_mask1", "smooth_mode"]
+
+# flag -> footprint (1 pixel, 5 plus-shape, 9 3x3, 25 5x5)
+PIXEL_MASK1 = {
+    "DO_NOT_USE": 1,
+    "JUMP_DET": 5,
+    "DROPOUT": 25,
+    "GW_AFFECTED_DATA": 1,
+    "PERSISTENCE": 1,
+    "AD_FLOOR": 5,
+    "UNRELIABLE_ERROR": 1,
+    "NON_SCIENCE": 1,
+    "DEAD": 9,
+    "HOT": 9,
+    "WARM": 1,
+    "LOW_QE": 9,
+    "TELEGRAPH": 1,
+    "NO_FLAT_FIELD": 9,
+    "NO_GAIN_VALUE": 9,
+    "NO_LIN_CORR": 9,
+    "NO_SAT_CHECK": 9,
+    "UNRELIABLE_BIAS": 1,
+    "UNRELIABLE_DARK": 9,
+    "UNRELIABLE_SLOPE": 9,
+    "UNRELIABLE_FLAT": 9,
+    "UNRELIABLE_RESET": 9,
+    "OTHER_BAD_PIXEL": 9,
+}
+
+
+def _shift_or(mask, dy, dx, out):
+    ny, nx = mask.shape
+    ys = slice(max(dy, 0), ny + min(dy, 0))
+    yd = slice(max(-dy, 0), ny + min(-dy, 0))
+    xs = slice(max(dx, 0), nx + min(dx, 0))
+    xd = slice(max(-dx, 0), nx + min(-dx, 0))
+    out[yd, xd] |= mask[ys, xs]
+
+
+def _grow(mask, footprint):
+    if footprint == 1 or not mask.any():
+        return mask
+    out = mask.copy()
+    if footprint == 5:
+        offsets = [(-1, 0), (1, 0), (0, -1), (0, 1)]
+    else:
+        r = {9: 1, 25: 2}[footprint]
+        offsets = [
+            (dy, dx)
+            for dy in range(-r, r + 1)
+            for dx in range(-r, r + 1)
+            if (dy, dx) != (0, 0)
+        ]
+    for dy, dx in offsets:
+        _shift_or(mask, dy, dx, out)
+    return out
+
+
+def pixel_mask1(dq: NDArray) -> NDArray[np.bool_]:
+    """True where a listed flag, grown by its footprint, is set (legacy PixelMask1)."""
+    dq = np.asarray(dq, dtype=np.uint32)
+    by_footprint = {}
+    for name, footprint in PIXEL_MASK1.items():
+        by_footprint[footprint] = by_footprint.get(footprint, 0) | int(pixel[name])
+    mask = np.zeros(dq.shape, dtype=bool)
+    for footprint, bits in by_footprint.items():
+        mask |= _grow((dq & np.uint32(bits)) != 0, footprint)
+    return mask
+
+
+def bin4x4(image: NDArray) -> NDArray:
+    """Mean over 4x4 blocks (a NaN poisons its block); extra rows/cols dropped."""
+    ny, nx = (s - s % 4 for s in image.shape)
+    trimmed = image[:ny, :nx]
+    return trimmed.reshape(ny // 4, 4, nx // 4, 4).mean(axis=(1, 3))
+
+
+def smooth_mode(values: NDArray, *, pksmooth: float = 0.5, niter: int = 3):
+    """Mode of ``values`` (NaN ignored): Gaussian-smoothed histogram peak.
+
+    Start at the median with sigma from the interquartile range; ``niter`` times,
+    evaluate the kernel density on 21 points over ``ctr +- sigma`` and refine ``ctr``
+    by a parabola through the peak. Returns ``(ctr, pksmooth * sigma)``.
+    """
+    arr = np.asarray(values)
+    arr = arr[np.isfinite(arr)]
+    c1, c2, c3 = np.percentile(arr, [25, 50, 75])
+    ctr = c2
+    sigma = (c3 - c1) / 1.3489795
+    if not sigma > 0:
+        return float(ctr), 0.0
+    width = pksmooth * sigma
+    for _ in range(niter):
+        z = ctr + sigma * (-1 + np.arange(21) / 10.0)
+        h = np.zeros(21)
+        for k in range(1, 20):
+            h[k] = np.sum(np.exp(-0.5 * ((z[k] - arr) / width) ** 2))
+        p = int(np.argmax(h))
+        b = (h[p + 1] - h[p - 1]) / 2
+        a = (h[p + 1] + h[p - 1]) / 2 - h[p]
+        ctr = z[p] + (z[1] - z[0]) * (-b / (2 * a))
+    return float(ctr), float(width)
+
+
+def _legendre(order, t):
+    out = [np.ones_like(t)]
+    if order >= 1:
+        out.append(t)
+    for n in range(1, order):
+        out.append(((2 * n + 1) * t * out[n] - n * out[n - 1]) / (n + 1))
+    return out
+
+
+def medfit(image: NDArray, *, cells: int = 8, order: int = 2):
+    """Fit a 2-D Legendre polynomial to cell medians; return (coefs, model).
+
+    The image is cut into ``cells x cells`` cells (centred; remainder rows/cols
+    outside); each cell's NaN-median is a sample at the cell centre. Basis
+    ``P_i(u) P_j(v)`` for ``i = 0..order``, ``j = 0..order - i``.
+    """
+    ny, nx = image.shape
+    kx, ky = nx // cells, ny // cells
+    px, py = (nx % cells) // 2, (ny % cells) // 2
+    med = np.full((cells, cells), np.nan)
+    for j in range(cells):
+        for i in range(cells):
+            block = image[
+                py + j * ky : py + (j + 1) * ky, px + i * kx : px + (i + 1) * kx
+            ]
+            if np.isfinite(block).any():
+                med[j, i] = np.nanmedian(block)
+    u = 2 * (px - 0.5 + kx * (np.arange(cells) + 0.5)) / nx - 1
+    v = 2 * (py - 0.5 + ky * (np.arange(cells) + 0.5)) / ny - 1
+    uu, vv = np.meshgrid(u, v)
+    pu, pv = _legendre(order, uu), _legendre(order, vv)
+    basis = [pu[i] * pv[j] for i in range(order + 1) for j in range(order + 1 - i)]
+    good = np.isfinite(med)
+    a = np.array([b[good] for b in basis])
+    coefs = np.linalg.solve(a @ a.T, a @ med[good])
+    xu = -1 + 2 * np.arange(nx) / nx
+    yv = -1 + 2 * np.arange(ny) / ny
+    lx, ly = _legendre(order, xu), _legendre(order, yv)
+    model = np.zeros((ny, nx))
+    k = 0
+    for i in range(order + 1):
+        for j in range(order + 1 - i):
+            model += coefs[k] * np.outer(ly[j], lx[i])
+            k += 1
+    return coefs, model.astype(image.dtype)

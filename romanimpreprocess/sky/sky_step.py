@@ -1,0 +1,88 @@
+"""Sky step: mode estimate (always) and optional polynomial sky subtraction."""
+
+import logging
+from typing import ClassVar
+
+import numpy as np
+
+from romanimpreprocess.constants import REF_BORDER
+from romanimpreprocess.sky import sky
+from romanimpreprocess.stpipe import RipStep
+
+__all__ = ["SkyStep"]
+
+log = logging.getLogger(__name__)
+
+
+class SkyStep(RipStep):
+    """Estimate the sky level and, with ``order``, subtract a Legendre sky model.
+
+    The mode of the 4x4-binned, PixelMask1-masked image is stored as
+    ``processinfo["medsky"]`` (nothing subtracted). With ``order`` (legacy SKYORDER)
+    a 2-D Legendre polynomial fitted to 8x8 cell medians is subtracted; the image
+    before subtraction is kept as ``data_withsky``. By default masked pixels are left
+    out of both estimates; ``legacy_compat`` includes the zero border bins in the
+    mode and the masked pixels in the fit, as the legacy did (§18 item 15).
+    """
+
+    class_alias = "rip_sky"
+    cal_step_key = "sky"
+    spec = """
+        order = integer(default=None, min=0)  # Legendre order of the subtracted sky (SKYORDER); None = no subtraction
+        legacy_compat = boolean(default=False)  # legacy masking of the sky estimates
+        suffix = string(default="sky")  # output file suffix
+    """
+    reference_file_types: ClassVar = []
+
+    def process(self, dataset):
+        """Return the `ImageModel` with the sky estimated (and subtracted)."""
+        model = self.open_model(dataset)
+        data = np.asarray(model.data)
+        mask = sky.pixel_mask1(model.dq)
+        info = self.processinfo(model)
+        if self.legacy_compat:
+            frame, frame_mask = self._legacy_frame(model, data)
+        else:
+            frame, frame_mask = data, mask
+        binned = sky.bin4x4(np.where(frame_mask, np.nan, frame))
+        medsky, _ = sky.smooth_mode(binned)
+        info["medsky"] = medsky
+        model["data_withsky"] = data.astype(np.float32, copy=True)
+        if self.order is None:
+            info["skyorder"] = -1
+            info["skycoefs"] = np.zeros(0, dtype=np.float32)
+            log.info("Sky mode %.5g DN/s; no sky subtracted (order None)", medsky)
+        else:
+            source = data if self.legacy_compat else np.where(mask, np.nan, data)
+            coefs, sky_model = sky.medfit(source, order=int(self.order))
+            model.data = (data - sky_model).astype(np.float32)
+            info["skyorder"] = int(self.order)
+            info["skycoefs"] = np.asarray(coefs, dtype=np.float64)
+            log.info(
+                "Sky mode %.5g DN/s; subtracted order-%d sky (mean %.5g DN/s)",
+                medsky,
+                self.order,
+                float(sky_model.mean()),
+            )
+        self.record_cal_step(model, "COMPLETE")
+        return model
+
+    @staticmethod
+    def _legacy_frame(model, data):
+        """Full frame with the zero border and its dq, as the legacy binned it."""
+        b = REF_BORDER
+        ny, nx = data.shape
+        frame = np.zeros((ny + 2 * b, nx + 2 * b), dtype=data.dtype)
+        frame[b:-b, b:-b] = data
+        dq = np.zeros(frame.shape, dtype=np.uint32)
+        dq[b:-b, b:-b] = model.dq
+        for side, index in (
+            ("left", (slice(None), slice(0, b))),
+            ("right", (slice(None), slice(-b, None))),
+            ("bottom", (slice(0, b), slice(None))),
+            ("top", (slice(-b, None), slice(None))),
+        ):
+            key = f"dq_border_ref_pix_{side}"
+            if key in model and model[key].shape == dq[index].shape:
+                dq[index] |= np.asarray(model[key], dtype=np.uint32)
+        return frame, sky.pixel_mask1(dq)
