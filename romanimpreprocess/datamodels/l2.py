@@ -250,7 +250,7 @@ def _write_asdf(model, path):
         temporary_update_filename,
     )
 
-    info = model["processinfo"] if "processinfo" in model else {}
+    info = model.get("processinfo", {})
     node = model._instance
     had_info = "processinfo" in node
     if had_info:
