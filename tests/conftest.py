@@ -59,3 +59,13 @@ def make_ref_file(tmp_path):
         return str(path)
 
     return _make
+
+
+@pytest.fixture(scope="session")
+def simulated_set(tmp_path_factory):
+    """A 128x128 survey6 simulation (seed 1): SimulationPaths of its files."""
+    from romanimpreprocess.simulate import SimulationConfig, write_simulation
+
+    return write_simulation(
+        tmp_path_factory.mktemp("simulated_set"), SimulationConfig(size=128, seed=1)
+    )
