@@ -59,7 +59,6 @@ def calibrateimage(config, verbose=True, *, base_dir=None):
 
 def main(argv=None):
     """Command line: ``python -m romanimpreprocess.L1_to_L2.gen_cal_image cfg.yaml``."""
-    from romanimpreprocess.datamodels.errors import InputFileError
     from romanimpreprocess.pipeline import legacy
 
     parser = argparse.ArgumentParser(
@@ -73,7 +72,7 @@ def main(argv=None):
         config = legacy.load_config(opts.config)
         legacy.pipeline_args(config, source=opts.config)
         out = calibrateimage(config)
-    except (InputFileError, legacy.LegacyConfigError) as err:
+    except (legacy.ConfigFileError, legacy.LegacyConfigError) as err:
         sys.stderr.write(f"gen_cal_image: {err}\n")
         return 2
     except (ValueError, OSError) as err:

@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from romanimpreprocess.datamodels.errors import InputFileError
 from romanimpreprocess.datamodels.reference import CALDIR_TO_REFTYPE
 
 __all__ = [
     "CALDIR_KEYS",
     "TOP_LEVEL_KEYS",
+    "ConfigFileError",
     "LegacyConfigError",
     "PipelineArgs",
     "convert_main",
@@ -106,6 +106,10 @@ _JUMP_KW = (
 _NOISE_KEYS = {"LAYER": True, "TEMP": False, "SEED": False, "OUT": False}
 
 
+class ConfigFileError(ValueError):
+    """A legacy config file that cannot be read (missing, unreadable, not YAML)."""
+
+
 class LegacyConfigError(ValueError):
     """Every problem found in a legacy config, reported together."""
 
@@ -161,11 +165,11 @@ def load_config(path):
         with open(path) as f:
             config = yaml.safe_load(f)
     except FileNotFoundError:
-        raise InputFileError(f"legacy config {path}: file not found") from None
+        raise ConfigFileError(f"legacy config {path}: file not found") from None
     except OSError as err:
-        raise InputFileError(f"legacy config {path}: cannot read ({err})") from None
+        raise ConfigFileError(f"legacy config {path}: cannot read ({err})") from None
     except yaml.YAMLError as err:
-        raise InputFileError(f"legacy config {path}: not valid YAML ({err})") from None
+        raise ConfigFileError(f"legacy config {path}: not valid YAML ({err})") from None
     if not isinstance(config, dict):
         raise LegacyConfigError(
             [f"the file must hold a mapping of keys, got {type(config).__name__}"],
@@ -522,7 +526,7 @@ def convert_main(argv=None):
         args = pipeline_args(
             config, check_files=not opts.no_check_files, source=opts.config
         )
-    except (InputFileError, LegacyConfigError) as err:
+    except (ConfigFileError, LegacyConfigError) as err:
         sys.stderr.write(f"rip-legacy-to-asdf: {err}\n")
         return 2
     path = write_parameter_file(args, opts.params)
