@@ -107,13 +107,18 @@ class SimulationConfig:
                 )
         else:
             rp = [list(map(int, r)) for r in self.read_pattern]
-            ok = len(rp) >= 3 and all(r for r in rp)
-            flat = [f for r in rp for f in r]
-            ok = ok and flat == list(range(flat[0], flat[0] + len(flat)))
+            ok = len(rp) >= 3 and all(r for r in rp) and rp[0][0] >= 0
+            # Each resultant a run of consecutive frames; frames may be skipped
+            # between resultants.
+            ok = (
+                ok
+                and all(r == list(range(r[0], r[0] + len(r))) for r in rp)
+                and all(a[-1] < b[0] for a, b in zip(rp[:-1], rp[1:], strict=True))
+            )
             if not ok:
                 raise ValueError(
-                    "read_pattern: need >= 3 resultants of contiguous increasing "
-                    f"frames, got {self.read_pattern!r}"
+                    "read_pattern: need >= 3 resultants, each a run of consecutive "
+                    f"frames, in increasing order, got {self.read_pattern!r}"
                 )
             self.read_pattern = rp
         if not (self.frame_time > 0):
