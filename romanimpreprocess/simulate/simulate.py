@@ -14,6 +14,7 @@ describe exactly the injected physics, so the pipeline's output can be compared 
 the truth: ``rate_l2`` is what a perfect calibration returns (DN/s per ideal pixel).
 """
 
+import itertools
 import logging
 import os
 import time
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 
 G_IDEAL = 1.458  # e/DN, the gain the flat normalises to (legacy pars.g_ideal)
 FRAME_TIME = 3.04  # s
+FULL_WELL_LIN = 36000.0  # DN_lin above Sref: the fitted range of the linearity
 
 
 def _pattern(sizes):
@@ -113,7 +115,7 @@ class SimulationConfig:
             ok = (
                 ok
                 and all(r == list(range(r[0], r[0] + len(r))) for r in rp)
-                and all(a[-1] < b[0] for a, b in zip(rp[:-1], rp[1:], strict=True))
+                and all(a[-1] < b[0] for a, b in itertools.pairwise(rp))
             )
             if not ok:
                 raise ValueError(
@@ -230,6 +232,140 @@ def wcs_header(config, ns):
     return h
 
 
+def _row_blocks(n, rows=256):
+    edges = [*range(0, n, rows), n]
+    return list(itertools.pairwise(edges))
+
+
+def _read_frames(
+    config, pattern, total_e, gain, kernel, sref, beta, read_noise, rng, shape
+):
+    """Accumulate charge frame by frame, read it out, average into resultants.
+
+    Row blocks run in threads (numpy releases the GIL); every block draws from its
+    own stream seeded by (seed, frame, block), so the result does not depend on the
+    number of threads.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+    from itertools import repeat
+
+    from romanimpreprocess.ipc.ipc import ipc_forward
+
+    n = shape[0]
+    b = REF_BORDER
+    ns = n - 2 * b
+    nres = len(pattern)
+    nframes = pattern[-1][-1] + 1
+    dt = config.frame_time
+    noisy = not config.noiseless
+    which = {f: i for i, frames in enumerate(pattern) for f in frames}
+    sizes = np.array([len(r) for r in pattern], dtype=np.float32)
+    sums = np.zeros((nres, n, n), dtype=np.float32)
+    amp_sums = np.zeros((nres, n, AMP33_WIDTH), dtype=np.float64)
+    charge = np.zeros((n, n), dtype=np.float32)
+    lam = (total_e * dt).astype(np.float64)
+    full_well_e = (FULL_WELL_LIN * 1.6 * gain).astype(np.float32)
+    reset = (
+        rng.normal(0.0, config.reset_noise, (n, n)) if noisy else np.zeros((n, n))
+    ).astype(np.float32)
+    amp33_med = rng.normal(8000.0, 20.0, (n, AMP33_WIDTH)).astype(np.float32)
+    amp33_std = np.full((n, AMP33_WIDTH), 4.0, np.float32)
+    gain.astype(np.float32)
+    beta32 = np.asarray(beta, dtype=np.float64)
+    cw = n // N_CHANNELS
+    npix = ns * ns
+    starts, stops = zip(*_row_blocks(n), strict=True)
+    jumps = []
+    workers = max(1, min(os.cpu_count() or 1, 4))
+
+    def add_poisson(frame, y0, y1):
+        block_rng = np.random.default_rng([config.seed, 11, frame, y0])
+        charge[y0:y1] += block_rng.poisson(lam[y0:y1]).astype(np.float32)
+
+    def read_block(frame, i, y0, y1, row_noise):
+        # IPC of the charge: science rows of this block plus a one-row halo.
+        s0, s1 = max(y0, b) - b, min(y1, n - b) - b
+        block = charge[y0:y1].astype(np.float64)
+        if s1 > s0:
+            h0, h1 = max(s0 - 1, 0), min(s1 + 1, ns)
+            slab = ipc_forward(
+                np.asarray(charge[b + h0 : b + h1, b:-b], np.float64),
+                kernel[:, :, h0:h1],
+            )
+            block[s0 + b - y0 : s1 + b - y0, b:-b] = slab[s0 - h0 : s1 - h0]
+        block /= gain[y0:y1]
+        raw = sref[y0:y1] + reset[y0:y1] + _inverse_phi(block, beta32[y0:y1])
+        if noisy:
+            block_rng = np.random.default_rng([config.seed, 13, frame, y0])
+            noise = block_rng.standard_normal((y1 - y0, n), dtype=np.float32)
+            raw += noise * read_noise[y0:y1]
+            raw += row_noise[y0:y1]
+        sums[i, y0:y1] += raw.astype(np.float32)
+
+    with ThreadPoolExecutor(workers) as pool:
+        for frame in range(nframes):
+            if frame:
+                if noisy:
+                    list(pool.map(add_poisson, repeat(frame), starts, stops))
+                else:
+                    charge += lam.astype(np.float32)
+                if noisy and config.cosmic_ray_rate > 0:
+                    k = rng.poisson(config.cosmic_ray_rate * npix)
+                    if k:
+                        jy = rng.integers(b, n - b, k)
+                        jx = rng.integers(b, n - b, k)
+                        amp = rng.uniform(300.0, 5000.0, k)
+                        np.add.at(charge, (jy, jx), amp.astype(np.float32))
+                        jumps.extend(
+                            zip(
+                                jy.tolist(),
+                                jx.tolist(),
+                                [frame] * k,
+                                amp.tolist(),
+                                strict=True,
+                            )
+                        )
+                np.minimum(charge, full_well_e, out=charge)
+            if frame not in which:
+                continue
+            i = which[frame]
+            amp33_frame = amp33_med.astype(np.float64)
+            row_noise = np.zeros((n, n), dtype=np.float32) if noisy else None
+            if noisy:
+                common = _pink_rows(rng, (n,), config.c_pink)
+                per_channel = _pink_rows(rng, (N_CHANNELS, n), config.u_pink)
+                drift_off = rng.normal(0.0, config.drift, N_CHANNELS)
+                drift_slope = rng.normal(0.0, config.drift / n, N_CHANNELS)
+                rows = np.arange(n)[:, None]
+                channel_noise = (
+                    per_channel.T + drift_off[None, :] + drift_slope[None] * rows
+                )
+                row_noise = (
+                    np.repeat(channel_noise, cw, axis=1) + common[:, None]
+                ).astype(np.float32)
+                amp33_frame = amp33_frame + config.m_pink * common[:, None]
+                amp33_frame += _pink_rows(rng, (n,), config.ru_pink)[:, None]
+                amp33_frame += rng.standard_normal((n, AMP33_WIDTH)) * amp33_std
+            list(
+                pool.map(
+                    read_block,
+                    repeat(frame),
+                    repeat(i),
+                    starts,
+                    stops,
+                    repeat(row_noise),
+                )
+            )
+            amp_sums[i] += amp33_frame
+    resultants = np.empty((nres, n, n), dtype=np.uint16)
+    for i in range(nres):
+        resultants[i] = np.clip(np.rint(sums[i] / sizes[i]), 0, 65535)
+    amp33 = np.clip(np.rint(amp_sums / sizes[:, None, None]), 0, 65535).astype(
+        np.uint16
+    )
+    return resultants, amp33, jumps, charge, amp33_med, amp33_std
+
+
 # --------------------------------------------------------------- simulation
 def simulate_exposure(config: SimulationConfig):
     """Simulate in memory; return ``(l1 arrays, calibration arrays, truth, header)``."""
@@ -245,7 +381,6 @@ def simulate_exposure(config: SimulationConfig):
     nres = len(pattern)
     nframes = pattern[-1][-1] + 1
     dt = config.frame_time
-    noisy = not config.noiseless
 
     # --- calibration truth
     gain = rng.normal(1.8, 0.08, (n, n)).clip(1.4, 2.2)
@@ -254,7 +389,7 @@ def simulate_exposure(config: SimulationConfig):
     )
     sref = rng.normal(12000.0, 300.0, (n, n)).astype(np.float32)
     beta = np.float64(config.nonlinearity) * rng.uniform(0.8, 1.2, (n, n))
-    full_well_lin = 36000.0  # DN_lin fitted range above Sref
+    full_well_lin = FULL_WELL_LIN
     smin = (sref - 600.0).astype(np.float32)
     smax = (sref + _inverse_phi(full_well_lin, beta)).astype(np.float32)
     qe = np.ones((n, n))
@@ -337,71 +472,10 @@ def simulate_exposure(config: SimulationConfig):
     total_e[:, :b] = total_e[:, -b:] = 0
 
     # --- frames
-    which = {f: i for i, frames in enumerate(pattern) for f in frames}
-    sums = np.zeros((nres, n, n), dtype=np.float64)
-    amp_sums = np.zeros((nres, n, AMP33_WIDTH), dtype=np.float64)
-    charge = np.zeros((n, n), dtype=np.float64)
-    reset = (
-        rng.normal(0.0, config.reset_noise, (n, n)) if noisy else np.zeros((n, n))
-    ).astype(np.float32)
-    amp33_med = rng.normal(8000.0, 20.0, (n, AMP33_WIDTH)).astype(np.float32)
-    amp33_std = np.full((n, AMP33_WIDTH), 4.0, np.float32)
-    cw = n // N_CHANNELS
-    jumps = []
-    full_well_e = full_well_lin * gain * 1.6  # beyond the fitted range: saturates
-    for frame in range(nframes):
-        if frame:
-            lam = total_e * dt
-            charge += rng.poisson(lam) if noisy else lam
-            if noisy and config.cosmic_ray_rate > 0:
-                k = rng.poisson(config.cosmic_ray_rate * npix)
-                if k:
-                    jy = rng.integers(b, n - b, k)
-                    jx = rng.integers(b, n - b, k)
-                    amp = rng.uniform(300.0, 5000.0, k)
-                    np.add.at(charge, (jy, jx), amp)
-                    jumps.extend(
-                        zip(
-                            jy.tolist(),
-                            jx.tolist(),
-                            [frame] * k,
-                            amp.tolist(),
-                            strict=True,
-                        )
-                    )
-            np.minimum(charge, full_well_e, out=charge)
-        if frame not in which:
-            continue
-        ipc_charge = _ipc_forward(charge, kernel, b)
-        lin = ipc_charge / gain
-        raw = sref + reset + _inverse_phi(lin, beta)
-        amp33_frame = amp33_med.astype(np.float64).copy()
-        if noisy:
-            raw += rng.standard_normal((n, n)) * read_noise
-            common = _pink_rows(rng, (n,), config.c_pink)
-            per_channel = _pink_rows(rng, (N_CHANNELS, n), config.u_pink)
-            raw += common[:, None]
-            drift_off = rng.normal(0.0, config.drift, N_CHANNELS)
-            drift_slope = rng.normal(0.0, config.drift / n, N_CHANNELS)
-            rows = np.arange(n)[:, None]
-            channel_noise = (
-                per_channel.T + drift_off[None, :] + drift_slope[None] * rows
-            )
-            raw += np.repeat(channel_noise, cw, axis=1)
-            amp33_frame += config.m_pink * common[:, None]
-            amp33_frame += _pink_rows(rng, (n,), config.ru_pink)[:, None]
-            amp33_frame += rng.standard_normal((n, AMP33_WIDTH)) * amp33_std
-        i = which[frame]
-        sums[i] += raw
-        amp_sums[i] += amp33_frame
-    sizes = np.array([len(r) for r in pattern], dtype=np.float64)
-    resultants = np.clip(np.rint(sums / sizes[:, None, None]), 0, 65535).astype(
-        np.uint16
+    frames = _read_frames(
+        config, pattern, total_e, gain, kernel, sref, beta, read_noise, rng, bad.shape
     )
-    amp33 = np.clip(np.rint(amp_sums / sizes[:, None, None]), 0, 65535).astype(
-        np.uint16
-    )
-    del sums, amp_sums
+    resultants, amp33, jumps, charge, amp33_med, amp33_std = frames
 
     # --- calibration arrays
     saturation = (np.clip(smax, 1, 65535) - 1).astype(np.float32)
@@ -431,8 +505,8 @@ def simulate_exposure(config: SimulationConfig):
     rate_dn = rate_e[sci] / gain[sci]
     rate_l2 = rate_dn * area_factor / flat_used
     saturated = np.zeros((n, n), bool)
-    end_charge = charge[sci] >= 0.999 * full_well_e[sci]
-    saturated[sci] = end_charge
+    # Beyond the fitted range of the linearity (the saturation threshold) at the end.
+    saturated[sci] = charge[sci] / gain[sci] >= 0.99 * FULL_WELL_LIN
     truth = {
         "rate_e": rate_e[sci].astype(np.float32),
         "rate_dn": rate_dn.astype(np.float32),
