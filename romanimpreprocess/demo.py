@@ -1,11 +1,12 @@
 """``make demo``: simulate an exposure with its calibration set, calibrate it, summarise.
 
-Runs the whole L1 -> L2 pipeline when it is available; otherwise runs the steps that
-exist so far and says so.
+1. ``rip-simulate``: a simulated L1 exposure (``--size``, default 512; 4096 for a full
+   frame), its legacy calibration set, a legacy YAML config and the truth;
+2. the legacy YAML through ``gen_cal_image`` (L1ToL2Pipeline) with FITS output;
+3. the quicklook summary and PNG, and how the result compares with the truth.
 """
 
 import argparse
-import importlib
 import logging
 import os
 import sys
@@ -14,130 +15,91 @@ import time
 log = logging.getLogger("romanimpreprocess.demo")
 
 
-def _have(module):
-    try:
-        importlib.import_module(module)
-    except ImportError:
-        return False
-    return True
-
-
 def main(argv=None):
     """Run the demo; returns the process exit code."""
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=512, help="frame size (px)")
     parser.add_argument("--out", default="demo_out", help="output directory")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--read-pattern", default="survey6")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(name)s - %(message)s")
-    out = os.path.abspath(args.out)
-    os.makedirs(out, exist_ok=True)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s - %(name)s - %(levelname)s - %(message)s",
+    )
+    import yaml
 
-    if not _have("romanimpreprocess.simulate"):
-        print(
-            "demo: the simulator is not available yet; running the steps that exist "
-            "on a synthetic exposure with a known rate."
-        )
-        return _demo_existing_steps(out, args.size, args.seed)
+    from romanimpreprocess import quicklook
+    from romanimpreprocess.datamodels.l2 import read_processinfo
+    from romanimpreprocess.L1_to_L2 import gen_cal_image
     from romanimpreprocess.simulate import SimulationConfig, write_simulation
 
+    out = os.path.abspath(args.out)
     t0 = time.perf_counter()
-    paths = write_simulation(out, SimulationConfig(size=args.size, seed=args.seed))
-    print(
-        f"simulated {args.size}x{args.size} exposure in "
-        f"{time.perf_counter() - t0:.1f} s: {paths.l1}"
+    paths = write_simulation(
+        out,
+        SimulationConfig(
+            size=args.size, seed=args.seed, read_pattern=args.read_pattern
+        ),
     )
+    t_sim = time.perf_counter() - t0
 
-    if _have("romanimpreprocess.L1_to_L2.gen_cal_image"):
-        from romanimpreprocess.L1_to_L2.gen_cal_image import gen_cal_image
+    with open(paths.config_yaml) as f:
+        config = yaml.safe_load(f)
+    config.update({"SKYORDER": 1, "FITSOUT": True})
+    with open(paths.config_yaml, "w") as f:
+        yaml.safe_dump(config, f, sort_keys=False)
+    t0 = time.perf_counter()
+    gen_cal_image(config)
+    t_cal = time.perf_counter() - t0
 
-        t0 = time.perf_counter()
-        gen_cal_image(paths.config_yaml)
-        print(f"calibrated in {time.perf_counter() - t0:.1f} s: {paths.out}")
-        if _have("romanimpreprocess.quicklook"):
-            from romanimpreprocess import quicklook
-
-            png = os.path.splitext(paths.out)[0] + "_quicklook.png"
-            print(quicklook.summary(paths.out, truth=paths.truth))
-            quicklook.make_png(paths.out, png)
-            print(f"quicklook image: {png}")
-        return 0
-
-    print("demo: the full pipeline is not available yet; running the steps that exist.")
-    from romanimpreprocess.dq_init import DQInitStep
-
-    ramp = DQInitStep.call(paths.l1, override_mask=paths.caldir["mask"])
-    print(
-        f"dq_init: ramp {ramp.data.shape}, cal_step.dq_init = "
-        f"{ramp.meta.cal_step.dq_init}, flagged pixels = "
-        f"{int((ramp.pixeldq != 0).sum())}"
-    )
+    summary = quicklook.quicklook(paths.out)
+    comparison = _compare_with_truth(paths, read_processinfo(paths.out))
+    lines = [
+        "",
+        "=" * 78,
+        (
+            f"simulated {args.size}x{args.size}, {args.read_pattern}: {t_sim:.1f} s "
+            f"({paths.directory})"
+        ),
+        f"calibrated with gen_cal_image {paths.config_yaml}: {t_cal:.1f} s",
+        "",
+        str(summary),
+        "",
+        comparison,
+        "",
+        "Rerun the calibration yourself:",
+        f"  python -m romanimpreprocess.L1_to_L2.gen_cal_image {paths.config_yaml}",
+        f"  strun rip_l1l2 --legacy_config={paths.config_yaml}",
+        "=" * 78,
+    ]
+    sys.stdout.write("\n".join(lines) + "\n")
     return 0
 
 
-def _demo_existing_steps(out, size, seed):
-    """dq_init -> ramp_fit on a noisy synthetic ramp of known rate; print the check."""
+def _compare_with_truth(paths, info):
     import asdf
     import numpy as np
-    from roman_datamodels import datamodels as dm
+    import roman_datamodels as rdm
+    from roman_datamodels.dqflags import pixel
 
-    from romanimpreprocess.constants import AMP33_WIDTH, REF_BORDER
-    from romanimpreprocess.datamodels import resultant_times
-    from romanimpreprocess.dq_init import DQInitStep
-    from romanimpreprocess.ramp_fitting import RampFitStep
-
-    rng = np.random.default_rng(seed)
-    read_pattern = [[0], [1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11, 12, 13], [14], [15]]
-    frame_time, gain, read_noise, bias = 3.04, 1.8, 6.5, 1000.0
-    nres = len(read_pattern)
-    rate = rng.uniform(0.5, 50.0, (size, size))  # DN/s
-    nframes = read_pattern[-1][-1] + 1
-    counts = np.zeros((size, size))
-    resultants = np.zeros((nres, size, size))
-    which = {f: i for i, frames in enumerate(read_pattern) for f in frames}
-    for frame in range(nframes):
-        if frame:
-            counts += rng.poisson(rate * gain * frame_time) / gain
-        read = bias + counts + rng.normal(0.0, read_noise, (size, size))
-        resultants[which[frame]] += read / len(read_pattern[which[frame]])
-    raw = dm.ScienceRawModel.create_fake_data(shape=(nres, size, size))
-    raw.data = np.clip(np.rint(resultants), 0, 65535).astype(np.uint16)
-    raw.amp33 = np.full((nres, size, AMP33_WIDTH), int(bias), np.uint16)
-    raw.meta.exposure.read_pattern = read_pattern
-    raw.meta.exposure.nresultants = nres
-    raw.meta.exposure.frame_time = frame_time
-    raw.meta.instrument.detector = "WFI01"
-    for key in ("xstart", "xstop", "ystart", "ystop"):
-        raw.meta.guide_star[f"window_{key}"] = -1
-    l1 = os.path.join(out, "demo_uncal.asdf")
-    raw.save(l1)
-    refs = {}
-    for name, value in (("gain", gain), ("read", read_noise)):
-        refs[name] = os.path.join(out, f"demo_{name}.asdf")
-        tree = {"data": np.full((size, size), value, np.float32)}
-        asdf.AsdfFile({"roman": tree}).write_to(refs[name])
-
-    t0 = time.perf_counter()
-    ramp = DQInitStep.call(l1, override_mask="N/A")
-    image = RampFitStep.call(
-        ramp, override_gain=refs["gain"], override_readnoise=refs["read"]
+    with asdf.open(paths.truth, lazy_load=False) as af:
+        truth = np.array(af["rate_l2"], dtype=np.float64)
+        bad_pixels = np.array(af["bad_pixels"], dtype=bool)
+        sky = float(af["sky_rate_l2"])
+    with rdm.open(paths.out) as model:
+        data = np.array(model.data_withsky, dtype=np.float64)
+        dq = np.array(model.dq)
+    err = np.asarray(info["err_float32"], dtype=np.float64)
+    bad = pixel.DO_NOT_USE | pixel.JUMP_DET | pixel.SATURATED
+    good = ((dq & bad) == 0) & np.isfinite(err) & (err > 0) & ~bad_pixels
+    pull = (data - truth)[good] / err[good]
+    return (
+        f"against the truth ({good.mean():.1%} good pixels): chi2/dof "
+        f"{np.mean(pull**2):.3f} (expect 1), median pull {np.median(pull):+.3f}; "
+        f"sky {info['medsky']:.4f} vs true {sky:.4f} DN/s "
+        f"({(info['medsky'] / sky - 1):+.2%})"
     )
-    elapsed = time.perf_counter() - t0
-    b = REF_BORDER
-    truth = rate[b:-b, b:-b]
-    good = np.isfinite(image.data) & (image.dq == 0)
-    pull = (image.data - truth)[good] / np.asarray(image.err, np.float64)[good]
-    tbar = resultant_times(read_pattern, frame_time)[0]
-    print(
-        f"dq_init + ramp_fit on {size}x{size}, {nres} resultants "
-        f"(tbar {tbar[0]:.1f}..{tbar[-1]:.1f} s) in {elapsed:.1f} s"
-    )
-    print(
-        f"good pixels: {good.mean():.1%}; (rate - truth)/err: mean {pull.mean():+.3f}, "
-        f"std {pull.std():.3f} (expect ~0 and ~1)"
-    )
-    print("the full L1 -> L2 pipeline is not available yet")
-    return 0
 
 
 if __name__ == "__main__":

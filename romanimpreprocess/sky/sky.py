@@ -121,12 +121,17 @@ def _legendre(order, t):
     return out
 
 
-def medfit(image: NDArray, *, cells: int = 8, order: int = 2):
+def medfit(
+    image: NDArray, *, cells: int = 8, order: int = 2, clip: float | None = None
+):
     """Fit a 2-D Legendre polynomial to cell medians; return (coefs, model).
 
     The image is cut into ``cells x cells`` cells (centred; remainder rows/cols
     outside); each cell's NaN-median is a sample at the cell centre. Basis
-    ``P_i(u) P_j(v)`` for ``i = 0..order``, ``j = 0..order - i``.
+    ``P_i(u) P_j(v)`` for ``i = 0..order``, ``j = 0..order - i``. With ``clip``,
+    cells whose residual exceeds ``clip`` robust sigmas (a cell dominated by a
+    large source) are dropped and the fit repeated (twice at most); the legacy
+    fit (``clip=None``) keeps every cell.
     """
     ny, nx = image.shape
     kx, ky = nx // cells, ny // cells
@@ -147,6 +152,16 @@ def medfit(image: NDArray, *, cells: int = 8, order: int = 2):
     good = np.isfinite(med)
     a = np.array([b[good] for b in basis])
     coefs = np.linalg.solve(a @ a.T, a @ med[good])
+    for _ in range(2 if clip else 0):
+        fitted = sum(c * b for c, b in zip(coefs, basis, strict=True))
+        residual = med - fitted
+        mad = np.nanmedian(np.abs(residual[good] - np.nanmedian(residual[good])))
+        keep = good & (np.abs(residual) <= clip * 1.4826 * max(mad, 1e-12))
+        if keep.sum() == good.sum() or keep.sum() < len(basis):
+            break
+        good = keep
+        a = np.array([b[good] for b in basis])
+        coefs = np.linalg.solve(a @ a.T, a @ med[good])
     xu = -1 + 2 * np.arange(nx) / nx
     yv = -1 + 2 * np.arange(ny) / ny
     lx, ly = _legendre(order, xu), _legendre(order, yv)

@@ -21,8 +21,9 @@ class SkyStep(RipStep):
     ``processinfo["medsky"]`` (nothing subtracted). With ``order`` (legacy SKYORDER)
     a 2-D Legendre polynomial fitted to 8x8 cell medians is subtracted; the image
     before subtraction is kept as ``data_withsky``. By default masked pixels are left
-    out of both estimates; ``legacy_compat`` includes the zero border bins in the
-    mode and the masked pixels in the fit, as the legacy did (§18 item 15).
+    out of both estimates and cells dominated by a source (residual beyond 5 robust
+    sigmas) are dropped from the fit; ``legacy_compat`` includes the zero border bins
+    in the mode and every pixel and cell in the fit, as the legacy did (§18 item 15).
     """
 
     class_alias = "rip_sky"
@@ -54,7 +55,9 @@ class SkyStep(RipStep):
             log.info("Sky mode %.5g DN/s; no sky subtracted (order None)", medsky)
         else:
             source = data if self.legacy_compat else np.where(mask, np.nan, data)
-            coefs, sky_model = sky.medfit(source, order=int(self.order))
+            coefs, sky_model = sky.medfit(
+                source, order=int(self.order), clip=None if self.legacy_compat else 5.0
+            )
             model.data = (data - sky_model).astype(np.float32)
             info["skyorder"] = int(self.order)
             info["skycoefs"] = np.asarray(coefs, dtype=np.float64)
