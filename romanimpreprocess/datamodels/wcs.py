@@ -15,7 +15,7 @@ from numpy.typing import NDArray
 
 from romanimpreprocess.datamodels.errors import InputFileError
 
-__all__ = ["gwcs_from_header", "pixel_area_map", "read_wcs_header"]
+__all__ = ["gwcs_from_header", "pixel_area_map", "read_wcs_header", "update_wcsinfo"]
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +80,32 @@ def _sip_coefficients(header, letter):
     return order, coeffs
 
 
-def gwcs_from_header(header):
-    """The gwcs ``Shift(-CRPIX) | SIP | CD | TAN | RotateNative2Celestial``."""
+def _fitted_inverse(distortion, crpix, shape, order):
+    """Polynomial inverse of the SIP distortion, fitted over the detector.
+
+    gwcs inverts a transform without an analytic inverse numerically, which fails in
+    gwcs 0.26 for a TAN projection; romancal's resample needs the inverse.
+    """
+    from astropy.modeling import fitting, models
+
+    ny, nx = shape if shape is not None else (4088, 4088)
+    x, y = np.meshgrid(
+        np.linspace(-0.5, nx - 0.5, 41) - crpix[0],
+        np.linspace(-0.5, ny - 0.5, 41) - crpix[1],
+    )
+    u, v = distortion(x, y)
+    fitter = fitting.LinearLSQFitter()
+    inverse_x = fitter(models.Polynomial2D(order + 1), u, v, x)
+    inverse_y = fitter(models.Polynomial2D(order + 1), u, v, y)
+    return models.Mapping((0, 1, 0, 1)) | (inverse_x & inverse_y)
+
+
+def gwcs_from_header(header, shape=None):
+    """The gwcs ``Shift(-CRPIX) | SIP | CD | TAN | RotateNative2Celestial``.
+
+    With ``shape`` (science area ``(ny, nx)``) the bounding box covers those pixels,
+    which romancal's resample and footprint code need.
+    """
     from astropy import coordinates
     from astropy import units as u
     from astropy.modeling import models
@@ -103,6 +127,7 @@ def gwcs_from_header(header):
             _, p, q = key.split("_")
             setattr(poly_b, f"c{p}_{q}", getattr(poly_b, f"c{p}_{q}").value + value)
         distortion = models.Mapping((0, 1, 0, 1)) | (poly_a & poly_b)
+        distortion.inverse = _fitted_inverse(distortion, crpix, shape, max(a_order, 2))
     else:
         distortion = models.Identity(2)
     cd = _cd_matrix(header)
@@ -116,7 +141,11 @@ def gwcs_from_header(header):
     sky = cf.CelestialFrame(
         reference_frame=coordinates.ICRS(), name="world", unit=(u.deg, u.deg)
     )
-    return wcs.WCS([(detector, forward), (sky, None)])
+    result = wcs.WCS([(detector, forward), (sky, None)])
+    if shape is not None:
+        ny, nx = shape
+        result.bounding_box = ((-0.5, nx - 0.5), (-0.5, ny - 0.5))
+    return result
 
 
 def _astropy_wcs(header):
@@ -170,3 +199,27 @@ def pixel_area_map(header, shape, *, offset: int = 0) -> NDArray[np.float64]:
         j22 = (v_[2:, 1:-1] - v_[:-2, 1:-1]) / 2
         area[y0:y1] = np.abs(j11 * j22 - j21 * j12)
     return area
+
+
+def update_wcsinfo(meta, wcs, shape):
+    """Fill ``meta.wcsinfo`` (reference point, roll, s_region) from the gwcs.
+
+    romancal's resample builds its output grid from these.
+    """
+    ny, nx = shape
+    cx, cy = (nx - 1) / 2.0, (ny - 1) / 2.0
+    ra, dec = wcs(cx, cy)
+    ra_up, dec_up = wcs(cx, cy + 1.0)
+    # Position angle of the detector +y axis, east of north.
+    d_ra = np.radians(ra_up - ra) * np.cos(np.radians(dec))
+    d_dec = np.radians(dec_up - dec)
+    roll = float(np.degrees(np.arctan2(d_ra, d_dec)))
+    info = meta.wcsinfo
+    info["ra_ref"] = float(ra)
+    info["dec_ref"] = float(dec)
+    info["roll_ref"] = roll
+    info["v3yangle"] = 0.0
+    info["vparity"] = -1
+    info["s_region"] = "POLYGON ICRS " + " ".join(
+        f"{a:.8f} {d:.8f}" for a, d in wcs.footprint()
+    )

@@ -81,7 +81,8 @@ class FlatFieldStep(RipStep):
         offset = REF_BORDER if self.legacy_compat else 0
         if self.wcs_header:
             header = wcs_tools.read_wcs_header(self.wcs_header)
-            model.meta.wcs = wcs_tools.gwcs_from_header(header)
+            model.meta.wcs = wcs_tools.gwcs_from_header(header, shape)
+            wcs_tools.update_wcsinfo(model.meta, model.meta.wcs, shape)
             area = wcs_tools.pixel_area_map(header, shape, offset=offset)
         elif model.meta.get("wcs") is not None:
             area = wcs_tools.pixel_area_map(model.meta.wcs, shape, offset=offset)
