@@ -1,0 +1,109 @@
+"""The L2 writer: schema-valid ASDF, float16 handling, FITS copy, atomic writes."""
+
+import os
+
+import asdf
+import numpy as np
+import pytest
+import roman_datamodels as rdm
+import roman_datamodels.datamodels as dm
+from astropy.io import fits
+from roman_datamodels.dqflags import pixel
+
+from romanimpreprocess.datamodels import l2
+
+
+def _image(shape=(56, 56), seed=0):
+    rng = np.random.default_rng(seed)
+    model = dm.ImageModel.create_fake_data(shape=shape)
+    model.data = rng.normal(1.0, 0.1, shape).astype(np.float32)
+    model.dq = np.zeros(shape, np.uint32)
+    model.err = rng.uniform(0.1, 1.0, shape).astype(np.float32)
+    model.var_poisson = (model.err**2 * 0.7).astype(np.float32)
+    model.var_rnoise = (model.err**2 * 0.3).astype(np.float32)
+    model["processinfo"] = {"medsky": 1.0, "endslice": np.full(shape, -1, np.int8)}
+    return model
+
+
+def test_finalized_product_validates_and_reopens(tmp_path):
+    model = _image()
+    err32 = np.array(model.err)
+    l2.finalize_l2(
+        model,
+        cal_steps={"ramp_fit": "COMPLETE", "sky": "SKIPPED"},
+        config={"IN": "x.asdf", "SKYORDER": np.int64(2)},
+        references={"gain": __file__},
+    )
+    path = tmp_path / "out_cal.asdf"
+    l2.write_l2(model, path)
+    with rdm.open(path) as reopened:
+        reopened.validate()
+        assert reopened.err.dtype == np.float16
+        assert reopened.var_rnoise.dtype == np.float16
+        assert reopened.var_flat.dtype == np.float16
+        cal_step = dict(reopened.meta.cal_step)
+        assert cal_step["ramp_fit"] == "COMPLETE"
+        assert cal_step["sky"] == "SKIPPED"
+        assert cal_step["photom"] == "INCOMPLETE"
+        assert reopened.meta.filename == "out_cal.asdf"
+    info = l2.read_processinfo(path)
+    np.testing.assert_array_equal(info["err_float32"], err32)
+    assert info["config"]["SKYORDER"] == 2
+    assert "endslice" not in info  # only with sliceout
+    ref = info["references"]["gain"]
+    assert ref["size"] == os.path.getsize(__file__)
+    assert len(ref["sha256_first_last_mib"]) == 64
+    with asdf.open(path) as af:
+        assert "processinfo" in af.tree  # top level, as the legacy
+
+
+def test_values_beyond_float16_are_clipped_and_flagged():
+    model = _image()
+    model.var_poisson[3, 4] = 1e6
+    model.err[5, 6] = np.float32(7e4)
+    l2.finalize_l2(model, cal_steps={})
+    assert np.isfinite(model.var_poisson).all()
+    assert model.var_poisson[3, 4] == np.float16(65504)
+    assert model.dq[3, 4] & pixel.UNRELIABLE_ERROR
+    assert model.dq[5, 6] & pixel.UNRELIABLE_ERROR
+    assert model.dq[0, 0] == 0
+    assert model["processinfo"]["var_poisson_float32"][3, 4] == np.float32(1e6)
+
+
+def test_sliceout_keeps_endslice():
+    model = _image()
+    l2.finalize_l2(model, cal_steps={}, sliceout=True)
+    assert model["processinfo"]["endslice"].shape == model.data.shape
+
+
+def test_fits_copy_has_the_legacy_layout(tmp_path):
+    model = _image()
+    model.dq[10, 10] = pixel.HOT  # PixelMask1: 3x3
+    model.dq[30, 30] = pixel.SATURATED  # not masked
+    l2.finalize_l2(model, cal_steps={})
+    path = tmp_path / "x_cal.asdf"
+    l2.write_l2(model, path, fits_output=True)
+    with fits.open(tmp_path / "x_cal_asdf_to.fits") as hdul:
+        assert len(hdul) == 3
+        np.testing.assert_array_equal(hdul[0].data, model.data)
+        np.testing.assert_array_equal(hdul[1].data, model.dq)
+        masked = hdul[2].data == l2.FITS_MASKED_VALUE
+        assert masked[9:12, 9:12].all()
+        assert masked.sum() == 9
+        assert not masked[30, 30]
+
+
+def test_failed_write_leaves_the_existing_product_intact(tmp_path, monkeypatch):
+    path = tmp_path / "x_cal.asdf"
+    path.write_bytes(b"previous")
+    model = _image()
+    l2.finalize_l2(model, cal_steps={})
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(l2, "_write_fits", broken)
+    with pytest.raises(OSError, match="disk full"):
+        l2.write_l2(model, path, fits_output=True)
+    assert path.read_bytes() == b"previous"
+    assert sorted(os.listdir(tmp_path)) == ["x_cal.asdf"]
