@@ -35,7 +35,10 @@ def read_wcs_header(path):
     except (OSError, UnicodeDecodeError) as err:
         raise InputFileError(path, f"cannot read the WCS header ({err})") from None
     try:
-        header = fits.Header.fromstring(text, sep="\n")
+        # The legacy writes FITS cards (Header.tofile: 80-character cards, no
+        # newlines); a text header with one card per line is accepted too.
+        sep = "\n" if "\n" in text.strip("\n") else ""
+        header = fits.Header.fromstring(text, sep=sep)
     except Exception as err:
         raise InputFileError(path, f"not a FITS header text ({err})") from None
     missing = [k for k in _REQUIRED if k not in header]

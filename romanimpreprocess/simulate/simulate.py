@@ -664,8 +664,9 @@ def write_simulation(
     raw = _l1_model(config, l1)
     raw.save(l1_path)
     wcs_path = os.path.join(out_dir, f"{stem}_uncal_asdf_wcshead.txt")
-    with open(wcs_path, "w") as f:
-        f.write(header.tostring(sep="\n"))
+    # As the legacy sim_to_isim writes it: FITS cards (the legacy reads it with
+    # Header.fromstring, without separators).
+    header.tofile(wcs_path, overwrite=True)
     names = {
         "linearitylegendre": "linearitylegendre",
         "gain": "gain",
