@@ -39,6 +39,8 @@ MARK_END = "<!-- run_all:end -->"
 def timed(cmd, log_path, env=None, cwd=None):
     """Run ``cmd`` under /usr/bin/time -v; return wall s, cpu s, peak RSS GiB, rc."""
     time_bin = shutil.which("time") or "/usr/bin/time"
+    if not os.path.exists(time_bin):
+        return _timed_with_rusage(cmd, log_path, env=env, cwd=cwd)
     full = [time_bin, "-v", *map(str, cmd)]
     t0 = time.perf_counter()
     with open(log_path, "w") as log:
@@ -59,6 +61,29 @@ def timed(cmd, log_path, env=None, cwd=None):
         "wall_s": round(wall, 2),
         "cpu_s": round(user + system, 2),
         "peak_rss_gib": round(rss_kb / 2**20, 3),
+        "returncode": proc.returncode,
+        "log": str(log_path),
+    }
+
+
+def _timed_with_rusage(cmd, log_path, env=None, cwd=None):
+    """`timed` without /usr/bin/time: wall clock and getrusage of the child."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    with open(log_path, "w") as log:
+        proc = subprocess.run(
+            list(map(str, cmd)), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd
+        )
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {
+        "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 2),
+        # ru_maxrss of children is the largest child so far (KiB on Linux)
+        "peak_rss_gib": round(after.ru_maxrss / 2**20, 3),
         "returncode": proc.returncode,
         "log": str(log_path),
     }
