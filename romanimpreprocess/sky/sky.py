@@ -4,6 +4,8 @@ Also `pixel_mask1`, the legacy ``PixelMask1`` bad-pixel mask, used by the sky an
 the FITS copy of the L2 product.
 """
 
+import warnings
+
 import numpy as np
 from numpy.typing import NDArray
 from roman_datamodels.dqflags import pixel
@@ -113,11 +115,15 @@ def smooth_mode(values: NDArray, *, pksmooth: float = 0.5, niter: int = 3):
 
 
 def _legendre(order, t):
-    out = [np.ones_like(t)]
-    if order >= 1:
-        out.append(t)
-    for n in range(1, order):
-        out.append(((2 * n + 1) * t * out[n] - n * out[n - 1]) / (n + 1))
+    """``[P_0(t), ..., P_order(t)]`` (scipy's evaluation, as the legacy)."""
+    from scipy.special import legendre_p
+
+    t = np.asarray(t, dtype=np.float64)
+    out = []
+    for k in range(order + 1):
+        value = np.asarray(legendre_p(k, t))
+        # scipy >= 1.15 returns a leading axis for the derivatives (none here)
+        out.append(value.reshape(t.shape) if value.size == t.size else value[0])
     return out
 
 
@@ -136,35 +142,42 @@ def medfit(
     ny, nx = image.shape
     kx, ky = nx // cells, ny // cells
     px, py = (nx % cells) // 2, (ny % cells) // 2
-    med = np.full((cells, cells), np.nan)
-    for j in range(cells):
-        for i in range(cells):
-            block = image[
-                py + j * ky : py + (j + 1) * ky, px + i * kx : px + (i + 1) * kx
-            ]
-            if np.isfinite(block).any():
-                med[j, i] = np.nanmedian(block)
-    u = 2 * (px - 0.5 + kx * (np.arange(cells) + 0.5)) / nx - 1
-    v = 2 * (py - 0.5 + ky * (np.arange(cells) + 0.5)) / ny - 1
+    blocks = image[py : py + cells * ky, px : px + cells * kx]
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN cells
+        med = np.nanmedian(blocks.reshape(cells, ky, cells, kx), axis=(1, 3))
+    u = 2 * (px - 0.5 + kx * np.linspace(0.5, cells - 0.5, cells)) / nx - 1
+    v = 2 * (py - 0.5 + ky * np.linspace(0.5, cells - 0.5, cells)) / ny - 1
     uu, vv = np.meshgrid(u, v)
     pu, pv = _legendre(order, uu), _legendre(order, vv)
-    basis = [pu[i] * pv[j] for i in range(order + 1) for j in range(order + 1 - i)]
+    basis = np.array(
+        [pu[i] * pv[j] for i in range(order + 1) for j in range(order + 1 - i)]
+    )
+
+    def solve(use):
+        # Normal equations accumulated cell by cell (x outer, y inner).
+        a = np.zeros((len(basis), len(basis)))
+        rhs = np.zeros(len(basis))
+        for i in range(cells):
+            for j in range(cells):
+                if use[j, i]:
+                    column = basis[:, j, i]
+                    a += np.outer(column, column)
+                    rhs += med[j, i] * column
+        return np.linalg.solve(a, rhs)
+
     good = np.isfinite(med)
-    a = np.array([b[good] for b in basis])
-    coefs = np.linalg.solve(a @ a.T, a @ med[good])
+    coefs = solve(good)
     for _ in range(2 if clip else 0):
-        fitted = sum(c * b for c, b in zip(coefs, basis, strict=True))
-        residual = med - fitted
+        residual = med - np.tensordot(coefs, basis, axes=1)
         mad = np.nanmedian(np.abs(residual[good] - np.nanmedian(residual[good])))
         keep = good & (np.abs(residual) <= clip * 1.4826 * max(mad, 1e-12))
         if keep.sum() == good.sum() or keep.sum() < len(basis):
             break
         good = keep
-        a = np.array([b[good] for b in basis])
-        coefs = np.linalg.solve(a @ a.T, a @ med[good])
-    xu = -1 + 2 * np.arange(nx) / nx
-    yv = -1 + 2 * np.arange(ny) / ny
-    lx, ly = _legendre(order, xu), _legendre(order, yv)
+        coefs = solve(good)
+    lx = _legendre(order, np.linspace(-1, 1 - 2 / nx, nx))
+    ly = _legendre(order, np.linspace(-1, 1 - 2 / ny, ny))
     model = np.zeros((ny, nx))
     k = 0
     for i in range(order + 1):
