@@ -13,7 +13,6 @@ Everything is vectorised over rows and channels.
 """
 
 import itertools
-import math
 
 import numpy as np
 from numpy.typing import NDArray
@@ -30,7 +29,9 @@ def pink_alpha(m_pink: float, ru_pink: float, c_pink: float, std: NDArray, ny: i
     denominator is 0 or not finite (no usable amp33 model).
     """
     width = std.shape[-1]
-    white = float(np.median(std)) ** 2 / width / math.log(ny)
+    # numpy scalar arithmetic as the legacy: the median of the float32 std stays
+    # float32 through the square and the division by the width.
+    white = float(np.median(std) ** 2 / width / np.log(ny))
     denominator = m_pink**2 * c_pink**2 + ru_pink**2 + white
     if not np.isfinite(denominator) or denominator == 0:
         return None
@@ -70,10 +71,12 @@ def channel_step(work: NDArray[np.float32], edges, border: int) -> None:
     rows = np.arange(ny, dtype=np.float64)[:, None]
     for start, stop in itertools.pairwise(edges):
         block = work[:, start:stop]
-        bottom = np.float64(np.median(block[:border]))
-        top = np.float64(np.median(block[ny - border :]))
-        slope = (top - bottom) / (y_top - y_bottom)
-        offset = bottom - y_bottom * slope
+        bottom = np.median(block[:border])
+        top = np.median(block[ny - border :])
+        # The line through the two points, solved by least squares as the legacy
+        # does (the last bits of slope and offset then match it exactly).
+        design = np.array([[y_bottom, 1.0], [y_top, 1.0]])
+        slope, offset = np.linalg.lstsq(design, [bottom, top], rcond=None)[0]
         np.subtract(block, rows * slope + offset, out=block, casting="same_kind")
 
 
