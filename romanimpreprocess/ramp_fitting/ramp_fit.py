@@ -386,7 +386,7 @@ def fit_ramps(
         stats = matrix @ d
         s = stats[0]
         if legacy:
-            s = s.astype(np.float32)
+            s = _legacy_slope(full.slope, d)
         dvardt = np.maximum(s / g, 0.0)
         if legacy:
             var_p[out] = np.square(
@@ -520,6 +520,18 @@ def _legacy_truncation(gq, sat, start):
     return trunc
 
 
+def _legacy_slope(weights, d):
+    """``sum_t K_t (d_t - d_1)`` as the legacy evaluates it.
+
+    float32 weights and differences, products and the running sum over ``t`` rounded
+    to float32 (numpy's einsum), so that ``legacy_compat`` slopes match the legacy's
+    bits; ``d`` holds float32 values (possibly in a float64 array).
+    """
+    k = np.asarray(weights, dtype=np.float32)
+    d32 = np.asarray(d[: k.size], dtype=np.float32)
+    return np.einsum("t,tm->m", k, d32 - d32[1])
+
+
 def _fit_truncated_legacy(d, g, rn2, trunc, planner, thresholds):
     """Legacy two-point refits of pixels first saturating at ``T`` (per ``T``)."""
     m = d.shape[1]
@@ -532,7 +544,7 @@ def _fit_truncated_legacy(d, g, rn2, trunc, planner, thresholds):
         members = np.flatnonzero(trunc == stop)
         plan = planner.legacy_plan(int(stop))
         dm = d[:, members]
-        s = (plan.slope @ dm).astype(np.float32)
+        s = _legacy_slope(plan.slope, dm)
         dvardt = np.maximum(s / g[members], 0.0)
         s_out[members] = s
         vp_out[members] = np.square(
