@@ -158,6 +158,60 @@ def _astropy_wcs(header):
     return WCS(header)
 
 
+def legacy_world_function(header):
+    """The legacy's WCS evaluation (algorithms.md §14), for ``legacy_compat``.
+
+    The legacy converts the header into a gwcs whose polynomials carry the CD matrix
+    (``Shift(-CRPIX) | Mapping | (P_x & P_y) | TAN | Rotate(CRVAL, 180)``) and
+    evaluates it through astropy's modeling without the bounding box; the same model
+    evaluated the same way gives the same bits (and costs tens of seconds on a full
+    frame, where astropy's C WCS takes a few).
+    """
+    import warnings
+
+    from astropy import wcs as fits_wcs
+    from astropy.modeling.models import (
+        Mapping,
+        Pix2Sky_TAN,
+        Polynomial2D,
+        RotateNative2Celestial,
+        Shift,
+    )
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fits_wcs.FITSFixedWarning)
+        w = fits_wcs.WCS(header)
+    cd = w.wcs.piximg_matrix
+    cfx, cfy = np.dot(cd, [w.sip.a.ravel(), w.sip.b.ravel()])
+    a = np.reshape(cfx, w.sip.a.shape)
+    b = np.reshape(cfy, w.sip.b.shape)
+    a[1, 0], a[0, 1] = cd[0, 0], cd[0, 1]
+    b[1, 0], b[0, 1] = cd[1, 0], cd[1, 1]
+
+    def polynomial(matrix, degree):
+        model = Polynomial2D(degree=degree)
+        for i in range(matrix.shape[0]):
+            for j in range(matrix.shape[1]):
+                if 0 < i + j <= degree:
+                    setattr(model, f"c{i}_{j}", matrix[i, j])
+        return model
+
+    x0, y0 = w.wcs.crpix
+    transform = (
+        (Shift(-x0) & Shift(-y0))
+        | Mapping((0, 1, 0, 1))
+        | (polynomial(a, w.sip.a_order) & polynomial(b, w.sip.b_order))
+        | Pix2Sky_TAN()
+        | RotateNative2Celestial(*w.wcs.crval, 180)
+    )
+
+    def world(x, y):
+        return transform(x, y)
+
+    world.legacy_radians = True
+    return world
+
+
 def pixel_area_map(header, shape, *, offset: int = 0) -> NDArray[np.float64]:
     """Solid angle (sr) of every pixel of a ``shape`` science area.
 
@@ -171,7 +225,7 @@ def pixel_area_map(header, shape, *, offset: int = 0) -> NDArray[np.float64]:
     """
     ny, nx = shape
     if callable(header) and not hasattr(header, "tostring"):
-        world = header  # a gwcs: world(x, y) -> (ra, dec) in degrees
+        world = header  # a gwcs or legacy_world_function: (x, y) -> (ra, dec) deg
     else:
         w = _astropy_wcs(header)
 
@@ -190,8 +244,9 @@ def pixel_area_map(header, shape, *, offset: int = 0) -> NDArray[np.float64]:
         yy = ys[y0 : y1 + 2]
         gx, gy = np.meshgrid(xs, yy)
         ra, dec = world(gx, gy)
-        ra = np.radians(ra)
-        dec = np.radians(dec)
+        deg = np.pi / 180.0
+        ra = ra * deg
+        dec = dec * deg
         theta = np.pi / 2 - dec if north else np.pi / 2 + dec
         radius = 2 * np.sin(theta / 2)
         u_ = radius * np.cos(ra)
