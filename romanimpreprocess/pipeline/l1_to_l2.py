@@ -159,6 +159,10 @@ class L1ToL2Pipeline(RipPipeline):
             model = step.run(model)
             elapsed = time.perf_counter() - start
             step_times[name] = round(elapsed, 4)
+            # Unmap the reference arrays of this step: their pages would otherwise
+            # stay resident to the end of the run (a later step reopens a file it
+            # needs, which costs milliseconds).
+            self.close_references()
             if step.skip:
                 step.record_cal_step(model, "SKIPPED")
             self._drop_alias_entry(model, step)
