@@ -83,12 +83,13 @@ class FlatFieldStep(RipStep):
             header = wcs_tools.read_wcs_header(self.wcs_header)
             model.meta.wcs = wcs_tools.gwcs_from_header(header, shape)
             wcs_tools.update_wcsinfo(model.meta, model.meta.wcs, shape)
-            source = (
-                wcs_tools.legacy_world_function(header) if self.legacy_compat else header
-            )
-            area = wcs_tools.pixel_area_map(source, shape, offset=offset)
+            if self.legacy_compat:
+                source = wcs_tools.legacy_world_function(header)
+                area = wcs_tools.pixel_area_map(source, shape, offset=offset)
+            else:
+                area = wcs_tools.pixel_area_spline(header, shape, offset=offset)
         elif model.meta.get("wcs") is not None:
-            area = wcs_tools.pixel_area_map(model.meta.wcs, shape, offset=offset)
+            area = wcs_tools.pixel_area_spline(model.meta.wcs, shape, offset=offset)
         else:
             log.warning(
                 "No WCS (no wcs_header and no meta.wcs): pixel-area normalisation "
