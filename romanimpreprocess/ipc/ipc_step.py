@@ -1,6 +1,7 @@
 """IPC deconvolution step."""
 
 import logging
+import os
 from typing import ClassVar
 
 import numpy as np
@@ -66,6 +67,7 @@ class IPCStep(RipStep):
             iterations=self.iterations,
             dtype=dtype,
             clip_gain=not self.legacy_compat,
+            threads=min(os.cpu_count() or 1, 4),
         )
         n_bad = int(np.count_nonzero(bad_gain))
         if n_bad:
