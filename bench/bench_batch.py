@@ -52,7 +52,7 @@ def simulate(work, size, seed):
         t0 = time.perf_counter()
         paths = write_simulation(str(sim), SimulationConfig(size=size, seed=seed))
         print(f"simulated {size}^2 in {time.perf_counter() - t0:.1f} s", flush=True)
-        cfg_path = Path(paths["config_yaml"])
+        cfg_path = Path(paths.config_yaml)
     else:
         cfg_path = cfgs[0]
     with open(cfg_path) as f:

@@ -85,6 +85,9 @@ def run_pipeline(task):
     """
     from romanimpreprocess.pipeline import L1ToL2Pipeline
 
+    # One exposure per single-threaded worker: steps that can use threads (IPC)
+    # must not oversubscribe the cores the other workers use.
+    os.environ.setdefault("RIP_THREADS", "1")
     if task["kind"] == "legacy":
         from romanimpreprocess.pipeline import legacy
 

@@ -67,7 +67,8 @@ class IPCStep(RipStep):
             iterations=self.iterations,
             dtype=dtype,
             clip_gain=not self.legacy_compat,
-            threads=min(os.cpu_count() or 1, 4),
+            threads=int(os.environ.get("RIP_THREADS", "0"))
+            or min(os.cpu_count() or 1, 4),
         )
         n_bad = int(np.count_nonzero(bad_gain))
         if n_bad:
