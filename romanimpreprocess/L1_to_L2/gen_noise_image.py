@@ -14,7 +14,6 @@ import logging
 import os
 import sys
 
-import numpy as np
 import yaml
 
 from romanimpreprocess.noise.layers import noise_dtype, parse_layers
@@ -132,18 +131,10 @@ def make_noise_step(config):
     )
     step.l1 = config["IN"]
     step.calibrate = _calibrate_function(config)
-    step.config_tree = _plain(config)
+    from romanimpreprocess.datamodels.l2 import plain_tree
+
+    step.config_tree = plain_tree(config)
     return step
-
-
-def _plain(node):
-    if isinstance(node, dict):
-        return {str(k): _plain(v) for k, v in node.items()}
-    if isinstance(node, list | tuple):
-        return [_plain(v) for v in node]
-    if isinstance(node, np.generic):
-        return node.item()
-    return node
 
 
 def generate_all_noise(config):

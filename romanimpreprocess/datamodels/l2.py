@@ -22,7 +22,15 @@ from roman_datamodels.dqflags import pixel
 
 from romanimpreprocess.constants import OMEGA_IDEAL, REF_BORDER
 
-__all__ = ["FLOAT16_FIELDS", "finalize_l2", "fits_path", "read_processinfo", "write_l2"]
+__all__ = [
+    "FLOAT16_FIELDS",
+    "finalize_l2",
+    "fits_path",
+    "full_frame_dq",
+    "plain_tree",
+    "read_processinfo",
+    "write_l2",
+]
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +47,12 @@ def _required_cal_steps():
     return list(schema["required"])
 
 
-def _plain(node):
+def plain_tree(node):
     """ASDF-friendly copy: numpy scalars to Python, tuples to lists."""
     if isinstance(node, dict):
-        return {str(k): _plain(v) for k, v in node.items()}
+        return {str(k): plain_tree(v) for k, v in node.items()}
     if isinstance(node, list | tuple):
-        return [_plain(v) for v in node]
+        return [plain_tree(v) for v in node]
     if isinstance(node, np.generic):
         return node.item()
     return node
@@ -185,7 +193,7 @@ def finalize_l2(
     info.setdefault("medsky", float("nan"))
     info.setdefault("skyorder", -1)
     info.setdefault("skycoefs", np.zeros(0, np.float32))
-    info["config"] = _plain(config) if config is not None else None
+    info["config"] = plain_tree(config) if config is not None else None
     info["log"] = log_text
     info["software"] = _software_versions()
     info["legacy_compat"] = bool(legacy_compat)
@@ -196,7 +204,7 @@ def finalize_l2(
         except OSError as err:
             refs[reftype] = {"path": str(path), "error": str(err)}
     info["references"] = refs
-    model["processinfo"] = _plain(info)
+    model["processinfo"] = plain_tree(info)
     return model
 
 
@@ -207,7 +215,7 @@ def fits_path(path):
     return stem + "_asdf_to.fits"
 
 
-def _full_frame_dq(model):
+def full_frame_dq(model):
     """The science dq re-embedded in the frame with the border dq around it."""
     b = REF_BORDER
     ny, nx = model.dq.shape
@@ -232,7 +240,7 @@ def _write_fits(model, path):
 
     b = REF_BORDER
     data = np.asarray(model.data, dtype=np.float32)
-    masked = pixel_mask1(_full_frame_dq(model))[b:-b, b:-b]
+    masked = pixel_mask1(full_frame_dq(model))[b:-b, b:-b]
     good_data = np.where(masked, np.float32(FITS_MASKED_VALUE), data)
     fits.HDUList(
         [

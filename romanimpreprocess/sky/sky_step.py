@@ -73,19 +73,9 @@ class SkyStep(RipStep):
     @staticmethod
     def _legacy_frame(model, data):
         """Full frame with the zero border and its dq, as the legacy binned it."""
+        from romanimpreprocess.datamodels.l2 import full_frame_dq
+
         b = REF_BORDER
-        ny, nx = data.shape
-        frame = np.zeros((ny + 2 * b, nx + 2 * b), dtype=data.dtype)
+        frame = np.zeros((data.shape[0] + 2 * b, data.shape[1] + 2 * b), data.dtype)
         frame[b:-b, b:-b] = data
-        dq = np.zeros(frame.shape, dtype=np.uint32)
-        dq[b:-b, b:-b] = model.dq
-        for side, index in (
-            ("left", (slice(None), slice(0, b))),
-            ("right", (slice(None), slice(-b, None))),
-            ("bottom", (slice(0, b), slice(None))),
-            ("top", (slice(-b, None), slice(None))),
-        ):
-            key = f"dq_border_ref_pix_{side}"
-            if key in model and model[key].shape == dq[index].shape:
-                dq[index] |= np.asarray(model[key], dtype=np.uint32)
-        return frame, sky.pixel_mask1(dq)
+        return frame, sky.pixel_mask1(full_frame_dq(model))
