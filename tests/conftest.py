@@ -69,3 +69,12 @@ def simulated_set(tmp_path_factory):
     return write_simulation(
         tmp_path_factory.mktemp("simulated_set"), SimulationConfig(size=128, seed=1)
     )
+
+
+def cross_kernel(size, eps=0.02):
+    """A (3, 3, size, size) IPC kernel: ``eps`` to the 4 neighbours, the rest kept."""
+    kernel = np.zeros((3, 3, size, size), np.float32)
+    for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+        kernel[1 + dy, 1 + dx] = eps
+    kernel[1, 1] = 1 - 4 * eps
+    return kernel

@@ -6,17 +6,10 @@ from roman_datamodels.dqflags import pixel
 
 from romanimpreprocess.dark_current import DarkCurrentStep, dark_current
 from romanimpreprocess.ipc.ipc import ipc_forward
+from tests.conftest import cross_kernel
 
 N = 64
 S = N - 8
-
-
-def _kernel(eps=0.02):
-    k = np.zeros((3, 3, S, S), np.float32)
-    for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
-        k[1 + dy, 1 + dx] = eps
-    k[1, 1] = 1 - 4 * eps
-    return k
 
 
 def test_deconvolved_dark_is_the_inverse_of_the_forward_ipc(rng):
@@ -25,16 +18,18 @@ def test_deconvolved_dark_is_the_inverse_of_the_forward_ipc(rng):
     gain = rng.uniform(1.6, 2.0, (N, N))
     measured = np.array(true, np.float32)
     measured[4:-4, 4:-4] = (
-        ipc_forward(true[4:-4, 4:-4] * gain[4:-4, 4:-4], _kernel().astype(np.float64))
+        ipc_forward(
+            true[4:-4, 4:-4] * gain[4:-4, 4:-4], cross_kernel(S).astype(np.float64)
+        )
         / gain[4:-4, 4:-4]
     )
     slope, bad = dark_current.deconvolved_dark_slope(
-        measured, _kernel(), gain, iterations=10, dtype=np.float64
+        measured, cross_kernel(S), gain, iterations=10, dtype=np.float64
     )
     assert not bad.any()
     np.testing.assert_allclose(slope[4:-4, 4:-4], true[4:-4, 4:-4], atol=1e-5)
     # with the default 2 iterations the residual is of order eps^3 of the hot pixel
-    two, _ = dark_current.deconvolved_dark_slope(measured, _kernel(), gain)
+    two, _ = dark_current.deconvolved_dark_slope(measured, cross_kernel(S), gain)
     residual = np.abs(two[4:-4, 4:-4] - true[4:-4, 4:-4]).max()
     assert 1e-7 < residual < 30.0 * (8 * 0.02) ** 3
 

@@ -11,17 +11,10 @@ from romanimpreprocess.constants import OMEGA_IDEAL
 from romanimpreprocess.datamodels import wcs as wcs_tools
 from romanimpreprocess.flatfield import FlatFieldStep, flatfield
 from romanimpreprocess.ipc.ipc import ipc_forward
+from tests.conftest import cross_kernel
 
 N = 72  # full frame with the 4-pixel border
 S = N - 8
-
-
-def _kernel(eps=0.02):
-    k = np.zeros((3, 3, S, S), np.float32)
-    for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
-        k[1 + dy, 1 + dx] = eps
-    k[1, 1] = 1 - 4 * eps
-    return k
 
 
 def test_prepare_flat_clips_flags_and_deconvolves(rng):
@@ -30,7 +23,7 @@ def test_prepare_flat_clips_flags_and_deconvolves(rng):
     gain = rng.uniform(1.6, 2.0, (N, N))
     gain[30, 30] = 0.05
     F, out_of_range, bad_gain = flatfield.prepare_flat(
-        flat, _kernel(), gain, 4, iterations=12, dtype=np.float64
+        flat, cross_kernel(S), gain, 4, iterations=12, dtype=np.float64
     )
     assert F.shape == (S, S)
     assert out_of_range[6, 6] and out_of_range[16, 16] and out_of_range.sum() == 2
@@ -38,7 +31,7 @@ def test_prepare_flat_clips_flags_and_deconvolves(rng):
     # The forward IPC of F g (in electrons) gives back the clipped flat file x g.
     g = np.maximum(gain[4:-4, 4:-4], 0.1)
     clipped = np.clip(flat[4:-4, 4:-4], 0.1, 10)
-    forward = ipc_forward(F.astype(np.float64) * g, _kernel().astype(np.float64))
+    forward = ipc_forward(F.astype(np.float64) * g, cross_kernel(S).astype(np.float64))
     np.testing.assert_allclose(forward / g, clipped, rtol=2e-5)
 
 
