@@ -1,14 +1,13 @@
 """IPC deconvolution step."""
 
 import logging
-import os
 from typing import ClassVar
 
 import numpy as np
 from roman_datamodels.dqflags import pixel
 
 from romanimpreprocess.ipc import ipc
-from romanimpreprocess.stpipe import RipStep
+from romanimpreprocess.stpipe.core import RipStep, step_threads
 
 __all__ = ["IPCStep"]
 
@@ -67,8 +66,7 @@ class IPCStep(RipStep):
             iterations=self.iterations,
             dtype=dtype,
             clip_gain=not self.legacy_compat,
-            threads=int(os.environ.get("RIP_THREADS", "0"))
-            or min(os.cpu_count() or 1, 4),
+            threads=step_threads(),
         )
         n_bad = int(np.count_nonzero(bad_gain))
         if n_bad:

@@ -146,6 +146,7 @@ def apply_linearity(
     invalid: NDArray[np.bool_] | None = None,
     dtype=None,
     block_rows: int | None = None,
+    threads: int = 1,
 ) -> NDArray[np.uint32]:
     """Linearise every resultant in place and return the pixel flags to OR in.
 
@@ -187,6 +188,8 @@ def apply_linearity(
         evaluation error from ~1e-2 DN to the float32 rounding of the output.
     block_rows : int, optional
         Rows processed at a time (default: about `BLOCK_PIXELS` pixels).
+    threads : int
+        Row blocks processed in parallel threads (identical results).
 
     Returns
     -------
@@ -210,9 +213,10 @@ def apply_linearity(
     # Unusable calibrations give inf/NaN in Phi; those pixels are replaced below.
     errstate = "ignore" if any_bad else "warn"
     rows = block_rows or max(1, BLOCK_PIXELS // nx)
+
     # Blocks of rows keep the temporaries small (cache-friendly, no page faults);
     # every pixel is independent, so the blocking does not change any value.
-    for r0 in range(0, ny, rows):
+    def process_block(r0):
         blk = slice(r0, min(ny, r0 + rows))
         b_smin, b_smax, b_sref = (
             np.asarray(a[blk], dtype=dtype) for a in (smin, smax, sref)
@@ -234,6 +238,17 @@ def apply_linearity(
             if not first:
                 exflag &= (groupdq[j, blk] & sat) == 0
                 b_out |= exflag
+
+    starts = range(0, ny, rows)
+    if threads > 1 and len(starts) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        # Blocks write disjoint rows; numpy releases the GIL in the array loops.
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(process_block, starts))
+    else:
+        for r0 in starts:
+            process_block(r0)
     dq[out_of_range] |= np.uint32(pixel.NO_LIN_CORR)
     if any_bad:
         dq[bad] |= np.uint32(pixel.NO_LIN_CORR | pixel.DO_NOT_USE)
