@@ -36,6 +36,7 @@ from romanimpreprocess.datamodels import (
     raw_to_ramp,
     validate_l1,
 )
+from romanimpreprocess.parallel import step_threads
 
 __all__ = [
     "RipPipeline",
@@ -49,15 +50,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _TRUE = ("1", "true", "yes", "y", "t", "on")
-
-
-def step_threads() -> int:
-    """Threads a step may use: ``RIP_THREADS`` if set, else the cores (at most 4).
-
-    Batch workers set ``RIP_THREADS=1`` so that exposures running side by side do
-    not oversubscribe the cores.
-    """
-    return int(os.environ.get("RIP_THREADS", "0")) or min(os.cpu_count() or 1, 4)
 
 
 def use_crds() -> bool:
