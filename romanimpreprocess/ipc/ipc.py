@@ -151,7 +151,8 @@ def deconvolve_cube(
     iterations: int = DEFAULT_ITERATIONS,
     dtype=np.float32,
     clip_gain: bool = True,
-    threads: int = 1,
+    threads: int | None = None,
+    engine: str = "numba",
 ) -> NDArray[np.bool_]:
     """IPC-deconvolve every resultant in place: ``data[i] = R(g data[i]) / g``.
 
@@ -173,8 +174,13 @@ def deconvolve_cube(
     clip_gain : bool
         Use ``max(g, MIN_GAIN)``; False divides by the gain as given (legacy).
     threads : int
-        Resultants deconvolved in parallel (each thread has its own work arrays;
-        results are identical to the serial run).
+        Threads (numba kernel: rows in parallel; numpy: resultants in parallel, each
+        thread with its own work arrays); None = `romanimpreprocess.parallel.
+        step_threads`. Results do not depend on it.
+    engine : {"numba", "numpy"}
+        ``"numba"``: the compiled kernel of `ipc_kernels` for float32 arithmetic on a
+        float32 cube (the same bits as the numpy path, 3-5 times faster on a full
+        frame); other dtypes always take the numpy path.
 
     Returns
     -------
@@ -197,7 +203,31 @@ def deconvolve_cube(
     bad[region] = low
     if iterations == 0:  # R_0 is the identity: leave the data as they are
         return bad
-    threads = max(1, min(int(threads or 1), nres))
+    if engine not in ("numba", "numpy"):
+        raise ValueError(f"engine must be 'numba' or 'numpy', got {engine!r}")
+    if (
+        engine == "numba"
+        and dtype == np.float32
+        and data.dtype == np.float32
+        and data.flags.c_contiguous
+    ):
+        from romanimpreprocess.ipc.ipc_kernels import deconvolve_cube_f32
+        from romanimpreprocess.parallel import kernel_threads
+
+        with kernel_threads(threads):
+            deconvolve_cube_f32(
+                data,
+                np.ascontiguousarray(kernel),
+                np.ascontiguousarray(g, dtype=np.float32),
+                b,
+                iterations,
+            )
+        return bad
+    if threads is None:
+        from romanimpreprocess.parallel import step_threads
+
+        threads = step_threads()
+    threads = max(1, min(int(threads), nres))
 
     def worker(indices):
         # Each thread owns its work arrays; numpy releases the GIL in the loops.

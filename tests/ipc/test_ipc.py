@@ -214,3 +214,69 @@ def test_zero_iterations_leave_data_untouched(rng):
     out = data.copy()
     ipc.deconvolve_cube(out, kernel, rng.uniform(1.4, 1.6, (16, 16)), iterations=0)
     np.testing.assert_array_equal(out, data)
+
+
+@pytest.mark.parametrize(
+    ("nres", "ny", "nx", "border", "iterations"),
+    [(3, 40, 56, 4, 2), (2, 33, 31, 0, 1), (2, 24, 40, 4, 3), (1, 16, 16, 4, 4)],
+)
+@pytest.mark.parametrize("kernel_dtype", [np.float32, np.float64])
+def test_numba_kernel_gives_the_bits_of_the_numpy_path(
+    nres, ny, nx, border, iterations, kernel_dtype
+):
+    rng = np.random.default_rng(nres * 100 + ny)
+    data = rng.uniform(-50, 5e4, (nres, ny, nx)).astype(np.float32)
+    sy, sx = ny - 2 * border, nx - 2 * border
+    kernel = rng.uniform(0.005, 0.02, (3, 3, sy, sx))
+    kernel[1, 1] = 1 - kernel.sum(axis=(0, 1)) + kernel[1, 1]
+    kernel = kernel.astype(kernel_dtype)
+    gain = rng.uniform(0.05, 2.2, (ny, nx)).astype(np.float32)  # some clipped
+    reference = data.copy()
+    bad_ref = ipc.deconvolve_cube(
+        reference, kernel, gain, iterations=iterations, engine="numpy"
+    )
+    for threads in (1, 2):
+        compiled = data.copy()
+        bad = ipc.deconvolve_cube(
+            compiled,
+            kernel,
+            gain,
+            iterations=iterations,
+            engine="numba",
+            threads=threads,
+        )
+        np.testing.assert_array_equal(compiled, reference)
+        np.testing.assert_array_equal(bad, bad_ref)
+    # the kernel did something: not the identity
+    assert np.abs(reference - data).max() > 1
+
+
+def test_numba_kernel_removes_the_ipc_of_a_float32_cube():
+    rng = np.random.default_rng(7)
+    ny = nx = 48
+    truth = rng.uniform(100, 2e4, (2, ny, nx))
+    kernel = rng.uniform(0.002, 0.012, (3, 3, ny - 8, nx - 8))
+    kernel[1, 1] = 1 - kernel.sum(axis=(0, 1)) + kernel[1, 1]
+    gain = np.full((ny, nx), 1.7)
+    observed = truth.copy()
+    for i in range(2):
+        observed[i, 4:-4, 4:-4] = (
+            ipc.ipc_forward(truth[i, 4:-4, 4:-4] * 1.7, kernel) / 1.7
+        )
+    cube = observed.astype(np.float32)
+    ipc.deconvolve_cube(cube, kernel.astype(np.float32), gain, iterations=4)
+    # residual (1 - F)^(k+1): at most (8 eps)^(k+1) = 8e-6 of the brightest pixel
+    # (eps = 0.012, k = 4), plus float32 rounding (6e-8 relative per operation)
+    error = np.abs(cube - truth).max() / truth.max()
+    assert error < 1.5e-5
+    assert error > 0  # float32 arithmetic: not exactly the truth
+
+
+def test_unknown_engine_is_refused():
+    with pytest.raises(ValueError, match="engine"):
+        ipc.deconvolve_cube(
+            np.zeros((1, 8, 8), np.float32),
+            np.zeros((3, 3, 8, 8), np.float32),
+            np.ones((8, 8)),
+            engine="cuda",
+        )

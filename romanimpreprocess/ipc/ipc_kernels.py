@@ -1,0 +1,152 @@
+"""Compiled (numba) IPC inverse for float32 resultants, identical to `ipc.ipc_inverse`.
+
+One pass computes ``O_next = (O + I) - F(O)`` for every pixel of the region the
+kernel covers, with the taps added in the order of `ipc.TAPS` and every product and
+sum rounded to float32, as the numpy path does: the two give the same bits. The
+interior of the frame runs without branches (so that the compiler vectorises it);
+the outermost rows and columns, where some taps fall outside, go through the same
+formula with the missing taps left out. The last pass divides by the gain and writes
+straight back into the resultant. A cube of ``n`` resultants and ``k`` iterations
+costs ``n k`` passes over the kernel and two float32 frames of scratch space (three
+for ``k > 2``).
+"""
+
+import numpy as np
+from numba import njit, prange
+
+__all__ = ["deconvolve_cube_f32"]
+
+_F32 = np.float32
+
+
+@njit(inline="always")
+def _forward_at(src, kernel, y, x, sy, sx):
+    """``F(src)`` at (y, x), taps outside the region left out (edge pixels)."""
+    acc = _F32(src[y, x] * kernel[1, 1, y, x])
+    # Taps in the order of ipc.TAPS: (1,0), (-1,0), (0,1), (0,-1), (1,1), (1,-1),
+    # (-1,1), (-1,-1); tap (dy, dx) brings the charge of the source pixel
+    # (y-dy, x-dx) with that pixel's kernel[1+dy, 1+dx].
+    if y >= 1:
+        acc = _F32(acc + _F32(src[y - 1, x] * kernel[2, 1, y - 1, x]))
+    if y + 1 < sy:
+        acc = _F32(acc + _F32(src[y + 1, x] * kernel[0, 1, y + 1, x]))
+    if x >= 1:
+        acc = _F32(acc + _F32(src[y, x - 1] * kernel[1, 2, y, x - 1]))
+    if x + 1 < sx:
+        acc = _F32(acc + _F32(src[y, x + 1] * kernel[1, 0, y, x + 1]))
+    if y >= 1 and x >= 1:
+        acc = _F32(acc + _F32(src[y - 1, x - 1] * kernel[2, 2, y - 1, x - 1]))
+    if y >= 1 and x + 1 < sx:
+        acc = _F32(acc + _F32(src[y - 1, x + 1] * kernel[2, 0, y - 1, x + 1]))
+    if y + 1 < sy and x >= 1:
+        acc = _F32(acc + _F32(src[y + 1, x - 1] * kernel[0, 2, y + 1, x - 1]))
+    if y + 1 < sy and x + 1 < sx:
+        acc = _F32(acc + _F32(src[y + 1, x + 1] * kernel[0, 0, y + 1, x + 1]))
+    return acc
+
+
+@njit(inline="always")
+def _store(plane, gain, dst, image, src, acc, y, x, b, to_plane):
+    result = _F32(_F32(src[y, x] + image[y, x]) - acc)
+    if to_plane:
+        plane[b + y, b + x] = _F32(result / gain[y, x])
+    else:
+        dst[y, x] = result
+
+
+def _make_pass(to_plane):
+    """One fixed-point pass ``(src + image) - F(src)``, compiled per destination.
+
+    The result goes to ``dst``, or (``to_plane``, the last pass) divided by the
+    gain into the region of ``plane``. Two compiled functions rather than a runtime
+    flag: a branch in the inner loop stops the compiler from vectorising it.
+    """
+
+    @njit(parallel=True, nogil=True, cache=True)
+    def run(plane, gain, kernel, image, src, dst, b):
+        sy, sx = gain.shape
+        for y in prange(sy):
+            if y == 0 or y == sy - 1 or sx < 3:
+                for x in range(sx):
+                    acc = _forward_at(src, kernel, y, x, sy, sx)
+                    _store(plane, gain, dst, image, src, acc, y, x, b, to_plane)
+                continue
+            for x in (0, sx - 1):
+                acc = _forward_at(src, kernel, y, x, sy, sx)
+                _store(plane, gain, dst, image, src, acc, y, x, b, to_plane)
+            up, mid, down = src[y - 1], src[y], src[y + 1]
+            k11, k12, k10 = kernel[1, 1, y], kernel[1, 2, y], kernel[1, 0, y]
+            k21, k22, k20 = (
+                kernel[2, 1, y - 1],
+                kernel[2, 2, y - 1],
+                kernel[2, 0, y - 1],
+            )
+            k01, k02, k00 = (
+                kernel[0, 1, y + 1],
+                kernel[0, 2, y + 1],
+                kernel[0, 0, y + 1],
+            )
+            img = image[y]
+            g = gain[y]
+            out = plane[b + y, b : b + sx] if to_plane else dst[y]
+            for x in range(1, sx - 1):
+                acc = _F32(mid[x] * k11[x])
+                acc = _F32(acc + _F32(up[x] * k21[x]))
+                acc = _F32(acc + _F32(down[x] * k01[x]))
+                acc = _F32(acc + _F32(mid[x - 1] * k12[x - 1]))
+                acc = _F32(acc + _F32(mid[x + 1] * k10[x + 1]))
+                acc = _F32(acc + _F32(up[x - 1] * k22[x - 1]))
+                acc = _F32(acc + _F32(up[x + 1] * k20[x + 1]))
+                acc = _F32(acc + _F32(down[x - 1] * k02[x - 1]))
+                acc = _F32(acc + _F32(down[x + 1] * k00[x + 1]))
+                result = _F32(_F32(mid[x] + img[x]) - acc)
+                out[x] = _F32(result / g[x]) if to_plane else result
+
+    return run
+
+
+_pass_to_scratch = _make_pass(False)
+_pass_to_plane = _make_pass(True)
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def _electrons(plane, gain, b, out):
+    """``out = g S`` over the region (float32 product, as numpy's)."""
+    sy, sx = gain.shape
+    for y in prange(sy):
+        for x in range(sx):
+            out[y, x] = _F32(plane[b + y, b + x] * gain[y, x])
+
+
+def deconvolve_cube_f32(data, kernel, gain, border, iterations):
+    """``data[i][region] = R_k(g data[i][region]) / g`` for every resultant, in place.
+
+    Parameters
+    ----------
+    data : ndarray, shape (n, ny, nx), float32
+        Resultants; modified in place over the region ``[b:ny-b, b:nx-b]``.
+    kernel : ndarray, shape (3, 3, ny - 2b, nx - 2b)
+        Per-pixel IPC kernel over the region (float32 or float64; products are
+        rounded to float32 as numpy's float32 output does).
+    gain : ndarray, shape (ny - 2b, nx - 2b), float32
+        Gain over the region (already clipped as the caller wants).
+    border : int
+        ``b``, the border left out by the kernel.
+    iterations : int
+        ``k >= 1`` fixed-point iterations.
+    """
+    sy, sx = gain.shape
+    image = np.empty((sy, sx), np.float32)
+    scratch = np.empty((sy, sx), np.float32)
+    spare = np.empty((sy, sx), np.float32) if iterations > 1 else scratch
+    for plane in data:
+        _electrons(plane, gain, border, image)
+        src = image
+        for j in range(iterations):
+            last = j == iterations - 1
+            dst = scratch if src is not scratch else spare
+            if last:
+                _pass_to_plane(plane, gain, kernel, image, src, dst, border)
+            else:
+                _pass_to_scratch(plane, gain, kernel, image, src, dst, border)
+            src = dst
