@@ -672,6 +672,12 @@ class _ReadNoise:
             border_base = None
             if self.legacy_compat:
                 _, border_base = _dark_ramp(inp, legacy_compat=True)
+            else:
+                # The exposure's border already carries its own reset offsets; a
+                # second draw would widen their spread, and the reference-pixel
+                # medians are noisier for a wider spread (docs/noise, "Variance"):
+                # the layer would then hold more noise than the exposure has.
+                common["reset_noise"] = None
             noisy, amp33 = read_noise_ramp(
                 inp.l1_data,
                 inp.l1_amp33,

@@ -485,6 +485,72 @@ def test_read_layer_add_mode_and_clip(rng):
     assert cube[1].min() >= med - (q75 - q25) / 1.34896 * 1.01
 
 
+def test_read_layer_add_mode_keeps_the_exposure_reset(rng):
+    """Ra: the exposure's border keeps its own reset offsets, no second draw.
+
+    A second reset draw would widen the spread of the reference pixels, which makes
+    their medians (reference-pixel correction) noisier than in the exposure. The
+    legacy replaces the border by the dark cube plus a reset draw.
+    """
+    shape = (96, 96)
+    inputs, _ = _noise_inputs(shape)
+    inputs.reset_noise = np.full(shape, 50.0)
+    inputs.read_noise = np.full(shape, 1.0)
+    base = inputs.calibrate
+    inputs.data = base(inputs.l1_data, None)
+    ramps = []
+
+    def capture(data, amp33, *, reference=False):
+        ramps.append(np.asarray(data, dtype=np.float64))
+        return base(data, amp33)
+
+    inputs.calibrate = capture
+    border = np.ones(shape, bool)
+    border[4:-4, 4:-4] = False
+    noise.make_noise_cube(parse_layers(["Ra"]), inputs, rng)
+    added = ramps[0][:, border] - inputs.l1_data[:, border]
+    # White noise 1/√N (N = 1..5) and rounding only: far below the 50 DN reset.
+    assert added.std() < 1.5
+    ramps.clear()
+    noise.make_noise_cube(parse_layers(["Ra"]), inputs, rng, legacy_compat=True)
+    added = ramps[0][:, border] - inputs.dark[:, border]
+    np.testing.assert_allclose(added.std(), 50.0, rtol=0.1)
+    # One reset draw per pixel, common to all resultants: resultant differences
+    # hold white noise only.
+    assert np.std(added[3] - added[0]) < 2.0
+
+
+def test_sky_command_removes_a_fitted_polynomial():
+    """S2 subtracts the order-2 sky fit: a quadratic added to the layer is removed.
+
+    The stand-in calibration adds a known quadratic surface (≈ 30 σ across the
+    frame) to every noisy calibration. With the same seed ``R`` and ``RS2`` hold the
+    same noise, so ``R − RS2`` is the fitted surface: it must equal the injected one
+    to the fit's noise (64 cell medians of 225 pixels: ≲ 0.1 σ).
+    """
+    shape = (128, 128)
+    inputs, k = _noise_inputs(shape)
+    n = np.array([len(f) for f in READ_PATTERN])
+    sigma = 6.5 * np.sqrt(np.sum(k**2 / n))
+    y, x = np.mgrid[0:120, 0:120] / 119.0
+    surface = sigma * (5 + 20 * x - 10 * y + 15 * x * x - 8 * x * y + 12 * y * y)
+    base = inputs.calibrate
+
+    def calibrate(data, amp33, *, reference=False):
+        out = base(data, amp33)
+        return out if reference else out + surface.astype(np.float32)
+
+    inputs.calibrate = calibrate
+    plain = noise.make_noise_cube(parse_layers(["R"]), inputs, np.random.default_rng(4))
+    fitted = noise.make_noise_cube(
+        parse_layers(["RS2"]), inputs, np.random.default_rng(4)
+    )
+    removed = plain[0].astype(np.float64) - fitted[0]
+    assert np.max(np.abs(removed - surface)) < 0.3 * sigma
+    np.testing.assert_allclose(fitted[0].std(), sigma, rtol=0.05)
+    assert plain[0].std() > 5 * sigma
+
+
 def test_cube_reproducible_and_independent():
     layers = parse_layers(["R", "O", "Pr", "ROPr"])
     cubes = [

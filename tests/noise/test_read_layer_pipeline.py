@@ -1,0 +1,213 @@
+"""R layers through the real L1ToL2Pipeline on a simulated 256² exposure.
+
+The acceptance of the read-noise layer: where the ramp fit's error model is complete
+(white read noise only: no 1/f, no reset noise, no reference-pixel medians, identity
+IPC) the layer's variance is the variance the fit reports, ``var_rnoise``, plus the
+uint16 rounding of the noise ramp (1/12 DN² per resultant, closed form). With the IPC
+deconvolution the white noise is amplified by Σ_q (R_pq g_q/g_p)², computed here from
+the kernel by applying the inverse to impulses (independently of the pipeline).
+"""
+
+import copy
+import gc
+
+import asdf
+import numpy as np
+import pytest
+import yaml
+
+from romanimpreprocess.ipc.ipc import DEFAULT_ITERATIONS, ipc_inverse
+from romanimpreprocess.simulate import SimulationConfig, write_simulation
+
+SIZE = 256  # full frame with the 4-pixel border: science area 248², 32 channels of 8
+BORDER = 4
+N_LAYERS = 3
+# Good pixels: ≈ 60 000 of the 61 504 science pixels (hot/dead/low-QE pixels, sources
+# that saturate or jump removed). mean(layer²)/mean(var) over n independent Gaussian
+# pixels has a relative standard error sqrt(2/n); over N_LAYERS layers of ≈ 6e4 pixels
+# that is sqrt(2 / 1.8e5) = 0.33 %, so the 3 % acceptance is 9 standard errors and the
+# closed-form checks below use 4 (1.3 %).
+MIN_GOOD_PIXELS = 55_000
+
+
+def _rewrite(path, change):
+    with asdf.open(path, lazy_load=False, memmap=False) as af:
+        tree = copy.deepcopy(af.tree["roman"])
+    change(tree)
+    asdf.AsdfFile({"roman": tree}).write_to(path)
+
+
+@pytest.fixture(scope="module")
+def white_read_set(tmp_path_factory):
+    """A simulation whose read file describes white read noise only.
+
+    The R layer draws its noise from the read file (the L1's own noise does not enter
+    a layer without ``a``): reset noise, both 1/f amplitudes and the amp33 coupling
+    are set to 0, so nothing but the white read noise is generated. A second IPC file
+    holds the identity kernel.
+    """
+    directory = tmp_path_factory.mktemp("white_read_set")
+    paths = write_simulation(directory, SimulationConfig(size=SIZE, seed=3))
+    caldir = paths.caldir
+
+    def white_only(tree):
+        tree["resetnoise"] = np.zeros_like(np.asarray(tree["resetnoise"]))
+        tree["anc"]["C_PINK"] = 0.0
+        tree["anc"]["U_PINK"] = 0.0
+        tree["amp33"]["M_PINK"] = 0.0
+        tree["amp33"]["RU_PINK"] = 0.0
+
+    _rewrite(caldir["read"], white_only)
+    with asdf.open(caldir["ipc4d"], lazy_load=False, memmap=False) as af:
+        kernel = np.array(af.tree["roman"]["data"])
+        tree = copy.deepcopy(af.tree["roman"])
+    identity = np.zeros_like(kernel)
+    identity[1, 1] = 1.0
+    tree["data"] = identity
+    identity_path = str(directory / "ipc4d_identity.asdf")
+    asdf.AsdfFile({"roman": tree}).write_to(identity_path)
+    with open(paths.config_yaml) as f:
+        config = yaml.safe_load(f)
+    with asdf.open(caldir["read"]) as af:
+        sigma = np.array(af.tree["roman"]["data"], np.float64)
+    with asdf.open(caldir["gain"]) as af:
+        gain = np.array(af.tree["roman"]["data"], np.float64)
+    return {
+        "config": config,
+        "directory": directory,
+        "kernel": kernel,
+        "identity_ipc": identity_path,
+        "sigma": sigma,
+        "gain": gain,
+    }
+
+
+def _run_r_layers(white_read_set, name, *, seed, n_layers, identity_ipc):
+    """Calibrate with R layers (refpix off); return (cube, L2 model)."""
+    from romanimpreprocess.pipeline import L1ToL2Pipeline, legacy
+
+    config = copy.deepcopy(white_read_set["config"])
+    directory = white_read_set["directory"]
+    config["OUT"] = str(directory / f"{name}_cal.asdf")
+    if identity_ipc:
+        config["CALDIR"]["ipc4d"] = white_read_set["identity_ipc"]
+    args = legacy.pipeline_args(config)
+    steps = copy.deepcopy(args.steps)
+    # The channel and row corrections take medians of a few reference pixels; their
+    # noise is not in the fit's error model (measured in bench/bench_noise.py).
+    steps["refpix"]["skip"] = True
+    noise_file = str(directory / f"{name}_noise.asdf")
+    steps["noise"].update(
+        skip=False, layers=["R"] * n_layers, seed=seed, noise_file=noise_file
+    )
+    pipeline = L1ToL2Pipeline(steps=steps, **args.parameters)
+    # stpipe runs gc.collect() at every step start (13 steps × 5 calibrations); in a
+    # pytest process with a large heap each takes ~0.3 s. Freezing the objects that
+    # exist now keeps those collections to the ones the run creates.
+    gc.freeze()
+    try:
+        model = pipeline.run(args.input)
+    finally:
+        gc.unfreeze()
+    with asdf.open(noise_file) as af:
+        cube = np.array(af["noise"], dtype=np.float64)
+    return cube, model
+
+
+def _fit_terms(model, sigma):
+    """Per pixel: var_rnoise, the flat factor², σ², Σ K²/N and Σ K² of the fit."""
+    info = model["processinfo"]
+    weights = np.asarray(info["weights"], dtype=np.float64)
+    frames = np.array([len(r) for r in model.meta.exposure.read_pattern], float)
+    var_rnoise = np.asarray(info["var_rnoise_float32"], dtype=np.float64)
+    sci = (slice(BORDER, -BORDER), slice(BORDER, -BORDER))
+    sigma2 = sigma[sci] ** 2
+    sum_k2_n = float(np.sum(weights**2 / frames))
+    # var_rnoise = σ² Σ K²/N / f_eff² (flat and pixel area): f_eff² per pixel.
+    flat2 = sigma2 * sum_k2_n / var_rnoise
+    good = np.asarray(model.dq) == 0
+    return var_rnoise, flat2, sigma2, sum_k2_n, float(np.sum(weights**2)), good
+
+
+def _ipc_amplification(kernel, gain, weights_per_source):
+    """Σ_q (R_pq g_q / g_p)² w_q for every science pixel p (R: the pipeline's inverse).
+
+    The inverse has a 5×5 footprint, so impulses 5 pixels apart never overlap: 25
+    passes give every R_pq once.
+    """
+    ny, nx = gain.shape
+    total = np.zeros((ny, nx))
+    for oy in range(5):
+        for ox in range(5):
+            impulses = np.zeros((ny, nx))
+            impulses[oy::5, ox::5] = np.sqrt(weights_per_source[oy::5, ox::5])
+            response = ipc_inverse(
+                impulses * gain, kernel.astype(np.float64), iterations=DEFAULT_ITERATIONS
+            )
+            total += (response / gain) ** 2
+    return total
+
+
+def test_read_layer_variance_is_the_fit_variance(white_read_set):
+    """White read noise, identity IPC: mean(layer²)/mean(var_rnoise) = 1 within 3 %."""
+    cube, model = _run_r_layers(
+        white_read_set, "identity", seed=21, n_layers=N_LAYERS, identity_ipc=True
+    )
+    var_rnoise, flat2, _, _, sum_k2, good = _fit_terms(model, white_read_set["sigma"])
+    assert good.sum() >= MIN_GOOD_PIXELS
+    measured = np.mean(cube[:, good] ** 2) / np.mean(var_rnoise[good])
+    # Acceptance: the fit's reported read-noise variance, within 3 %.
+    assert abs(measured - 1) < 0.03
+    # Closed form of what the layer holds: σ²ΣK²/N + ΣK²/12 (uint16 rounding of the
+    # noise ramp, ≈ 1.7 % here), through the flat.
+    expected = np.mean(var_rnoise[good] + sum_k2 / 12 / flat2[good])
+    expected /= np.mean(var_rnoise[good])
+    error = np.sqrt(2 / (N_LAYERS * good.sum()))
+    assert abs(measured - expected) < 4 * error * expected
+    # Zero mean, and the layers are independent realisations.
+    assert abs(cube[:, good].mean()) < 5 * np.sqrt(
+        np.mean(var_rnoise[good]) * expected / (N_LAYERS * good.sum())
+    )
+    for i in range(1, N_LAYERS):
+        r = np.corrcoef(cube[0, good], cube[i, good])[0, 1]
+        assert abs(r) < 5 / np.sqrt(good.sum())
+
+
+def test_read_layer_ipc_amplification(white_read_set):
+    """With the IPC inverse the excess is the closed-form Σ (R_pq g_q/g_p)² (≈ 1.15)."""
+    cube, model = _run_r_layers(
+        white_read_set, "ipc", seed=22, n_layers=N_LAYERS, identity_ipc=False
+    )
+    var_rnoise, flat2, sigma2, sum_k2_n, sum_k2, good = _fit_terms(
+        model, white_read_set["sigma"]
+    )
+    assert good.sum() >= MIN_GOOD_PIXELS
+    sci = (slice(BORDER, -BORDER), slice(BORDER, -BORDER))
+    # Variance of each source pixel's noise in the ramp-fit slope (read + rounding),
+    # spread by the inverse and divided by the flat of the receiving pixel.
+    source = sigma2 * sum_k2_n + sum_k2 / 12
+    spread = _ipc_amplification(
+        white_read_set["kernel"], white_read_set["gain"][sci], source
+    )
+    expected = np.mean(spread[good] / flat2[good]) / np.mean(var_rnoise[good])
+    measured = np.mean(cube[:, good] ** 2) / np.mean(var_rnoise[good])
+    assert expected > 1.1  # the amplification is far above the statistical error
+    error = np.sqrt(2 / (N_LAYERS * good.sum()))
+    assert abs(measured - expected) < 4 * error * expected
+
+
+def test_read_layer_seed_through_the_pipeline(white_read_set):
+    """Same seed: the first layer is bit-identical; another seed: independent."""
+    first, _ = _run_r_layers(
+        white_read_set, "seed_a", seed=21, n_layers=1, identity_ipc=True
+    )
+    other, model = _run_r_layers(
+        white_read_set, "seed_b", seed=23, n_layers=1, identity_ipc=True
+    )
+    reference, _ = _run_r_layers(
+        white_read_set, "seed_c", seed=21, n_layers=1, identity_ipc=True
+    )
+    np.testing.assert_array_equal(first, reference)
+    good = np.asarray(model.dq) == 0
+    r = np.corrcoef(first[0, good], other[0, good])[0, 1]
+    assert abs(r) < 5 / np.sqrt(good.sum())
