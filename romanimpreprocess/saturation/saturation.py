@@ -9,7 +9,9 @@ import numpy as np
 from numpy.typing import NDArray
 from roman_datamodels.dqflags import group, pixel
 
-__all__ = ["flag_saturation", "grow"]
+__all__ = ["ENGINES", "flag_saturation", "grow"]
+
+ENGINES = ("numba", "numpy")
 
 # Threshold given to pixels that must never be flagged (NaN or NO_SAT_CHECK).
 NO_CHECK_THRESHOLD = 65536.0
@@ -44,6 +46,8 @@ def flag_saturation(
     first: int = 1,
     n_pix_grow_sat: int = 1,
     backup: int = 1,
+    engine: str = "numba",
+    threads: int | None = None,
 ) -> NDArray[np.uint32]:
     """Flag saturated resultants in ``groupdq`` (in place); return pixel flags to OR.
 
@@ -65,18 +69,34 @@ def flag_saturation(
         Growth of every saturated pixel (box half-width).
     backup : int
         Number of romancal backup passes (SATURATION_BACKUP).
+    engine : {"numba", "numpy"}
+        "numba": the compiled kernels (`saturation_kernels`, three sweeps over the
+        rows), used for float data and at most 63 examined resultants, else the
+        numpy passes; "numpy": the numpy passes (the reference). Same flags.
+    threads : int, optional
+        Threads of the numba kernels (default: `romanimpreprocess.parallel`'s
+        ``step_threads``).
 
     Returns
     -------
     ndarray, shape (ny, nx), uint32
         ``threshold_dq`` with NO_SAT_CHECK added where the threshold is NaN.
     """
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
     shape = data.shape[1:]
     sat_dq = (
         np.zeros(shape, np.uint32)
         if threshold_dq is None
         else np.array(threshold_dq, dtype=np.uint32)
     )
+    rp = [list(frames) for frames in read_pattern[first:]]
+    if engine == "numba" and _kernel_applies(data, groupdq, threshold, first):
+        _flag_numba(
+            data, groupdq, threshold, rp, sat_dq, first, n_pix_grow_sat, backup,
+            threads,
+        )  # fmt: skip
+        return sat_dq
     nan = ~np.isfinite(threshold)
     sat_dq[nan] |= np.uint32(pixel.NO_SAT_CHECK)
     no_check = (sat_dq & np.uint32(pixel.NO_SAT_CHECK)) != 0
@@ -85,7 +105,6 @@ def flag_saturation(
 
     d = data[first:]
     gdq = groupdq[first:]
-    rp = [list(frames) for frames in read_pattern[first:]]
     n = d.shape[0]
 
     # 1. forward pass
@@ -98,8 +117,8 @@ def flag_saturation(
 
     # 2. backward pass: partial saturation inside multi-frame resultants
     for g in range(n - 2, -1, -1):
-        ratio = float(np.mean(rp[g])) / rp[g][-1] if rp[g][-1] else float("nan")
-        if ratio == 1 or not np.isfinite(ratio):
+        ratio = _dilution(rp[g])
+        if ratio is None:
             continue
         dilution = np.where(no_check, np.float32(1), np.float32(ratio))
         partial = (
@@ -124,3 +143,78 @@ def flag_saturation(
             if len(rp[g]) > 1:
                 gdq[g] |= gdq[g + 1] & _SAT
     return sat_dq
+
+
+def _dilution(frames) -> float | None:
+    """``mean(frames) / last frame``, None when the backward pass skips the resultant.
+
+    The ratio scales the threshold of a partially saturated multi-frame resultant;
+    it is skipped when it is 1 (one frame) or not finite (last frame 0).
+    """
+    ratio = float(np.mean(frames)) / frames[-1] if frames[-1] else float("nan")
+    if ratio == 1 or not np.isfinite(ratio):
+        return None
+    return ratio
+
+
+def _kernel_applies(data, groupdq, threshold, first) -> bool:
+    """Whether the numba kernels reproduce the numpy passes for these arrays.
+
+    They follow numpy's promotion rules for float data and thresholds only
+    (integer resultants would wrap around differently in ``d[1] - d[0]``), and
+    keep a bit mask of at most 63 examined resultants per pixel.
+    """
+    from romanimpreprocess.saturation.saturation_kernels import MAX_RESULTANTS
+
+    n = data.shape[0] - first
+    return (
+        data.ndim == 3
+        and np.issubdtype(data.dtype, np.floating)
+        and np.issubdtype(np.asarray(threshold).dtype, np.floating)
+        and groupdq.dtype == np.uint8
+        and 0 <= n <= MAX_RESULTANTS
+        and np.shape(threshold) == data.shape[1:]
+    )
+
+
+def _flag_numba(data, groupdq, threshold, rp, sat_dq, first, radius, backup, threads):
+    """The passes of `flag_saturation` in the numba kernels (same flags)."""
+    from romanimpreprocess.parallel import kernel_threads
+    from romanimpreprocess.saturation import saturation_kernels as kernels
+
+    d = data[first:]
+    gdq = groupdq[first:]
+    n, ny, nx = d.shape
+    radius = max(int(radius), 0)  # grow() treats radius <= 0 as no growth
+    bits_dtype = kernels.mask_dtype(max(n, 1))
+    dilution = np.ones(n, np.float32)
+    use_dilution = np.zeros(n, bool)
+    for g in range(n - 1):
+        ratio = _dilution(rp[g])
+        if ratio is not None:
+            dilution[g] = np.float32(ratio)
+            use_dilution[g] = True
+    second_group = n > 2
+    mean0, last2, nframes1 = (
+        (np.float32(np.mean(rp[0])), np.float32(rp[2][-1]), np.float32(len(rp[1])))
+        if second_group
+        else (np.float32(1), np.float32(1), np.float32(1))
+    )
+    multi_frame = np.zeros(max(n, 1), bool)
+    for g in range(n - 1):
+        multi_frame[g] = len(rp[g]) > 1
+    thr = np.empty((ny, nx), np.float32)
+    sat_bits = np.empty((ny, nx), bits_dtype)
+    part_bits = np.empty((ny, nx), bits_dtype)
+    threshold = np.asarray(threshold)
+    with kernel_threads(threads):
+        kernels.forward_pass(
+            d, gdq, threshold, sat_dq, np.float32(NO_CHECK_THRESHOLD), thr, sat_bits
+        )
+        kernels.grow_and_partial(
+            d, gdq, thr, sat_dq, sat_bits, radius, dilution, use_dilution, part_bits
+        )
+        kernels.grow_partial_and_finish(
+            d, gdq, thr, part_bits, radius, second_group, mean0, last2, nframes1,
+            multi_frame, max(int(backup), 0),
+        )  # fmt: skip
