@@ -26,13 +26,16 @@ log = logging.getLogger(__name__)
 _DETECTOR = re.compile(r"^WFI(0[1-9]|1[0-8])$")
 
 
-def open_l1(path) -> dm.ScienceRawModel:
+def open_l1(path, model=None) -> dm.ScienceRawModel:
     """Open an L1 exposure file and check it before any work starts.
 
     Parameters
     ----------
     path : str or os.PathLike
         ASDF file holding a ``ScienceRawModel``.
+    model : ScienceRawModel, optional
+        The file already opened (lazily) by the caller; it is checked and its
+        arrays read instead of opening the file again.
 
     Returns
     -------
@@ -44,6 +47,8 @@ def open_l1(path) -> dm.ScienceRawModel:
         Missing, empty, unreadable or inconsistent file; the message names the field.
     """
     path = os.fspath(path)
+    if model is not None:
+        return _check_and_load(model, path)
     if not os.path.exists(path):
         raise InputFileError(path, "file does not exist")
     if os.path.isdir(path):
@@ -56,6 +61,10 @@ def open_l1(path) -> dm.ScienceRawModel:
         raise InputFileError(
             path, f"cannot be read as a Roman ASDF file ({type(exc).__name__}: {exc})"
         ) from exc
+    return _check_and_load(model, path)
+
+
+def _check_and_load(model, path):
     if not isinstance(model, dm.ScienceRawModel):
         model.close()
         raise InputFileError(

@@ -268,7 +268,8 @@ def _write_asdf(model, path):
             temporary_update_filename(model, os.path.basename(path)),
             temporary_update_filedate(model, Time.now()),
         ):
-            model.validate()
+            # write_to validates the whole tree against the schemas (and refuses an
+            # invalid one): no separate model.validate(), which costs as much again.
             af = asdf.AsdfFile({"processinfo": info})
             af["roman"] = node
             af.write_to(path, all_array_compression="lz4")

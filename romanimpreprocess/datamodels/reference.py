@@ -23,6 +23,9 @@ from romanimpreprocess.datamodels.geometry import Geometry
 
 __all__ = ["FIELDS", "ReferenceFile", "open_reference"]
 
+# (path, size, mtime) of the files whose ASDF tree passed schema validation.
+_SCHEMA_VALIDATED = set()
+
 log = logging.getLogger(__name__)
 
 
@@ -207,8 +210,16 @@ class ReferenceFile:
             raise self._error("is a directory, not an ASDF file")
         if os.path.getsize(self.path) == 0:
             raise self._error("file is empty")
+        stat = os.stat(self.path)
+        identity = (self.path, stat.st_size, stat.st_mtime_ns)
         try:
-            af = asdf.open(self.path, lazy_load=True, memmap=True)
+            # asdf's schema validation of the tree costs 30-90 ms a file; a file is
+            # validated the first time this process opens it, and again only if it
+            # changed (the pipeline opens each file twice: pre-check and step).
+            with asdf.config_context() as config:
+                config.validate_on_read = identity not in _SCHEMA_VALIDATED
+                af = asdf.open(self.path, lazy_load=True, memmap=True)
+            _SCHEMA_VALIDATED.add(identity)
         except Exception as exc:
             raise self._error(
                 f"cannot be read as ASDF ({type(exc).__name__}: {exc})"

@@ -7,7 +7,6 @@ and every reference file named by the steps are opened and checked against the
 exposure's geometry, so a wrong file fails in seconds, not after the ramp fit.
 """
 
-import gc
 import logging
 import os
 import time
@@ -105,10 +104,6 @@ class L1ToL2Pipeline(RipPipeline):
         collector = _LogCollector()
         package_log = logging.getLogger("romanimpreprocess")
         package_log.addHandler(collector)
-        # stpipe runs a full garbage collection before every step; with the objects
-        # of the imported stack (schemas, ...) moved out of its reach it costs
-        # milliseconds instead of ~0.1 s a step.
-        gc.freeze()
         try:
             config, legacy_input = self._apply_legacy_config()
             if dataset is None:
@@ -140,7 +135,6 @@ class L1ToL2Pipeline(RipPipeline):
             )
             return model
         finally:
-            gc.unfreeze()
             package_log.removeHandler(collector)
             self.close_references()
             self.l1_model = None

@@ -16,6 +16,7 @@ They differ from romancal's `RomanStep`/`RomanPipeline` in what a survey run nee
   the run.
 """
 
+import gc
 import importlib.metadata
 import logging
 import os
@@ -149,6 +150,22 @@ class RipStep(RomanStep):
         """Loggers stpipe configures: ours first, then romancal's list."""
         return ("romanimpreprocess", *RomanStep.get_stpipe_loggers())
 
+    def run(self, *args):
+        """stpipe's ``run``, with the imported objects out of the collector's reach.
+
+        stpipe runs a full garbage collection before every step. The outermost step
+        freezes the objects that exist when it starts (the imported stack, ~1e6
+        objects), so those collections cost milliseconds instead of ~0.1 s each.
+        """
+        if self.parent is not None:
+            return super().run(*args)
+        gc.collect()
+        gc.freeze()
+        try:
+            return super().run(*args)
+        finally:
+            gc.unfreeze()
+
     # --------------------------------------------------------------------- CRDS
     @classmethod
     def get_config_from_reference(cls, dataset, disable=None, crds_observatory=None):
@@ -230,8 +247,7 @@ class RipStep(RomanStep):
                 # Let open_l1 produce the clear error naming the file.
                 return open_l1(path)
             if isinstance(model, dm.ScienceRawModel):
-                model.close()
-                return open_l1(path)
+                return open_l1(path, model)
             return model
         return dataset
 
