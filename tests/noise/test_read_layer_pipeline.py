@@ -9,7 +9,6 @@ the kernel by applying the inverse to impulses (independently of the pipeline).
 """
 
 import copy
-import gc
 
 import asdf
 import numpy as np
@@ -101,14 +100,7 @@ def _run_r_layers(white_read_set, name, *, seed, n_layers, identity_ipc):
         skip=False, layers=["R"] * n_layers, seed=seed, noise_file=noise_file
     )
     pipeline = L1ToL2Pipeline(steps=steps, **args.parameters)
-    # stpipe runs gc.collect() at every step start (13 steps × 5 calibrations); in a
-    # pytest process with a large heap each takes ~0.3 s. Freezing the objects that
-    # exist now keeps those collections to the ones the run creates.
-    gc.freeze()
-    try:
-        model = pipeline.run(args.input)
-    finally:
-        gc.unfreeze()
+    model = pipeline.run(args.input)
     with asdf.open(noise_file) as af:
         cube = np.array(af["noise"], dtype=np.float64)
     return cube, model
@@ -142,7 +134,9 @@ def _ipc_amplification(kernel, gain, weights_per_source):
             impulses = np.zeros((ny, nx))
             impulses[oy::5, ox::5] = np.sqrt(weights_per_source[oy::5, ox::5])
             response = ipc_inverse(
-                impulses * gain, kernel.astype(np.float64), iterations=DEFAULT_ITERATIONS
+                impulses * gain,
+                kernel.astype(np.float64),
+                iterations=DEFAULT_ITERATIONS,
             )
             total += (response / gain) ** 2
     return total
