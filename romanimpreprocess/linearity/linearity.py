@@ -14,6 +14,7 @@ from roman_datamodels.dqflags import group, pixel
 
 __all__ = [
     "BLOCK_PIXELS",
+    "ENGINES",
     "apply_linearity",
     "invalid_calibration",
     "legendre_phi",
@@ -22,6 +23,7 @@ __all__ = [
 
 _USE_RAW = np.uint32(pixel.NO_LIN_CORR | pixel.REFERENCE_PIXEL)
 BLOCK_PIXELS = 2**19  # pixels per block of rows (4 MB per float64 temporary)
+ENGINES = ("numba", "numpy")
 
 
 def normalized_signal(
@@ -112,18 +114,49 @@ def legendre_phi(z: NDArray, coeffs: NDArray) -> tuple[NDArray, NDArray[np.bool_
 
 
 def invalid_calibration(
-    coeffs: NDArray, smin: NDArray, smax: NDArray, sref: NDArray
+    coeffs: NDArray,
+    smin: NDArray,
+    smax: NDArray,
+    sref: NDArray,
+    *,
+    engine: str = "numba",
+    threads: int | None = None,
 ) -> NDArray[np.bool_]:
     """Pixels whose calibration cannot be evaluated.
 
     Any non-finite coefficient, ``Smin``, ``Smax`` or ``Sref``, or ``Smax <= Smin``
     (the legacy divides by zero there).
 
+    Parameters
+    ----------
+    coeffs : ndarray, shape (p+1, ny, nx)
+        Legendre coefficients.
+    smin, smax, sref : ndarray, shape (ny, nx)
+        Fitted range and reference level.
+    engine : {"numba", "numpy"}
+        "numba": one compiled pass over the planes (float arrays), else numpy.
+    threads : int, optional
+        Threads of the numba kernel (default: `romanimpreprocess.parallel`'s
+        ``step_threads``).
+
     Returns
     -------
     ndarray of bool, shape (ny, nx)
         True where the pixel's linearity calibration is unusable.
     """
+    _check_engine(engine)
+    arrays = (coeffs, smin, smax, sref)
+    if engine == "numba" and all(
+        isinstance(a, np.ndarray) and np.issubdtype(a.dtype, np.floating)
+        for a in arrays
+    ):
+        from romanimpreprocess.linearity import linearity_kernels as kernels
+        from romanimpreprocess.parallel import kernel_threads
+
+        bad = np.empty(smin.shape, bool)
+        with kernel_threads(threads):
+            kernels.invalid_calibration(coeffs, smin, smax, sref, bad)
+        return bad
     bad = ~(np.isfinite(smin) & np.isfinite(smax) & np.isfinite(sref))
     with np.errstate(invalid="ignore"):
         bad |= ~(smax > smin)
@@ -146,7 +179,8 @@ def apply_linearity(
     invalid: NDArray[np.bool_] | None = None,
     dtype=None,
     block_rows: int | None = None,
-    threads: int = 1,
+    threads: int | None = None,
+    engine: str = "numba",
 ) -> NDArray[np.uint32]:
     """Linearise every resultant in place and return the pixel flags to OR in.
 
@@ -187,9 +221,16 @@ def apply_linearity(
         (float32 for float32 files, the legacy arithmetic). float64 brings the
         evaluation error from ~1e-2 DN to the float32 rounding of the output.
     block_rows : int, optional
-        Rows processed at a time (default: about `BLOCK_PIXELS` pixels).
-    threads : int
-        Row blocks processed in parallel threads (identical results).
+        Rows processed at a time by the numpy engine (default: about
+        `BLOCK_PIXELS` pixels).
+    threads : int, optional
+        Threads (numba kernel, or numpy row blocks in parallel threads); default:
+        `romanimpreprocess.parallel`'s ``step_threads``. Identical results.
+    engine : {"numba", "numpy"}
+        "numba": the compiled kernel (`linearity_kernels.linearize`), used when it
+        reproduces the numpy arithmetic exactly (see `_kernel_dtype`: float data,
+        working dtype float32 or float64 and no input wider than it), else numpy;
+        "numpy": the numpy row blocks (the reference). Same bits.
 
     Returns
     -------
@@ -197,12 +238,32 @@ def apply_linearity(
         Flags to OR into the pixel dq: the linearity-file dq, NO_LIN_CORR, and
         NO_LIN_CORR | DO_NOT_USE on unusable calibrations (a new array).
     """
+    _check_engine(engine)
+    if threads is None:
+        from romanimpreprocess.parallel import step_threads
+
+        threads = step_threads()
     nres = data.shape[0]
     dq = np.array(lin_dq, dtype=np.uint32, copy=True)
     if invalid is None:
-        invalid = invalid_calibration(coeffs, smin, smax, sref)
+        invalid = invalid_calibration(
+            coeffs, smin, smax, sref, engine=engine, threads=threads
+        )
     bad = invalid
     any_bad = bool(bad.any())
+    work = _kernel_dtype(data, groupdq, coeffs, smin, smax, sref, dtype)
+    if engine == "numba" and work is not None:
+        from romanimpreprocess.linearity import linearity_kernels as kernels
+        from romanimpreprocess.parallel import kernel_threads
+
+        with kernel_threads(threads):
+            kernels.linearize(
+                data, groupdq, coeffs, smin, smax, sref, dq,
+                np.asarray(bad, dtype=bool), any_bad, bool(do_not_flag_first),
+                bool(legacy_compat), np.ones(1, work),
+                *kernels.recursion_constants(coeffs.shape[0], work),
+            )  # fmt: skip
+        return dq
     use_raw = (dq & _USE_RAW) != 0
     if any_bad:
         use_raw |= bad
@@ -253,3 +314,34 @@ def apply_linearity(
     if any_bad:
         dq[bad] |= np.uint32(pixel.NO_LIN_CORR | pixel.DO_NOT_USE)
     return dq
+
+
+def _check_engine(engine):
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
+
+
+def _kernel_dtype(data, groupdq, coeffs, smin, smax, sref, dtype) -> np.dtype | None:
+    """Working dtype of the numba kernel, or None when it would not match numpy.
+
+    The numpy path converts the signal and ``Smin``, ``Smax``, ``Sref`` to
+    ``dtype`` (None: keeps theirs) and evaluates ``Phi`` in the promoted dtype of
+    ``z`` and the coefficients. The kernel converts everything to one working
+    dtype on loading, so it applies when that is float32 or float64 and no array
+    it computes with promotes beyond it.
+    """
+    arrays = (data, coeffs, smin, smax, sref)
+    if not all(isinstance(a, np.ndarray) for a in (*arrays, groupdq)):
+        return None
+    if not all(np.issubdtype(a.dtype, np.floating) for a in arrays):
+        return None
+    if groupdq.dtype != np.uint8 or data.ndim != 3:
+        return None
+    work = np.dtype(dtype) if dtype is not None else data.dtype
+    if work not in (np.dtype(np.float32), np.dtype(np.float64)):
+        return None
+    # with dtype None the inputs keep their dtype: all must already be ``work``
+    promoted = arrays if dtype is None else (coeffs,)
+    if np.result_type(work, *(a.dtype for a in promoted)) != work:
+        return None
+    return work
