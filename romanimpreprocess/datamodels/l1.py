@@ -56,7 +56,7 @@ def open_l1(path, model=None) -> dm.ScienceRawModel:
     if os.path.getsize(path) == 0:
         raise InputFileError(path, "file is empty")
     try:
-        model = rdm.open(path, lazy_load=True)
+        model = rdm.open(path, lazy_load=True, memmap=True)
     except Exception as exc:
         raise InputFileError(
             path, f"cannot be read as a Roman ASDF file ({type(exc).__name__}: {exc})"
@@ -75,12 +75,21 @@ def _check_and_load(model, path):
     except Exception:
         model.close()
         raise
-    # Read the arrays now: every resultant is used, and a truncated or corrupt file
-    # must fail here, naming the file, before any processing starts.
+    # Map the arrays now: every resultant is used, and a truncated or corrupt file
+    # must fail here, naming the file, before any processing starts (an
+    # uncompressed block is memory-mapped, and a block that does not fit in the
+    # file is refused when it is mapped; a compressed one is read and decoded).
+    # The decode to float32 then reads the page cache directly: no 16-bit copy.
     for name in ("data", "amp33", "reference_read", "reference_amp33", "resultantdq"):
         if name in model:
             try:
-                model[name] = np.asarray(model[name])
+                # Only the resultants stay mapped (read once, by the decode); the
+                # small arrays are copied so that nothing mapped (read-only)
+                # reaches the ramp model, whose arrays the steps modify.
+                if name == "data":
+                    model[name] = np.asarray(model[name])
+                else:
+                    model[name] = np.array(model[name], copy=True)
             except Exception as exc:
                 model.close()
                 raise InputFileError(
@@ -203,7 +212,7 @@ def raw_to_ramp(raw) -> dm.RampModel:
         ramp.data -= np.float32(offset)
         ramp.amp33 = ramp.amp33 - np.uint16(offset)
         log.info("Removed data-encoding offset %d DN from data and amp33", offset)
-    ramp.amp33 = np.asarray(ramp.amp33, dtype=np.uint16)
+    ramp.amp33 = np.array(ramp.amp33, dtype=np.uint16, copy=True)
     b = REF_BORDER
     ny, nx = ramp.data.shape[1:]
     ramp.border_ref_pix_left = ramp.data[:, :, :b].copy()

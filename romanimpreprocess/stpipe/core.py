@@ -242,7 +242,7 @@ class RipStep(RomanStep):
             import roman_datamodels as rdm
 
             try:
-                model = rdm.open(path, lazy_load=True)
+                model = rdm.open(path, lazy_load=True, memmap=True)
             except Exception:
                 # Let open_l1 produce the clear error naming the file.
                 return open_l1(path)
