@@ -112,8 +112,7 @@ def write_results(section, begin=MARK_BEGIN, end=MARK_END):
 
 
 # ------------------------------------------------------------- variance budget
-BUDGET_BEGIN = "<!-- bench_noise_budget:begin -->"
-BUDGET_END = "<!-- bench_noise_budget:end -->"
+BUDGET_BEGIN = "<!-- bench_noise_budget"  # + "_<size>:begin -->"
 WHITE = {"reset": 0.0, "C_PINK": 0.0, "U_PINK": 0.0, "M_PINK": 0.0, "RU_PINK": 0.0}
 # (label, read-file values, simulator IPC kernel (else identity), refpix step on)
 BUDGET_CASES = [
@@ -174,7 +173,6 @@ def refpix_channel_excess(
 def budget_case(work, size, seed, values, sim_ipc, refpix, n_layers):
     """mean(layer²)/mean(var_rnoise) of R layers and the closed-form pieces."""
     import copy
-    import gc
 
     import asdf
     import numpy as np
@@ -217,11 +215,7 @@ def budget_case(work, size, seed, values, sim_ipc, refpix, n_layers):
         skip=False, layers=["R"] * n_layers, seed=seed + 100, noise_file=noise_file
     )
     pipeline = L1ToL2Pipeline(steps=steps, **args.parameters)
-    gc.freeze()  # stpipe collects at every step start
-    try:
-        model = pipeline.run(args.input)
-    finally:
-        gc.unfreeze()
+    model = pipeline.run(args.input)
     with asdf.open(noise_file) as af:
         cube = np.array(af["noise"], np.float64)
     info = model["processinfo"]
@@ -343,7 +337,11 @@ def variance_budget(work, size, seed, n_layers, write):
     section = "\n".join(lines)
     print(section)
     if write:
-        write_results(section, BUDGET_BEGIN, BUDGET_END)
+        write_results(
+            section,
+            f"{BUDGET_BEGIN}_{size}:begin -->",
+            f"{BUDGET_BEGIN}_{size}:end -->",
+        )
 
 
 def results_section(info):
