@@ -309,6 +309,8 @@ def fit_ramps(
     start: int = 1,
     legacy: bool = False,
     border: int = REF_BORDER,
+    engine: str = "numba",
+    threads: int | None = None,
 ) -> RampFitResult:
     """Fit the ramps of the science area and detect jumps.
 
@@ -338,6 +340,14 @@ def fit_ramps(
         Reproduce the legacy behaviour (module docstring).
     border : int
         Width of the reference border (not fitted).
+    engine : {"numba", "numpy"}
+        Default mode: the pass over the ordinary pixels runs compiled
+        (`ramp_fit_kernels.screen_ramps`, rows in parallel) or as numpy blocks of
+        matrix products; the pixels that need more go through the same code in
+        both. Legacy mode always takes the numpy path (its float32 arithmetic).
+    threads : int or None
+        Threads of the compiled pass (None = `romanimpreprocess.parallel.
+        step_threads`).
 
     Returns
     -------
@@ -357,6 +367,8 @@ def fit_ramps(
             f"groupdq {groupdq.shape} / pixeldq {pixeldq.shape} do not match data "
             f"{data.shape}"
         )
+    if engine not in ("numba", "numpy"):
+        raise ValueError(f"engine must be 'numba' or 'numpy', got {engine!r}")
     if not legacy:
         thresholds.check()
     planner = _Planner(tbar, tau, n_frames, u=opt.u, start=start, legacy=legacy)
@@ -373,73 +385,95 @@ def fit_ramps(
     jumps = []
     counts = {"full": 0, "two_point": 0, "segments": 0, "no_slope": 0, "jump": 0}
     rows = max(1, BLOCK_PIXELS // max(sx, 1))
-    for r0 in range(0, sy, rows):
-        r1 = min(sy, r0 + rows)
-        ysl, xsl = slice(border + r0, border + r1), slice(border, border + sx)
-        d = np.asarray(data[:, ysl, xsl], dtype=np.float64).reshape(n, -1)
-        gq = np.asarray(groupdq[:, ysl, xsl]).reshape(n, -1)
-        g = np.clip(_as_block(gain, ysl, xsl, np.float64), *GAIN_CLIP)
-        rn = _as_block(read_noise, ysl, xsl, np.float64)
-        offset = r0 * sx
-        out = (slice(r0, r1), slice(None))
+    if not legacy and engine == "numba":
+        special.append(
+            _screen_compiled(
+                data,
+                groupdq,
+                gain,
+                read_noise,
+                border,
+                matrix,
+                full,
+                start,
+                thresholds,
+                slope,
+                var_p,
+                var_r,
+                flags,
+                endslice,
+                threads,
+            )
+        )
+        counts["full"] += int(sy * sx - special[0].size)
+    else:
+        for r0 in range(0, sy, rows):
+            r1 = min(sy, r0 + rows)
+            ysl, xsl = slice(border + r0, border + r1), slice(border, border + sx)
+            d = np.asarray(data[:, ysl, xsl], dtype=np.float64).reshape(n, -1)
+            gq = np.asarray(groupdq[:, ysl, xsl]).reshape(n, -1)
+            g = np.clip(_as_block(gain, ysl, xsl, np.float64), *GAIN_CLIP)
+            rn = _as_block(read_noise, ysl, xsl, np.float64)
+            offset = r0 * sx
+            out = (slice(r0, r1), slice(None))
 
-        stats = matrix @ d
-        s = stats[0]
-        if legacy:
-            s = _legacy_slope(full.slope, d)
-        dvardt = np.maximum(s / g, 0.0)
-        if legacy:
-            var_p[out] = np.square(
-                np.sqrt(full.coef_poisson * dvardt).astype(np.float32)
-            ).reshape(r1 - r0, sx)
-            var_r[out] = np.square(
-                (rn * np.sqrt(full.coef_read)).astype(np.float32)
-            ).reshape(r1 - r0, sx)
-        else:
-            var_p[out] = (full.coef_poisson * dvardt).reshape(r1 - r0, sx)
-            var_r[out] = (full.coef_read * rn * rn).reshape(r1 - r0, sx)
-        slope[out] = s.reshape(r1 - r0, sx)
-
-        sat = (gq & _SAT) != 0
-        if endslice is not None:
-            endslice[out] = end_slices(gq.reshape(n, r1 - r0, sx))
-        block_flags = _group_flags(gq, sat, start=start, legacy=legacy)
-
-        if full.tests.count:
-            z = _significance(stats[1:], full.tests, dvardt, rn * rn)
-            thr = jump_threshold(s, thresholds)
+            stats = matrix @ d
+            s = stats[0]
             if legacy:
-                # One-sided, on the float32 significance as the legacy computes it.
-                fire = z.astype(np.float32) > thr.astype(np.float32)
+                s = _legacy_slope(full.slope, d)
+            dvardt = np.maximum(s / g, 0.0)
+            if legacy:
+                var_p[out] = np.square(
+                    np.sqrt(full.coef_poisson * dvardt).astype(np.float32)
+                ).reshape(r1 - r0, sx)
+                var_r[out] = np.square(
+                    (rn * np.sqrt(full.coef_read)).astype(np.float32)
+                ).reshape(r1 - r0, sx)
             else:
-                fire = np.abs(z) > thr - SCREEN_MARGIN
-            hit = fire.any(axis=0)
-        else:
-            fire = None
-            hit = np.zeros(d.shape[1], bool)
+                var_p[out] = (full.coef_poisson * dvardt).reshape(r1 - r0, sx)
+                var_r[out] = (full.coef_read * rn * rn).reshape(r1 - r0, sx)
+            slope[out] = s.reshape(r1 - r0, sx)
 
-        if legacy:
-            keep = hit & ~sat[n - 1]
-            if keep.any():
-                pix = np.flatnonzero(keep)
-                t_idx, p_idx = np.nonzero(fire[:, pix])
-                res = full.tests.flag[t_idx]
-                jumps.append(np.column_stack([res, pix[p_idx] + offset]))
-                block_flags[pix] |= _P_JUMP
-            trunc = _legacy_truncation(gq, sat, start)
-            sel = np.flatnonzero(trunc)
-            if sel.size:
-                special.append(sel + offset)
-                truncate.append(trunc[sel])
-            counts["full"] += int(d.shape[1] - sel.size)
-        else:
-            used = np.bitwise_or.reduce(gq[start:], axis=0) & _UNUSABLE
-            bad = (used != 0) | ~np.isfinite(d[start:]).all(axis=0)
-            sel = np.flatnonzero(bad | hit)
-            if sel.size:
-                special.append(sel + offset)
-            counts["full"] += int(d.shape[1] - sel.size)
-        flags[out] = block_flags.reshape(r1 - r0, sx)
+            sat = (gq & _SAT) != 0
+            if endslice is not None:
+                endslice[out] = end_slices(gq.reshape(n, r1 - r0, sx))
+            block_flags = _group_flags(gq, sat, start=start, legacy=legacy)
+
+            if full.tests.count:
+                z = _significance(stats[1:], full.tests, dvardt, rn * rn)
+                thr = jump_threshold(s, thresholds)
+                if legacy:
+                    # One-sided, on the float32 significance as the legacy computes it.
+                    fire = z.astype(np.float32) > thr.astype(np.float32)
+                else:
+                    fire = np.abs(z) > thr - SCREEN_MARGIN
+                hit = fire.any(axis=0)
+            else:
+                fire = None
+                hit = np.zeros(d.shape[1], bool)
+
+            if legacy:
+                keep = hit & ~sat[n - 1]
+                if keep.any():
+                    pix = np.flatnonzero(keep)
+                    t_idx, p_idx = np.nonzero(fire[:, pix])
+                    res = full.tests.flag[t_idx]
+                    jumps.append(np.column_stack([res, pix[p_idx] + offset]))
+                    block_flags[pix] |= _P_JUMP
+                trunc = _legacy_truncation(gq, sat, start)
+                sel = np.flatnonzero(trunc)
+                if sel.size:
+                    special.append(sel + offset)
+                    truncate.append(trunc[sel])
+                counts["full"] += int(d.shape[1] - sel.size)
+            else:
+                used = np.bitwise_or.reduce(gq[start:], axis=0) & _UNUSABLE
+                bad = (used != 0) | ~np.isfinite(d[start:]).all(axis=0)
+                sel = np.flatnonzero(bad | hit)
+                if sel.size:
+                    special.append(sel + offset)
+                counts["full"] += int(d.shape[1] - sel.size)
+            flags[out] = block_flags.reshape(r1 - r0, sx)
 
     special = np.concatenate(special) if special else np.zeros(0, np.intp)
     if special.size:
@@ -485,6 +519,73 @@ def fit_ramps(
         endslice=endslice,
         counts=counts,
     )
+
+
+def _screen_compiled(
+    data,
+    groupdq,
+    gain,
+    read_noise,
+    border,
+    matrix,
+    full,
+    start,
+    thresholds,
+    slope,
+    var_p,
+    var_r,
+    flags,
+    endslice,
+    threads,
+):
+    """The compiled pass over every science pixel; returns the special ones (flat)."""
+    from romanimpreprocess.parallel import kernel_threads
+    from romanimpreprocess.ramp_fitting.ramp_fit_kernels import screen_ramps
+
+    sy, sx = slope.shape
+    special = np.zeros((sy, sx), bool)
+    group_to_pixel = np.array(
+        [[int(g), int(p)] for g, p in _GROUP_TO_PIXEL], dtype=np.int64
+    ).reshape(-1, 2)
+    bits = np.array(
+        [int(_SAT), int(_DNU), int(_UNUSABLE), int(_P_DNU), int(_P_SAT)], np.int64
+    )
+    limits = np.array(
+        [
+            thresholds.sthresh_a,
+            thresholds.sthresh_b,
+            thresholds.ithresh_a,
+            thresholds.ithresh_b,
+        ],
+        dtype=np.float64,
+    )
+    no_endslice = np.zeros((1, 1), np.int8)
+    with kernel_threads(threads):
+        screen_ramps(
+            np.ascontiguousarray(data),
+            np.ascontiguousarray(groupdq),
+            np.ascontiguousarray(gain),
+            np.ascontiguousarray(read_noise),
+            int(border),
+            np.ascontiguousarray(matrix, dtype=np.float64),
+            np.ascontiguousarray(full.tests.poisson, dtype=np.float64),
+            np.ascontiguousarray(full.tests.read, dtype=np.float64),
+            float(full.coef_poisson),
+            float(full.coef_read),
+            int(start),
+            limits,
+            float(SCREEN_MARGIN),
+            np.array(GAIN_CLIP, dtype=np.float64),
+            group_to_pixel,
+            bits,
+            slope,
+            var_p,
+            var_r,
+            flags,
+            endslice if endslice is not None else no_endslice,
+            special,
+        )
+    return np.flatnonzero(special)
 
 
 def _full_labels(n, start):
