@@ -227,5 +227,7 @@ def subtract_dark_decay(
         time_constant,
         frame_offset=frame_offset,
     )
+    signal = np.empty(data.shape[1:], dtype=np.float64)  # one buffer, reused
     for i, (base, scale) in enumerate(terms):
-        np.subtract(data[i], base * scale, out=data[i], casting="unsafe")
+        np.multiply(base, scale, out=signal)
+        np.subtract(data[i], signal, out=data[i], casting="unsafe")

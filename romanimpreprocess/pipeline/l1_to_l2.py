@@ -119,7 +119,11 @@ class L1ToL2Pipeline(RipPipeline):
                 self.l1_model = model
             model = self.open_ramp(model)
             self._check_references(model)
-            model, step_times = self._run_steps(model)
+            # Hand the ramp over: no reference to it stays in this frame, so the
+            # cube (0.5 GB on a full frame) is freed as soon as the ramp fit is done.
+            handover = [model]
+            del model
+            model, step_times = self._run_steps(handover)
             from romanimpreprocess.datamodels.l2 import finalize_l2
 
             info = self.processinfo(model)
@@ -141,10 +145,12 @@ class L1ToL2Pipeline(RipPipeline):
 
     def calibrate_l1(self, l1):
         """Calibrate another L1 model exactly as this run (used by the noise step)."""
-        model, _ = self._run_steps(self.open_ramp(l1), until="noise")
+        model, _ = self._run_steps([self.open_ramp(l1)], until="noise")
         return model
 
-    def _run_steps(self, model, until=None):
+    def _run_steps(self, handover, until=None):
+        """Run the steps on ``handover[0]`` (taken out of the list; see process)."""
+        model = handover.pop()
         step_times = {}
         for name in self.step_defs:
             if name == until:
