@@ -45,8 +45,18 @@ def prepare_flat(
     return full[0][science], out_of_range[science], bad_gain[science]
 
 
-def effective_flat(flat: NDArray, area: NDArray | None, omega: float) -> NDArray:
-    """``F / (Area / Omega_ideal)`` (float64 area), cast to float32."""
+def effective_flat(
+    flat: NDArray, area: NDArray | None, omega: float, *, block_rows: int = 128
+) -> NDArray:
+    """``F / (Area / Omega_ideal)`` (float64 area), cast to float32.
+
+    Evaluated ``block_rows`` rows at a time (the same operations on every pixel, so
+    the same bits), which keeps the float64 temporaries in the cache.
+    """
     if area is None:
         return np.asarray(flat, dtype=np.float32)
-    return (flat / (area / omega)).astype(np.float32)
+    out = np.empty(np.shape(flat), dtype=np.float32)
+    for r0 in range(0, out.shape[0], block_rows):
+        rows = slice(r0, r0 + block_rows)
+        out[rows] = flat[rows] / (area[rows] / omega)
+    return out
