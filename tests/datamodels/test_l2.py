@@ -107,3 +107,29 @@ def test_failed_write_leaves_the_existing_product_intact(tmp_path, monkeypatch):
         l2.write_l2(model, path, fits_output=True)
     assert path.read_bytes() == b"previous"
     assert sorted(os.listdir(tmp_path)) == ["x_cal.asdf"]
+
+
+def test_lz4_only_where_it_compresses():
+    rng = np.random.default_rng(4)
+    noise = rng.normal(1.0, 0.1, (512, 512)).astype(np.float32)
+    flags = np.zeros((512, 512), np.uint32)
+    flags[100:110, 7] = 4
+    assert l2._compression_for(noise) is None
+    assert l2._compression_for(noise.astype(np.float16)) is None
+    assert l2._compression_for(flags) == "lz4"
+    assert l2._compression_for(np.zeros((512, 512), np.float16)) == "lz4"
+
+
+def test_written_blocks_are_compressed_per_array_and_read_back(tmp_path):
+    model = _image(shape=(256, 256))
+    model.dq[10:20, 10:20] = np.uint32(pixel.JUMP_DET)
+    data = np.array(model.data)
+    l2.finalize_l2(model)
+    path = tmp_path / "mixed_cal.asdf"
+    l2.write_l2(model, path)
+    with asdf.open(path, lazy_load=False) as af:
+        kinds = {b.header["compression"] for b in af._blocks.blocks}
+        roman = af.tree["roman"]
+        np.testing.assert_array_equal(roman["data"], data)
+        assert roman["dq"][15, 15] == pixel.JUMP_DET
+    assert kinds == {b"\0\0\0\0", b"lz4\0"}  # noise planes raw, flags lz4
