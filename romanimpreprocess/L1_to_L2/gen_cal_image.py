@@ -95,4 +95,6 @@ class _CallableModule(types.ModuleType):
 sys.modules[__name__].__class__ = _CallableModule
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from romanimpreprocess._startup import exit_now
+
+    exit_now(main())

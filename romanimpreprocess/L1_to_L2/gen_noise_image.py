@@ -12,7 +12,6 @@ import argparse
 import copy
 import logging
 import os
-import sys
 
 import yaml
 
@@ -167,5 +166,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    from romanimpreprocess._startup import exit_now
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    sys.exit(main())
+    exit_now(main())

@@ -142,7 +142,8 @@ def finalize_l2(
         else:
             continue
         if key != "var_flat":
-            info[f"{key}_float32"] = value.copy()
+            # the model gets a float16 array below: the float32 one is not copied
+            info[f"{key}_float32"] = value
         too_big = np.abs(value) > _FLOAT16_MAX
         if too_big.any():
             model.dq[too_big] |= np.uint32(pixel.UNRELIABLE_ERROR)
@@ -153,7 +154,9 @@ def finalize_l2(
                 int(too_big.sum()),
                 _FLOAT16_MAX,
             )
-        model[key] = np.clip(value, -_FLOAT16_MAX, _FLOAT16_MAX).astype(np.float16)
+        half = np.empty(shape, dtype=np.float16)
+        np.clip(value, -_FLOAT16_MAX, _FLOAT16_MAX, out=half, casting="unsafe")
+        model[key] = half
     for key in ("chisq", "dumo"):
         if key in model and model[key] is not None:
             value = np.nan_to_num(np.asarray(model[key], np.float32), nan=0.0)
