@@ -31,3 +31,30 @@ def test_run_all_smoke(tmp_path, monkeypatch, capsys):
     assert set(ours["steps"]) >= {"dq_init", "ramp_fit", "sky"}
     assert Path(ours["output"]).exists()
     sys.modules.pop("run_all", None)
+
+
+def test_profile_run_reports_every_step(simulated_set, tmp_path, monkeypatch, capsys):
+    import yaml
+
+    monkeypatch.syspath_prepend(str(BENCH))
+    import profile_run
+
+    with open(simulated_set.config_yaml) as f:
+        config = yaml.safe_load(f)
+    config["OUT"] = str(tmp_path / "profiled_cal.asdf")
+    cfg = tmp_path / "profiled.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    profile_run.ROWS.clear()
+    assert profile_run.main([str(cfg), "--markdown"]) == 0
+    parts = [row["part"] for row in profile_run.ROWS]
+    for step in ("dq_init", "saturation", "ipc", "ramp_fit", "flatfield", "sky"):
+        assert f"step {step}" in parts
+    assert "write the L2" in parts
+    whole = profile_run.ROWS[-1]
+    assert whole["part"] == "whole pipeline run"
+    steps = sum(r["wall"] for r in profile_run.ROWS if r["part"].startswith("step "))
+    assert 0 < steps <= whole["wall"]
+    assert all(r["peak"] >= r["rss"] for r in profile_run.ROWS if "rss" in r)
+    assert (tmp_path / "profiled_cal.asdf").exists()
+    assert "| step ramp_fit |" in capsys.readouterr().out
+    sys.modules.pop("profile_run", None)
