@@ -203,12 +203,14 @@ import numpy as np
 import roman_datamodels as rdm
 from romancal.dq_init.dq_initialization import do_dqinit
 from romancal.ramp_fitting.ramp_fit_step import likely
+from types import SimpleNamespace
 raw = rdm.open(sys.argv[1])
 t0 = time.perf_counter()
 ramp = do_dqinit(raw, None)
 ny, nx = ramp.data.shape[1:]
-rn = np.full((ny, nx), float(sys.argv[2]), np.float32)
-gain = np.full((ny, nx), float(sys.argv[3]), np.float32)
+# romancal reads .data of its readnoise and gain reference models
+rn = SimpleNamespace(data=np.full((ny, nx), float(sys.argv[2]), np.float32))
+gain = SimpleNamespace(data=np.full((ny, nx), float(sys.argv[3]), np.float32))
 likely(ramp, rn, gain, include_var_rnoise=True, record_jumps=False, jump_kw={})
 print(f"romancal likely ramp fit: {time.perf_counter() - t0:.1f} s")
 """
