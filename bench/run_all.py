@@ -36,17 +36,35 @@ MARK_BEGIN = "<!-- run_all:begin -->"
 MARK_END = "<!-- run_all:end -->"
 
 
-def timed(cmd, log_path, env=None, cwd=None):
-    """Run ``cmd`` under /usr/bin/time -v; return wall s, cpu s, peak RSS GiB, rc."""
+def timed(cmd, log_path, env=None, cwd=None, timeout=None):
+    """Run ``cmd`` under /usr/bin/time -v; return wall s, cpu s, peak RSS GiB, rc.
+
+    With ``timeout`` (s) the program is stopped then and ``stopped_after_s`` set.
+    """
     time_bin = shutil.which("time") or "/usr/bin/time"
     if not os.path.exists(time_bin):
         return _timed_with_rusage(cmd, log_path, env=env, cwd=cwd)
     full = [time_bin, "-v", *map(str, cmd)]
     t0 = time.perf_counter()
     with open(log_path, "w") as log:
-        proc = subprocess.run(
-            full, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd
+        proc = subprocess.Popen(
+            full,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
         )
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 15)  # the program and /usr/bin/time
+            proc.wait()
+            return {
+                "stopped_after_s": round(time.perf_counter() - t0, 1),
+                "returncode": proc.returncode,
+                "log": str(log_path),
+            }
     wall = time.perf_counter() - t0
     text = Path(log_path).read_text(errors="replace")
 
@@ -180,7 +198,7 @@ def step_times(l2_path):
     return {}
 
 
-def run_legacy(config, work, tag):
+def run_legacy(config, work, tag, timeout=None):
     py = ensure_legacy_venv()
     if py is None:
         return {"skipped": "legacy venv could not be created"}
@@ -192,6 +210,7 @@ def run_legacy(config, work, tag):
         work / f"legacy_{tag}.log",
         cwd=str(work),
         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+        timeout=timeout,
     )
     res["output"] = str(out)
     return res
@@ -321,9 +340,20 @@ def render(results, args):
     lines.append("|---|---|---|---|---|---|---|---|")
     for tag, res in results.items():
         ours = res.get("ours_optimal", {}).get("wall_s")
-        legacy = res.get("legacy", {}).get("wall_s")
-        romancal = res.get("romancal_rampfit", {}).get("wall_s")
+
+        def completed(name, res=res):
+            r = res.get(name, {})
+            return r.get("wall_s") if r.get("returncode", 1) == 0 else None
+
+        legacy = completed("legacy")
+        romancal = completed("romancal_rampfit")
         for name, r in res.items():
+            if isinstance(r, dict) and "stopped_after_s" in r:
+                lines.append(
+                    f"| {tag} | {name} | stopped after {r['stopped_after_s']} s "
+                    f"(--legacy-timeout) | | | | | |"
+                )
+                continue
             if not isinstance(r, dict) or "wall_s" not in r:
                 continue
             rel_legacy = ratio(legacy, r["wall_s"]) if name.startswith("ours") else ""
@@ -396,6 +426,19 @@ def main(argv=None):
         help="patterns where LEGACY_COMPAT is also run and compared with the legacy",
     )
     parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=["optimal", "likely", "legacy", "romancal", "read_floor"],
+        help="run only these programs and merge them into the existing results.json "
+        "(the others keep their recorded numbers)",
+    )
+    parser.add_argument(
+        "--legacy-timeout",
+        type=float,
+        default=None,
+        help="stop the legacy run after this many seconds (recorded as stopped)",
+    )
+    parser.add_argument(
         "--smoke",
         action="store_true",
         help="small check of this script: no legacy/romancal, no RESULTS.md update",
@@ -403,16 +446,25 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.smoke:
         args.skip_legacy = args.skip_romancal = True
+    results_path = Path(args.out) / "results.json"
     results = {}
+    if args.only and results_path.exists():
+        results = json.loads(results_path.read_text())
+
+    def wanted(program, skipped=False):
+        return (program in args.only) if args.only else not skipped
+
     for pattern in args.patterns:
         tag = f"{pattern}"
         work = Path(args.out) / f"{args.size}_{pattern}"
         config, _ = simulate(work / "sim", args.size, pattern, args.seed)
-        res = {"ours_optimal": run_ours(config, work, tag, "optimal", args.repeat)}
-        if not args.skip_likely:
+        res = results.setdefault(tag, {})
+        if wanted("optimal"):
+            res["ours_optimal"] = run_ours(config, work, tag, "optimal", args.repeat)
+        if wanted("likely", args.skip_likely):
             res["ours_likely"] = run_ours(config, work, tag, "likely")
-        if not args.skip_legacy:
-            res["legacy"] = run_legacy(config, work, tag)
+        if wanted("legacy", args.skip_legacy):
+            res["legacy"] = run_legacy(config, work, tag, timeout=args.legacy_timeout)
             if pattern in args.compat_patterns and res["legacy"].get("returncode") == 0:
                 res["ours_compat"] = run_ours(config, work, tag, "compat")
                 agreement = {}
@@ -423,13 +475,13 @@ def main(argv=None):
                             mine, res["legacy"]["output"], work, f"{tag}_{name}"
                         )
                 res["agreement"] = agreement
-        if not args.skip_romancal:
+        if wanted("romancal", args.skip_romancal):
             res["romancal_rampfit"] = run_romancal_rampfit(config, work, tag)
-        res["read_floor"] = run_read_floor(config, work, tag)
-        results[tag] = res
+        if wanted("read_floor"):
+            res["read_floor"] = run_read_floor(config, work, tag)
         print(json.dumps({tag: res}, indent=1), flush=True)
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / "results.json").write_text(json.dumps(results, indent=1))
+    results_path.write_text(json.dumps(results, indent=1))
     section = render(results, args)
     print(section)
     if not args.smoke:
