@@ -56,9 +56,12 @@ class SkyStep(RipStep):
         else:
             source = data if self.legacy_compat else np.where(mask, np.nan, data)
             coefs, sky_model = sky.medfit(
-                source, order=int(self.order), clip=None if self.legacy_compat else 5.0
+                source,
+                order=int(self.order),
+                clip=None if self.legacy_compat else 5.0,
+                legacy_evaluation=self.legacy_compat,
             )
-            model.data = (data - sky_model).astype(np.float32)
+            model.data = np.subtract(data, sky_model, dtype=np.float32)
             info["skyorder"] = int(self.order)
             info["skycoefs"] = np.asarray(coefs, dtype=np.float64)
             log.info(

@@ -69,6 +69,10 @@ def test_medfit_recovers_a_legendre_surface(rng):
     # order of coefs: (i, j) = (0,0) (0,1) (0,2) (1,0) (1,1) (2,0); i is the x order
     np.testing.assert_allclose(coefs, [3.0, 0.4, 0.0, -0.2, 0.0, 0.1], atol=5e-3)
     assert np.abs(model - true).max() < 0.01
+    # the blocked matrix-product evaluation gives the same polynomial
+    same_coefs, fast = sky.medfit(image, order=2, legacy_evaluation=False)
+    np.testing.assert_array_equal(same_coefs, coefs)
+    np.testing.assert_allclose(fast, model, rtol=1e-6)
     # a source filling one cell is ignored with clipping
     image[:20, :25] += 50.0
     clipped, _ = sky.medfit(image, order=2, clip=5.0)
