@@ -331,7 +331,8 @@ def render(results, args):
         f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB; "
         f"Python {platform.python_version()}; date {time.strftime('%Y-%m-%d')}."
     )
-    lines.append(f"Command: `{' '.join(sys.argv)}` (size {args.size}).")
+    merged = " (these programs merged into the earlier results)" if args.only else ""
+    lines.append(f"Command: `{' '.join(sys.argv)}`{merged} (size {args.size}).")
     lines.append("")
     lines.append(
         "| pattern | program | wall s (best; all runs) | user s | sys s | "
