@@ -25,6 +25,7 @@ import tempfile
 import time
 
 import numpy as np
+from bench_ramp_steps_b import synthetic_linearity
 
 READ_PATTERN = [[0], [1, 2], [3, 4, 5], [6, 7, 8, 9, 10], [11, 12], [13]]
 FRAME_TIME = 3.16247
@@ -41,15 +42,7 @@ def make_inputs(size):
     blob = slice(size // 4, size // 4 + size // 16)
     data[3:, blob, blob] = 62000  # a saturated star
     threshold = rng.uniform(50000, 60000, (size, size)).astype(np.float32)
-    smin = (5000 + rng.uniform(-200, 200, (size, size))).astype(np.float32)
-    smax = (60000 + rng.uniform(-3000, 3000, (size, size))).astype(np.float32)
-    sref = smin + np.float32(300)
-    half = (smax - smin) / 2
-    offset = smin - sref + half
-    coeffs = np.zeros((4, size, size), np.float32)  # Phi = d + 2e-6 d^2
-    coeffs[0] = offset + 2e-6 * (offset**2 + half**2 / 3)
-    coeffs[1] = half * (1 + 4e-6 * offset)
-    coeffs[2] = 2e-6 * half**2 * 2 / 3
+    coeffs, smin, smax, sref = synthetic_linearity(size, rng)
     lin_dq = np.zeros((size, size), np.uint32)
     return data, threshold, (coeffs, smin, smax, sref, lin_dq)
 

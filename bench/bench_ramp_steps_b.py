@@ -47,6 +47,23 @@ RUNS = {
 }
 
 
+def synthetic_linearity(size, rng):
+    """Legendre coefficients of ``Phi = d + 2e-6 d^2`` with scattered ranges.
+
+    Returns ``(coeffs, smin, smax, sref)`` (float32) for a ``size`` x ``size`` frame.
+    """
+    smin = (5000 + rng.uniform(-200, 200, (size, size))).astype(np.float32)
+    smax = (60000 + rng.uniform(-3000, 3000, (size, size))).astype(np.float32)
+    sref = smin + np.float32(300)
+    half = (smax - smin) / 2
+    offset = smin - sref + half
+    coeffs = np.zeros((4, size, size), np.float32)
+    coeffs[0] = offset + 2e-6 * (offset**2 + half**2 / 3)
+    coeffs[1] = half * (1 + 4e-6 * offset)
+    coeffs[2] = 2e-6 * half**2 * 2 / 3
+    return coeffs, smin, smax, sref
+
+
 def write_references(work, size):
     """Write the reference files for a ``size`` frame (once); return overrides."""
     import asdf
@@ -60,15 +77,7 @@ def write_references(work, size):
     }
     rng = np.random.default_rng(0)
     if not paths["linearitylegendre"].exists():
-        smin = (5000 + rng.uniform(-200, 200, (size, size))).astype(np.float32)
-        smax = (60000 + rng.uniform(-3000, 3000, (size, size))).astype(np.float32)
-        sref = smin + np.float32(300)
-        half = (smax - smin) / 2
-        offset = smin - sref + half
-        coeffs = np.zeros((4, size, size), np.float32)  # Phi = d + 2e-6 d^2
-        coeffs[0] = offset + 2e-6 * (offset**2 + half**2 / 3)
-        coeffs[1] = half * (1 + 4e-6 * offset)
-        coeffs[2] = 2e-6 * half**2 * 2 / 3
+        coeffs, smin, smax, sref = synthetic_linearity(size, rng)
         tree = {"data": coeffs, "Smin": smin, "Smax": smax, "Sref": sref,
                 "dq": np.zeros((size, size), np.uint32)}  # fmt: skip
         asdf.AsdfFile({"roman": tree}).write_to(paths["linearitylegendre"])

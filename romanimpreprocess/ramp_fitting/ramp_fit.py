@@ -386,24 +386,10 @@ def fit_ramps(
     counts = {"full": 0, "two_point": 0, "segments": 0, "no_slope": 0, "jump": 0}
     rows = max(1, BLOCK_PIXELS // max(sx, 1))
     if not legacy and engine == "numba":
+        inputs = (data, groupdq, gain, read_noise, border, matrix)
+        outputs = (slope, var_p, var_r, flags, endslice)
         special.append(
-            _screen_compiled(
-                data,
-                groupdq,
-                gain,
-                read_noise,
-                border,
-                matrix,
-                full,
-                start,
-                thresholds,
-                slope,
-                var_p,
-                var_r,
-                flags,
-                endslice,
-                threads,
-            )
+            _screen_compiled(inputs, full, start, thresholds, outputs, threads)
         )
         counts["full"] += int(sy * sx - special[0].size)
     else:
@@ -521,24 +507,14 @@ def fit_ramps(
     )
 
 
-def _screen_compiled(
-    data,
-    groupdq,
-    gain,
-    read_noise,
-    border,
-    matrix,
-    full,
-    start,
-    thresholds,
-    slope,
-    var_p,
-    var_r,
-    flags,
-    endslice,
-    threads,
-):
-    """The compiled pass over every science pixel; returns the special ones (flat)."""
+def _screen_compiled(inputs, full, start, thresholds, outputs, threads):
+    """The compiled pass over every science pixel; returns the special ones (flat).
+
+    ``inputs`` = (data, groupdq, gain, read_noise, border, matrix); ``outputs`` =
+    (slope, var_p, var_r, flags, endslice), filled in place.
+    """
+    data, groupdq, gain, read_noise, border, matrix = inputs
+    slope, var_p, var_r, flags, endslice = outputs
     from romanimpreprocess.parallel import kernel_threads
     from romanimpreprocess.ramp_fitting.ramp_fit_kernels import screen_ramps
 

@@ -130,6 +130,18 @@ def _box_or(bits, y, radius, column, row):
             row[x] |= column[x + shift]
 
 
+@numba.njit(inline="always")
+def _flag_grown(bits, y, radius, groupdq, flag):
+    """OR ``flag`` into row ``y`` of every resultant whose bit is set in the box."""
+    n, _, nx = groupdq.shape
+    column = np.empty(nx, bits.dtype)
+    grown = np.empty(nx, bits.dtype)
+    _box_or(bits, y, radius, column, grown)
+    for g in range(n):
+        for x in range(nx):
+            groupdq[g, y, x] |= np.uint8((grown[x] >> g) & 1) * flag
+
+
 @numba.njit(**_JIT)
 def grow_and_partial(
     data, groupdq, thr, sat_dq, sat_bits, radius, dilution, use_dilution, part_bits
@@ -159,12 +171,7 @@ def grow_and_partial(
     n, ny, nx = data.shape
     one = np.float32(1)
     for y in numba.prange(ny):
-        column = np.empty(nx, sat_bits.dtype)
-        grown = np.empty(nx, sat_bits.dtype)
-        _box_or(sat_bits, y, radius, column, grown)
-        for g in range(n):
-            for x in range(nx):
-                groupdq[g, y, x] |= np.uint8((grown[x] >> g) & 1) * _SAT
+        _flag_grown(sat_bits, y, radius, groupdq, _SAT)
         partial = np.zeros(nx, part_bits.dtype)
         for g in range(n - 1):
             if not use_dilution[g]:
@@ -211,12 +218,7 @@ def grow_partial_and_finish(
     """
     n, ny, nx = data.shape
     for y in numba.prange(ny):
-        column = np.empty(nx, part_bits.dtype)
-        grown = np.empty(nx, part_bits.dtype)
-        _box_or(part_bits, y, radius, column, grown)
-        for g in range(n):
-            for x in range(nx):
-                groupdq[g, y, x] |= np.uint8((grown[x] >> g) & 1) * _DNU
+        _flag_grown(part_bits, y, radius, groupdq, _DNU)
         if second_group:
             for x in range(nx):
                 d0 = data[0, y, x]
