@@ -10,7 +10,17 @@ the cores), so batch workers that set ``RIP_THREADS=1`` stay on one core each.
 import contextlib
 import os
 
-__all__ = ["kernel_threads", "step_threads"]
+__all__ = [
+    "ENGINES",
+    "check_engine",
+    "kernel_threads",
+    "resolve_threads",
+    "step_threads",
+]
+
+# Engines of the array functions that have a compiled kernel: "numba" (the default)
+# or "numpy" (the reference path the kernels are tested against).
+ENGINES = ("numba", "numpy")
 
 
 def step_threads() -> int:
@@ -22,6 +32,17 @@ def step_threads() -> int:
     return int(os.environ.get("RIP_THREADS", "0")) or min(os.cpu_count() or 1, 4)
 
 
+def resolve_threads(threads: int | None) -> int:
+    """``threads`` as given, or `step_threads` when it is None (or 0)."""
+    return int(threads) if threads else step_threads()
+
+
+def check_engine(engine: str) -> None:
+    """Raise ValueError unless ``engine`` is one of `ENGINES`."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
+
+
 @contextlib.contextmanager
 def kernel_threads(threads: int | None = None):
     """Run the numba kernels inside the block on ``threads`` threads.
@@ -31,8 +52,7 @@ def kernel_threads(threads: int | None = None):
     """
     import numba
 
-    wanted = int(threads or step_threads())
-    wanted = max(1, min(wanted, numba.config.NUMBA_NUM_THREADS))
+    wanted = max(1, min(resolve_threads(threads), numba.config.NUMBA_NUM_THREADS))
     previous = numba.get_num_threads()
     numba.set_num_threads(wanted)
     try:

@@ -203,8 +203,9 @@ def deconvolve_cube(
     bad[region] = low
     if iterations == 0:  # R_0 is the identity: leave the data as they are
         return bad
-    if engine not in ("numba", "numpy"):
-        raise ValueError(f"engine must be 'numba' or 'numpy', got {engine!r}")
+    from romanimpreprocess.parallel import check_engine, resolve_threads
+
+    check_engine(engine)
     if (
         engine == "numba"
         and dtype == np.float32
@@ -223,11 +224,7 @@ def deconvolve_cube(
                 iterations,
             )
         return bad
-    if threads is None:
-        from romanimpreprocess.parallel import step_threads
-
-        threads = step_threads()
-    threads = max(1, min(int(threads), nres))
+    threads = max(1, min(resolve_threads(threads), nres))
 
     def worker(indices):
         # Each thread owns its work arrays; numpy releases the GIL in the loops.

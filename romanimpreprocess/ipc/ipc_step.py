@@ -7,7 +7,7 @@ import numpy as np
 from roman_datamodels.dqflags import pixel
 
 from romanimpreprocess.ipc import ipc
-from romanimpreprocess.stpipe.core import RipStep, step_threads
+from romanimpreprocess.stpipe.core import RipStep
 
 __all__ = ["IPCStep"]
 
@@ -66,7 +66,6 @@ class IPCStep(RipStep):
             iterations=self.iterations,
             dtype=dtype,
             clip_gain=not self.legacy_compat,
-            threads=step_threads(),
         )
         n_bad = int(np.count_nonzero(bad_gain))
         if n_bad:

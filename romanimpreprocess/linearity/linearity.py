@@ -12,6 +12,8 @@ import numpy as np
 from numpy.typing import NDArray
 from roman_datamodels.dqflags import group, pixel
 
+from romanimpreprocess.parallel import ENGINES, check_engine, resolve_threads
+
 __all__ = [
     "BLOCK_PIXELS",
     "ENGINES",
@@ -23,7 +25,6 @@ __all__ = [
 
 _USE_RAW = np.uint32(pixel.NO_LIN_CORR | pixel.REFERENCE_PIXEL)
 BLOCK_PIXELS = 2**19  # pixels per block of rows (4 MB per float64 temporary)
-ENGINES = ("numba", "numpy")
 
 
 def normalized_signal(
@@ -144,7 +145,7 @@ def invalid_calibration(
     ndarray of bool, shape (ny, nx)
         True where the pixel's linearity calibration is unusable.
     """
-    _check_engine(engine)
+    check_engine(engine)
     arrays = (coeffs, smin, smax, sref)
     if engine == "numba" and all(
         isinstance(a, np.ndarray) and np.issubdtype(a.dtype, np.floating)
@@ -238,11 +239,8 @@ def apply_linearity(
         Flags to OR into the pixel dq: the linearity-file dq, NO_LIN_CORR, and
         NO_LIN_CORR | DO_NOT_USE on unusable calibrations (a new array).
     """
-    _check_engine(engine)
-    if threads is None:
-        from romanimpreprocess.parallel import step_threads
-
-        threads = step_threads()
+    check_engine(engine)
+    threads = resolve_threads(threads)
     nres = data.shape[0]
     dq = np.array(lin_dq, dtype=np.uint32, copy=True)
     if invalid is None:
@@ -314,11 +312,6 @@ def apply_linearity(
     if any_bad:
         dq[bad] |= np.uint32(pixel.NO_LIN_CORR | pixel.DO_NOT_USE)
     return dq
-
-
-def _check_engine(engine):
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
 
 
 def _kernel_dtype(data, groupdq, coeffs, smin, smax, sref, dtype) -> np.dtype | None:

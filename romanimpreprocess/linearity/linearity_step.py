@@ -8,7 +8,7 @@ from roman_datamodels.dqflags import pixel
 
 from romanimpreprocess.datamodels import ReferenceFileError
 from romanimpreprocess.linearity import linearity
-from romanimpreprocess.stpipe.core import RipStep, step_threads
+from romanimpreprocess.stpipe.core import RipStep
 
 __all__ = ["LinearityLegendreStep"]
 
@@ -74,7 +74,6 @@ class LinearityLegendreStep(RipStep):
             legacy_compat=self.legacy_compat,
             invalid=invalid,
             dtype=None if self.legacy_compat else np.float64,
-            threads=step_threads(),
         )
         log.info(
             "Linearity: %d pixel(s) flagged NO_LIN_CORR",

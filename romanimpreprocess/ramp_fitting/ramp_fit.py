@@ -39,6 +39,7 @@ from roman_datamodels.dqflags import group, pixel
 from scipy import special
 
 from romanimpreprocess.constants import REF_BORDER
+from romanimpreprocess.parallel import check_engine
 from romanimpreprocess.ramp_fitting.jumps import (
     JumpTests,
     JumpThresholds,
@@ -367,8 +368,7 @@ def fit_ramps(
             f"groupdq {groupdq.shape} / pixeldq {pixeldq.shape} do not match data "
             f"{data.shape}"
         )
-    if engine not in ("numba", "numpy"):
-        raise ValueError(f"engine must be 'numba' or 'numpy', got {engine!r}")
+    check_engine(engine)
     if not legacy:
         thresholds.check()
     planner = _Planner(tbar, tau, n_frames, u=opt.u, start=start, legacy=legacy)

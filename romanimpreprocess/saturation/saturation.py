@@ -9,9 +9,9 @@ import numpy as np
 from numpy.typing import NDArray
 from roman_datamodels.dqflags import group, pixel
 
-__all__ = ["ENGINES", "flag_saturation", "grow"]
+from romanimpreprocess.parallel import ENGINES, check_engine
 
-ENGINES = ("numba", "numpy")
+__all__ = ["ENGINES", "flag_saturation", "grow"]
 
 # Threshold given to pixels that must never be flagged (NaN or NO_SAT_CHECK).
 NO_CHECK_THRESHOLD = 65536.0
@@ -82,8 +82,7 @@ def flag_saturation(
     ndarray, shape (ny, nx), uint32
         ``threshold_dq`` with NO_SAT_CHECK added where the threshold is NaN.
     """
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
+    check_engine(engine)
     shape = data.shape[1:]
     sat_dq = (
         np.zeros(shape, np.uint32)

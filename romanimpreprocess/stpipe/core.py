@@ -37,14 +37,12 @@ from romanimpreprocess.datamodels import (
     raw_to_ramp,
     validate_l1,
 )
-from romanimpreprocess.parallel import step_threads
 
 __all__ = [
     "RipPipeline",
     "RipStep",
     "atomic_save",
     "remove_stale_temporaries",
-    "step_threads",
     "use_crds",
 ]
 
