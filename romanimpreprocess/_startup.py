@@ -10,9 +10,7 @@ of the time. `load_stack` parses them with it, once per process, and puts
 
 import contextlib
 
-__all__ = ["load_stack"]
-
-_loaded = False
+__all__ = ["exit_now", "load_stack"]
 
 
 @contextlib.contextmanager
@@ -35,16 +33,16 @@ def _safe_load_with_libyaml():
 
 
 def load_stack():
-    """Import roman_datamodels and load asdf's extensions (libyaml for both)."""
-    global _loaded
-    if _loaded:
-        return
+    """Import roman_datamodels and load asdf's extensions (libyaml for both).
+
+    Called once, by the package's ``__init__``; a later call finds both loaded and
+    costs nothing.
+    """
     with _safe_load_with_libyaml():
         import asdf
         import roman_datamodels.datamodels  # noqa: F401 (manifests parsed at import)
 
         asdf.get_config().extensions  # noqa: B018 (manifests parsed on first access)
-    _loaded = True
 
 
 def exit_now(code: int) -> None:

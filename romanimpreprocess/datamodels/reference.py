@@ -208,9 +208,9 @@ class ReferenceFile:
             raise self._error("file does not exist")
         if os.path.isdir(self.path):
             raise self._error("is a directory, not an ASDF file")
-        if os.path.getsize(self.path) == 0:
-            raise self._error("file is empty")
         stat = os.stat(self.path)
+        if stat.st_size == 0:
+            raise self._error("file is empty")
         identity = (self.path, stat.st_size, stat.st_mtime_ns)
         try:
             # asdf's schema validation of the tree costs 30-90 ms a file; a file is
