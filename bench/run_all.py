@@ -10,6 +10,7 @@ Usage::
     python bench/run_all.py                       # 4096^2, 6/12/24 resultants, all programs
     python bench/run_all.py --size 256 --smoke    # a quick check of the script itself
     python bench/run_all.py --patterns survey6 --skip-legacy
+    python bench/run_all.py --patterns survey6 --only romancal_elp   # romancal's ELP
 
 The legacy package is installed into ``bench/.venv-legacy`` if missing (it is a
 yardstick only, never imported by the package).
@@ -257,6 +258,126 @@ def run_romancal_rampfit(config, work, tag):
     )
 
 
+ROMANCAL_ELP = r"""
+import json, sys, time
+t_start = time.perf_counter()
+# romancal stamps a CRDS context into meta.ref_file after every step that used a
+# reference file, overrides included, by asking the CRDS client (fatal offline). Every
+# reference here is an override, so the context is a fixed string; nothing else is
+# patched and no step's computation is touched.
+from stpipe import crds_client
+crds_client.get_context_used = lambda observatory: "N/A (offline: every reference overridden)"
+from romancal.pipeline import ExposurePipeline
+l1, out = sys.argv[1], sys.argv[2]
+with open(sys.argv[3]) as f:
+    steps = json.load(f)
+t0 = time.perf_counter()
+result = ExposurePipeline.call(l1, steps=steps, save_results=False)
+model = result[0] if isinstance(result, tuple) else result
+t1 = time.perf_counter()
+# With assign_wcs skipped the model has no meta.wcs, which ExposurePipeline.save_model
+# (its _wcs product) cannot handle; the schema allows None, so save the L2 here.
+if "wcs" not in model.meta:
+    model.meta["wcs"] = None
+model.save(out)
+t2 = time.perf_counter()
+print("ROMANCAL_ELP " + json.dumps({
+    "cal_step": {k: str(v) for k, v in model.meta.cal_step.items()},
+    "import_s": round(t0 - t_start, 2),
+    "pipeline_s": round(t1 - t0, 2),
+    "save_s": round(t2 - t1, 2),
+}))
+"""
+
+# ExposurePipeline steps skipped in the romancal_elp run: no reference of ours to build
+# theirs from (bench/romancal_refs.py NOT_BUILT), or not meaningful without those.
+ELP_SKIPS = {
+    "refpix": "no RefpixRef (romancal's 1/f weights) in our set",
+    "assign_wcs": "no DistortionRef in our set",
+    "photom": "no photometric reference in our set",
+    "source_catalog": "needs an ApcorrRef; catalogs are not part of our pipeline",
+    "tweakreg": "needs the source catalog and a WCS",
+}
+ELP_SMALL_FRAME_SKIPS = {
+    "dark_decay": "romancal 1.1.0's dark_decay builds a 4096x4096 read-time map",
+}
+
+
+def run_romancal_elp(config, work, tag, size):
+    """romancal 1.1.0's whole ExposurePipeline on the same L1, with our calibration.
+
+    The reference files are converted from our CALDIR by ``bench/romancal_refs.py``
+    (cached in ``<work>/romancal_refs``, built outside the timed process); steps
+    whose reference cannot be built are skipped (``ELP_SKIPS``).
+    """
+    cfg = write_config(config, work / f"romancal_elp_{tag}.yaml")
+    refs_dir = work / "romancal_refs"
+    t0 = time.perf_counter()
+    build = subprocess.run(
+        [
+            sys.executable,
+            BENCH / "romancal_refs.py",
+            "--config",
+            cfg,
+            "--out",
+            refs_dir,
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if build.returncode:
+        return {"error": "romancal_refs failed: " + build.stderr[-2000:]}
+    refs = json.loads(build.stdout[build.stdout.index("{") :])["paths"]
+    build_s = round(time.perf_counter() - t0, 2)
+    skips = dict(ELP_SKIPS, **(ELP_SMALL_FRAME_SKIPS if size != 4096 else {}))
+    steps = {
+        "dq_init": {"override_mask": refs["mask"]},
+        "saturation": {"override_saturation": refs["saturation"]},
+        "dark_decay": {"override_darkdecaysignal": refs["darkdecaysignal"]},
+        "linearity": {
+            "override_linearity": refs["linearity"],
+            "override_inverselinearity": refs["inverselinearity"],
+            "override_integralnonlinearity": "N/A",  # optional in romancal
+        },
+        "rampfit": {
+            "override_readnoise": refs["readnoise"],
+            "override_gain": refs["gain"],
+        },
+        "dark_current": {"override_dark": refs["dark"]},
+        "flatfield": {"override_flat": refs["flat"]},
+    }
+    for name in skips:
+        steps[name] = {"skip": True}
+    steps_path = work / f"romancal_elp_{tag}_steps.json"
+    steps_path.write_text(json.dumps(steps, indent=1))
+    script = work / "romancal_elp.py"
+    script.write_text(ROMANCAL_ELP)
+    out = work / f"romancal_elp_{tag}_cal.asdf"
+    env = dict(os.environ)
+    # no CRDS anywhere: step parameters from CRDS off, and a server/cache that cannot
+    # answer, so an unexpected lookup fails instead of reaching out
+    env.update(
+        STPIPE_DISABLE_CRDS_STEPPARS="true",
+        CRDS_SERVER_URL="https://crds.invalid",
+        CRDS_PATH=str(work / "no_crds_cache"),
+    )
+    log = work / f"romancal_elp_{tag}.log"
+    res = timed([sys.executable, script, config["IN"], out, steps_path], log, env=env)
+    match = re.search(r"^ROMANCAL_ELP (\{.*\})$", Path(log).read_text(), re.MULTILINE)
+    info = json.loads(match.group(1)) if match else {}
+    cal = info.pop("cal_step", {})
+    res.update(info)
+    res.update(
+        output=str(out),
+        refs=str(refs_dir),
+        refs_build_s=build_s,
+        cal_step=cal,
+        steps_completed=sorted(k for k, v in cal.items() if v == "COMPLETE"),
+        steps_skipped=skips,
+    )
+    return res
+
+
 READ_ONLY = r"""
 import sys, time, numpy as np, asdf
 t0 = time.perf_counter()
@@ -336,9 +457,9 @@ def render(results, args):
     lines.append("")
     lines.append(
         "| pattern | program | wall s (best; all runs) | user s | sys s | "
-        "peak RSS GiB | legacy/ours | romancal fit/ours |"
+        "peak RSS GiB | legacy/ours | romancal fit/ours | romancal ELP/ours |"
     )
-    lines.append("|---|---|---|---|---|---|---|---|")
+    lines.append("|---|---|---|---|---|---|---|---|---|")
     for tag, res in results.items():
         ours = res.get("ours_optimal", {}).get("wall_s")
 
@@ -348,17 +469,19 @@ def render(results, args):
 
         legacy = completed("legacy")
         romancal = completed("romancal_rampfit")
+        elp = completed("romancal_elp")
         for name, r in res.items():
             if isinstance(r, dict) and "stopped_after_s" in r:
                 lines.append(
                     f"| {tag} | {name} | stopped after {r['stopped_after_s']} s "
-                    f"(--legacy-timeout) | | | | | |"
+                    f"(--legacy-timeout) | | | | | | |"
                 )
                 continue
             if not isinstance(r, dict) or "wall_s" not in r:
                 continue
             rel_legacy = ratio(legacy, r["wall_s"]) if name.startswith("ours") else ""
             rel_rc = ratio(romancal, r["wall_s"]) if name.startswith("ours") else ""
+            rel_elp = ratio(elp, r["wall_s"]) if name.startswith("ours") else ""
             rc = "" if r.get("returncode", 0) == 0 else f" (exit {r['returncode']})"
             walls = r.get("walls_s")
             wall = f"{r['wall_s']}" + (
@@ -367,7 +490,7 @@ def render(results, args):
             lines.append(
                 f"| {tag} | {name}{rc} | {wall} | {r.get('user_s', '')} | "
                 f"{r.get('sys_s', '')} | {r['peak_rss_gib']} | {rel_legacy} | "
-                f"{rel_rc} |"
+                f"{rel_rc} | {rel_elp} |"
             )
         steps = res.get("ours_optimal", {}).get("steps") or {}
         if steps and "error" not in steps:
@@ -383,6 +506,17 @@ def render(results, args):
                     f"{tag}: just reading the inputs takes {floor} s in a fresh process "
                     f"({100 * floor / ours:.0f} % of the whole run)."
                 )
+        elp_run = res.get("romancal_elp") or {}
+        if elp_run.get("cal_step"):
+            skipped = "; ".join(
+                f"{k}: {v}" for k, v in elp_run["steps_skipped"].items()
+            )
+            lines.append("")
+            lines.append(
+                f"{tag}: romancal_elp = romancal's ExposurePipeline with references "
+                f"converted from ours (`bench/romancal_refs.py`); steps completed: "
+                f"{', '.join(elp_run['steps_completed'])}; skipped: {skipped}."
+            )
         for name, agreement in (res.get("agreement") or {}).items():
             lines.append("")
             lines.append(
@@ -418,6 +552,11 @@ def main(argv=None):
     parser.add_argument("--skip-romancal", action="store_true")
     parser.add_argument("--skip-likely", action="store_true")
     parser.add_argument(
+        "--skip-romancal-elp",
+        action="store_true",
+        help="do not run romancal's whole ExposurePipeline (romancal_elp)",
+    )
+    parser.add_argument(
         "--repeat", type=int, default=1, help="runs of ours (optimal); best is kept"
     )
     parser.add_argument(
@@ -429,7 +568,14 @@ def main(argv=None):
     parser.add_argument(
         "--only",
         nargs="+",
-        choices=["optimal", "likely", "legacy", "romancal", "read_floor"],
+        choices=[
+            "optimal",
+            "likely",
+            "legacy",
+            "romancal",
+            "romancal_elp",
+            "read_floor",
+        ],
         help="run only these programs and merge them into the existing results.json "
         "(the others keep their recorded numbers)",
     )
@@ -442,11 +588,12 @@ def main(argv=None):
     parser.add_argument(
         "--smoke",
         action="store_true",
-        help="small check of this script: no legacy/romancal, no RESULTS.md update",
+        help="small check of this script: no legacy/romancal, no RESULTS.md update "
+        "(romancal_elp only with --only)",
     )
     args = parser.parse_args(argv)
     if args.smoke:
-        args.skip_legacy = args.skip_romancal = True
+        args.skip_legacy = args.skip_romancal = args.skip_romancal_elp = True
     results_path = Path(args.out) / "results.json"
     results = {}
     if args.only and results_path.exists():
@@ -478,6 +625,8 @@ def main(argv=None):
                 res["agreement"] = agreement
         if wanted("romancal", args.skip_romancal):
             res["romancal_rampfit"] = run_romancal_rampfit(config, work, tag)
+        if wanted("romancal_elp", args.skip_romancal_elp):
+            res["romancal_elp"] = run_romancal_elp(config, work, tag, args.size)
         if wanted("read_floor"):
             res["read_floor"] = run_read_floor(config, work, tag)
         print(json.dumps({tag: res}, indent=1), flush=True)
