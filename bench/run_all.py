@@ -303,6 +303,23 @@ ELP_SMALL_FRAME_SKIPS = {
 }
 
 
+def elp_step_times(log_text):
+    """Wall seconds of each step that ran, from stpipe's "running"/"done" log stamps."""
+    pattern = (
+        r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) - stpipe.step - INFO - "
+        r"Step (\w+) (running|done)"
+    )
+    starts, times = {}, {}
+    for m in re.finditer(pattern, log_text, re.MULTILINE):
+        stamp = time.mktime(time.strptime(m.group(1), "%Y-%m-%d %H:%M:%S"))
+        stamp += int(m.group(2)) / 1000
+        if m.group(4) == "running":
+            starts[m.group(3)] = stamp
+        elif m.group(3) in starts:  # a skipped step logs "Step skipped." instead
+            times[m.group(3)] = round(stamp - starts.pop(m.group(3)), 2)
+    return times
+
+
 def run_romancal_elp(config, work, tag, size):
     """romancal 1.1.0's whole ExposurePipeline on the same L1, with our calibration.
 
@@ -363,7 +380,8 @@ def run_romancal_elp(config, work, tag, size):
     )
     log = work / f"romancal_elp_{tag}.log"
     res = timed([sys.executable, script, config["IN"], out, steps_path], log, env=env)
-    match = re.search(r"^ROMANCAL_ELP (\{.*\})$", Path(log).read_text(), re.MULTILINE)
+    text = Path(log).read_text(errors="replace")
+    match = re.search(r"^ROMANCAL_ELP (\{.*\})$", text, re.MULTILINE)
     info = json.loads(match.group(1)) if match else {}
     cal = info.pop("cal_step", {})
     res.update(info)
@@ -374,6 +392,7 @@ def run_romancal_elp(config, work, tag, size):
         cal_step=cal,
         steps_completed=sorted(k for k, v in cal.items() if v == "COMPLETE"),
         steps_skipped=skips,
+        step_times=elp_step_times(text),
     )
     return res
 
@@ -517,6 +536,11 @@ def render(results, args):
                 f"converted from ours (`bench/romancal_refs.py`); steps completed: "
                 f"{', '.join(elp_run['steps_completed'])}; skipped: {skipped}."
             )
+            parts = ", ".join(
+                f"{k} {v:.2f}" for k, v in (elp_run.get("step_times") or {}).items()
+            )
+            if parts:
+                lines.append(f"{tag}: romancal_elp time per step (s): {parts}.")
         for name, agreement in (res.get("agreement") or {}).items():
             lines.append("")
             lines.append(

@@ -181,6 +181,7 @@ def test_run_all_romancal_elp_smoke(simulated_set, tmp_path, monkeypatch):
         "dark_decay",
     }
     assert elp["cal_step"]["refpix"] == "SKIPPED"
+    assert elp["step_times"]["rampfit"] > 0 and "refpix" not in elp["step_times"]
     with rdm.open(elp["output"]) as model:
         assert isinstance(model, dm.ImageModel)
         assert model.data.shape == (120, 120)
