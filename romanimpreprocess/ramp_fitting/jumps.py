@@ -25,8 +25,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from romanimpreprocess.ramp_fitting.optimal_weights import (
-    segment_weights,
+    gls_estimators,
+    resultant_covariance,
     slope_variance_coefficients,
+    variance_coefficients,
 )
 
 __all__ = [
@@ -185,49 +187,20 @@ class JumpTests:
         return int(self.flag.size)
 
 
-def _pack(rows, tbar, tau, n_frames, with_labels):
-    n = len(tbar)
-    if not rows:
-        empty = np.zeros((0, n)) if with_labels else None
-        return JumpTests(
-            weights=np.zeros((0, n)),
-            poisson=np.zeros(0),
-            read=np.zeros(0),
-            flag=np.zeros(0, np.intp),
-            double=np.zeros(0, bool),
-            labels_after=np.zeros((0, n), np.int8) if with_labels else None,
-            slopes=empty,
-            outlier=empty,
-            outlier_poisson=np.zeros(0) if with_labels else None,
-            outlier_read=np.zeros(0) if with_labels else None,
-        )
-
-    def coefs(vectors):
-        pairs = [slope_variance_coefficients(v, tbar, tau, n_frames) for v in vectors]
-        return np.array([c[0] for c in pairs]), np.array([c[1] for c in pairs])
-
-    weights = np.array([r[0] for r in rows], dtype=np.float64)
-    poisson, read = coefs(weights)
-    extra = {}
-    if with_labels:
-        outlier = np.array([r[5] for r in rows], dtype=np.float64)
-        extra["outlier_poisson"], extra["outlier_read"] = coefs(outlier)
-        extra["outlier"] = outlier
-        extra["labels_after"] = np.array([r[3] for r in rows], dtype=np.int8)
-        extra["slopes"] = np.array([r[4] for r in rows], dtype=np.float64)
-    return JumpTests(
-        weights=weights,
-        poisson=poisson,
-        read=read,
-        flag=np.array([r[1] for r in rows], dtype=np.intp),
-        double=np.array([r[2] for r in rows], dtype=bool),
-        **extra,
-    )
-
-
 def empty_tests(n: int) -> JumpTests:
     """No tests, for ramps of ``n`` resultants whose slope is not determined."""
-    return _pack([], np.zeros(n), np.zeros(n), np.ones(n), with_labels=True)
+    return JumpTests(
+        weights=np.zeros((0, n)),
+        poisson=np.zeros(0),
+        read=np.zeros(0),
+        flag=np.zeros(0, np.intp),
+        double=np.zeros(0, bool),
+        labels_after=np.zeros((0, n), np.int8),
+        slopes=np.zeros((0, n)),
+        outlier=np.zeros((0, n)),
+        outlier_poisson=np.zeros(0),
+        outlier_read=np.zeros(0),
+    )
 
 
 def legacy_tests(
@@ -275,8 +248,26 @@ def legacy_tests(
             delta = tbar64[j] - tbar64[i]
             w[j] += 1.0 / delta
             w[i] -= 1.0 / delta
-            rows.append((w, i, di == 2, None, None))
-    return _pack(rows, tbar, tau, n_frames, with_labels=False)
+            rows.append((w, i, di == 2))
+    if not rows:
+        return JumpTests(
+            weights=np.zeros((0, k.size)),
+            poisson=np.zeros(0),
+            read=np.zeros(0),
+            flag=np.zeros(0, np.intp),
+            double=np.zeros(0, bool),
+        )
+    weights = np.array([r[0] for r in rows])
+    # One vector at a time: legacy_compat reproduces the legacy's float32 threshold
+    # comparison from exactly these coefficient values.
+    pairs = [slope_variance_coefficients(w, tbar, tau, n_frames) for w in weights]
+    return JumpTests(
+        weights=weights,
+        poisson=np.array([c[0] for c in pairs]),
+        read=np.array([c[1] for c in pairs]),
+        flag=np.array([r[1] for r in rows], dtype=np.intp),
+        double=np.array([r[2] for r in rows], dtype=bool),
+    )
 
 
 def _relabel(labels):
@@ -313,7 +304,10 @@ def step_tests(
       almost no residual freedom, which then "explains" a jump elsewhere as well as the
       right model does, and is picked by noise.
 
-    Tests whose statistic is not determined (too few resultants) are left out.
+    Each test is the fixed-weight GLS fit (`optimal_weights.segment_weights`) of the
+    ramp's segments plus the step; the models of one ramp are solved as stacks
+    (`optimal_weights.gls_estimators`). Tests whose statistic is not determined (too
+    few resultants) are left out.
 
     Parameters
     ----------
@@ -330,53 +324,119 @@ def step_tests(
     -------
     JumpTests
         With ``labels_after`` set.
+
+    Raises
+    ------
+    ValueError
+        If a segment is not one run of resultants (labels of the used resultants
+        must not decrease in order of first appearance).
     """
-    labels = np.asarray(labels, dtype=np.int8)
-    rows = []
+    labels = _relabel(np.asarray(labels, dtype=np.int8))
+    if np.any(np.diff(labels[labels >= 0]) < 0):
+        raise ValueError(f"segment labels {labels.tolist()} are not runs")
+    n = labels.size
+    tbar64 = np.asarray(tbar, dtype=np.float64)
+    n_frames64 = np.asarray(n_frames, dtype=np.float64)
+    # (first resultant of the step, dropped resultant or -1), in the order the tests
+    # are listed: per segment, single differences then double differences
+    candidates = []
     for seg in np.unique(labels[labels >= 0]):
         pts = np.flatnonzero(labels == seg)
         k = pts.size
-        for double in (False, True):
-            if double and k < 4:
-                continue
-            for a in range(k - 2 if double else k - 1):
-                if double and min(a + 1, k - a - 2) < DOUBLE_MIN_SIDE:
-                    continue
-                after = labels.copy()
-                if double:
-                    dropped, first_new = pts[a + 1], pts[a + 2]
-                    after[dropped] = -1
-                else:
-                    dropped, first_new = None, pts[a + 1]
-                after[pts[pts >= first_new]] = np.int8(max(labels.max(), 0) + 1)
-                est = segment_weights(
-                    labels if not double else _drop(labels, dropped),
-                    tbar,
-                    tau,
-                    n_frames,
-                    u=u,
-                    step_from=int(first_new),
-                )
-                if est is None:
-                    continue
-                w, slope = est
-                b = float(np.sum(w * w / np.asarray(n_frames, np.float64)))
-                if b < _MIN_READ_COEF:
-                    continue
-                outlier = np.zeros(labels.size)
-                if double:
-                    free = segment_weights(
-                        labels, tbar, tau, n_frames, u=u, free_at=int(dropped)
-                    )
-                    if free is None:
-                        continue
-                    outlier = free[0]
-                flag = int(dropped) if double else int(first_new)
-                rows.append((w, flag, double, _relabel(after), slope, outlier))
-    return _pack(rows, tbar, tau, n_frames, with_labels=True)
+        candidates += [(pts[a + 1], -1) for a in range(k - 1)]
+        if k >= 4:
+            candidates += [
+                (pts[a + 2], pts[a + 1])
+                for a in range(k - 2)
+                if min(a + 1, k - a - 2) >= DOUBLE_MIN_SIDE
+            ]
+    if not candidates:
+        return empty_tests(n)
+    first_new, dropped = np.array(candidates, dtype=np.intp).T
+    double = dropped >= 0
 
+    # Design on the usable resultants U: segment intercepts, slope, extra column.
+    usable = np.flatnonzero(labels >= 0)
+    segs = labels[usable]
+    base = np.column_stack(
+        [(segs == g).astype(np.float64) for g in np.unique(segs)] + [tbar64[usable]]
+    )
+    cov = resultant_covariance(tbar, tau, n_frames, u=u)
+    t, m, p = first_new.size, usable.size, base.shape[1] + 1
+    # step model: a step from first_new on, within its segment
+    step_col = (usable[None, :] >= first_new[:, None]) & (
+        segs[None, :] == labels[first_new][:, None]
+    )
+    step_design = np.concatenate(
+        [np.broadcast_to(base, (t, m, p - 1)), step_col[:, :, None]], axis=2
+    )
+    # Columns: [extra, slope] as `segment_weights` with an extra column.
+    columns = [p - 1, p - 2]
+    weights = np.zeros((t, n))
+    slopes = np.zeros((t, n))
+    valid = np.zeros(t, bool)
+    single = np.flatnonzero(~double)
+    if single.size and m >= p:
+        est, ok = gls_estimators(
+            step_design[single], cov[np.ix_(usable, usable)], columns
+        )
+        weights[np.ix_(single, usable)] = est[:, 0]
+        slopes[np.ix_(single, usable)] = est[:, 1]
+        valid[single] = ok
+    outlier = np.zeros((t, n))
+    doubles = np.flatnonzero(double)
+    if doubles.size and m - 1 >= p:
+        # the step model without the dropped resultant (each its own covariance) ...
+        keep = usable[None, :] != dropped[doubles][:, None]
+        rows = np.nonzero(keep)[1].reshape(doubles.size, m - 1)
+        kept = usable[rows]
+        design = np.take_along_axis(step_design[doubles], rows[:, :, None], axis=1)
+        est, ok = gls_estimators(
+            design, cov[kept[:, :, None], kept[:, None, :]], columns
+        )
+        sub = weights[doubles]
+        np.put_along_axis(sub, kept, est[:, 0], axis=1)
+        weights[doubles] = sub
+        sub = slopes[doubles]
+        np.put_along_axis(sub, kept, est[:, 1], axis=1)
+        slopes[doubles] = sub
+        # ... and the current model with a free offset of the dropped resultant
+        free_col = usable[None, :] == dropped[doubles][:, None]
+        free_design = np.concatenate(
+            [np.broadcast_to(base, (doubles.size, m, p - 1)), free_col[:, :, None]],
+            axis=2,
+        )
+        free, free_ok = gls_estimators(
+            free_design, cov[np.ix_(usable, usable)], columns
+        )
+        outlier[np.ix_(doubles, usable)] = free[:, 0]
+        valid[doubles] = ok & free_ok
+    read_coef = np.sum(weights * weights / n_frames64, axis=1)
+    valid &= read_coef >= _MIN_READ_COEF
+    first_new, dropped, double = first_new[valid], dropped[valid], double[valid]
+    weights, slopes, outlier = weights[valid], slopes[valid], outlier[valid]
 
-def _drop(labels, index):
-    out = labels.copy()
-    out[index] = -1
-    return out
+    # Labels after the remedy: the step's segment splits at first_new, the segments
+    # after it move up by one, and a double difference's resultant is dropped.
+    segment = labels[first_new][:, None]
+    after = (
+        labels
+        + (labels > segment)
+        + ((labels == segment) & (np.arange(n) >= first_new[:, None]))
+    ).astype(np.int8)
+    after[:, labels < 0] = -1
+    after[np.flatnonzero(double), dropped[double]] = -1
+    poisson, read = variance_coefficients(weights, tbar, tau, n_frames)
+    outlier_poisson, outlier_read = variance_coefficients(outlier, tbar, tau, n_frames)
+    return JumpTests(
+        weights=weights,
+        poisson=poisson,
+        read=read,
+        flag=np.where(double, dropped, first_new).astype(np.intp),
+        double=double,
+        labels_after=after,
+        slopes=slopes,
+        outlier=outlier,
+        outlier_poisson=outlier_poisson,
+        outlier_read=outlier_read,
+    )

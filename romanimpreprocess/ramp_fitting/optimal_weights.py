@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 __all__ = [
     "RampOptPars",
     "gls_estimator",
+    "gls_estimators",
     "legacy_slope_coefficients",
     "optimal_weights",
     "poisson_covariance",
@@ -33,6 +34,7 @@ __all__ = [
     "slope_variance_coefficients",
     "two_point_weights",
     "uniform_weights",
+    "variance_coefficients",
 ]
 
 # A normal matrix whose condition number exceeds this is treated as singular (the
@@ -243,12 +245,62 @@ def gls_estimator(design: NDArray, cov: NDArray, columns) -> NDArray[np.float64]
         Rows of ``(XᵀWX)⁻¹ XᵀW`` with ``W = cov⁻¹``; None when the parameters are not
         determined (singular normal matrix).
     """
+    est, determined = gls_estimators(design[None], cov, columns)
+    return est[0] if determined[0] else None
+
+
+def gls_estimators(
+    design: NDArray, cov: NDArray, columns
+) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    """`gls_estimator` for a stack of models, in a few array operations.
+
+    The jump tests of one usage pattern are tens of small models on the same
+    resultants; solving them one call at a time costs far more in call overhead than
+    in arithmetic.
+
+    Parameters
+    ----------
+    design : ndarray, shape (t, m, p)
+        Design matrices.
+    cov : ndarray, shape (m, m) or (t, m, m)
+        Covariance of ``d``, shared by all models or one per model.
+    columns : int or sequence of int
+        Indices of the wanted parameters in ``beta``.
+
+    Returns
+    -------
+    est : ndarray, shape (t, m) or (t, len(columns), m), float64
+        The weights of each model (zero where not determined).
+    determined : ndarray of bool, shape (t,)
+        False where the normal matrix is singular.
+    """
     weight = np.linalg.inv(cov)
-    xtw = design.T @ weight
+    xtw = np.swapaxes(design, -1, -2) @ weight
     normal = xtw @ design
-    if np.linalg.cond(normal) > _MAX_CONDITION:
-        return None
-    return np.linalg.solve(normal, xtw)[columns]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        determined = ~(np.linalg.cond(normal) > _MAX_CONDITION)
+    est = np.zeros((design.shape[0], *xtw[0, columns].shape))
+    if determined.any():
+        est[determined] = np.linalg.solve(normal[determined], xtw[determined])[
+            :, columns
+        ]
+    return est, determined
+
+
+def variance_coefficients(
+    weights: NDArray, tbar: NDArray, tau: NDArray, n_frames: NDArray
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """`slope_variance_coefficients` of each row of ``weights`` (shape (t, n)).
+
+    Returns
+    -------
+    tuple of ndarray, shape (t,), float64
+        ``(A, B)``.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    a = np.einsum("ti,ij,tj->t", w, poisson_covariance(tbar, tau), w)
+    b = np.sum(w * w / np.asarray(n_frames, dtype=np.float64), axis=-1)
+    return a, b
 
 
 def _design(labels: NDArray, tbar: NDArray, step_from=None, free_at=None):

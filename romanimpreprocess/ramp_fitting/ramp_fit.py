@@ -69,6 +69,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 BLOCK_PIXELS = 2**16  # pixels per block of rows (0.5 MB per float64 plane)
+# Pixels per chunk of the special-pixel jump tests (tests × chunk float64 temporaries
+# of about 5 MB for a 24-resultant ramp's 40 tests).
+SPECIAL_CHUNK = 2**14
 GAIN_CLIP = (1e-4, 1e4)  # e/DN, clip of the gain in the Poisson variance (legacy)
 MAX_ENDSLICE_RESULTANTS = 128  # endslice is int8 (legacy SLICEOUT limit)
 # Default-mode jump tests use weights at the pixel's own operating point
@@ -704,43 +707,49 @@ def _fit_special(d, gq, g, rn2, planner, thresholds, start):
         keys = np.column_stack([labels[fitted], ubin.astype(np.int8)])
         again = []
         for key, rows in zip(*_groups(keys), strict=True):
-            members = fitted[rows]
             tests = planner.tests(key[:-1], int(key[-1]))
             if not tests.count:
                 continue
-            dm = d[:, members]
-            amp = tests.weights @ dm
-            # Whether a test fires: the Poisson part of its variance comes from the
-            # slope of its own model (with the step), which the jump it looks for
-            # does not bias.
-            dvardt_t = np.maximum((tests.slopes @ dm) / g[members], 0.0)
-            z = np.abs(_significance(amp, tests, dvardt_t, rn2[members]))
-            fire = z > jump_threshold(s_out[members], thresholds)
-            # Which firing test to act on: the most significant improvement of the
-            # fit, all models compared under the covariance the weights assume
-            # (u of the bin): chi² gain z² with one degree of freedom for a single
-            # difference; for a double difference the gain of also freeing the
-            # dropped resultant is added, with two degrees of freedom. (Comparing
-            # z alone favours double differences, whose models have fewer residual
-            # degrees of freedom, and per-test variances favour wrong models whose
-            # slope comes out low.)
-            score = _log_p_value(
-                amp, tests, dm, float(planner.u_value(key[-1])), rn2[members]
-            )
-            choice = _choose(-score, fire)
-            sel = choice >= 0
-            if not sel.any():
-                continue
-            pix, test = members[sel], choice[sel]
-            labels[pix] = tests.labels_after[test]
-            jump[pix, tests.flag[test]] = True
-            again.append(pix)
+            u_bin = float(planner.u_value(key[-1]))
+            # In chunks: the tests' temporaries (tests × pixels) stay small.
+            for c0 in range(0, rows.size, SPECIAL_CHUNK):
+                members = fitted[rows[c0 : c0 + SPECIAL_CHUNK]]
+                choice = _chosen_tests(
+                    d, g, rn2, s_out, members, tests, u_bin, thresholds
+                )
+                sel = choice >= 0
+                if not sel.any():
+                    continue
+                pix, test = members[sel], choice[sel]
+                labels[pix] = tests.labels_after[test]
+                jump[pix, tests.flag[test]] = True
+                again.append(pix)
         active = np.concatenate(again) if again else np.zeros(0, np.intp)
     else:
         log.warning("jump search stopped after %d rounds", 2 * n + 1)
     no_slope = kind_of == "no_slope"
     kinds = {k: int(np.count_nonzero(kind_of == k)) for k in set(kind_of.tolist())}
     return s_out, vp_out, vr_out, jump, no_slope, kinds
+
+
+def _chosen_tests(d, g, rn2, s_out, members, tests, u_bin, thresholds):
+    """Index of the test to act on for each of ``members``; -1 where none fires."""
+    dm = d[:, members]
+    amp = tests.weights @ dm
+    # Whether a test fires: the Poisson part of its variance comes from the slope of
+    # its own model (with the step), which the jump it looks for does not bias.
+    dvardt_t = np.maximum((tests.slopes @ dm) / g[members], 0.0)
+    z = np.abs(_significance(amp, tests, dvardt_t, rn2[members]))
+    fire = z > jump_threshold(s_out[members], thresholds)
+    # Which firing test to act on: the most significant improvement of the fit, all
+    # models compared under the covariance the weights assume (u of the bin): chi²
+    # gain z² with one degree of freedom for a single difference; for a double
+    # difference the gain of also freeing the dropped resultant is added, with two
+    # degrees of freedom. (Comparing z alone favours double differences, whose models
+    # have fewer residual degrees of freedom, and per-test variances favour wrong
+    # models whose slope comes out low.)
+    score = _log_p_value(amp, tests, dm, u_bin, rn2[members])
+    return _choose(-score, fire)
 
 
 def _choose(rank, fire):

@@ -12,7 +12,11 @@ from romanimpreprocess.ramp_fitting.jumps import (
     legacy_tests,
     step_tests,
 )
-from romanimpreprocess.ramp_fitting.optimal_weights import RampOptPars, optimal_weights
+from romanimpreprocess.ramp_fitting.optimal_weights import (
+    RampOptPars,
+    optimal_weights,
+    segment_weights,
+)
 from tests.ramp_fitting.ramps import GAIN, SIGMA_READ, SURVEY_PATTERN, simulate, times
 
 U_TEST = RampOptPars(0.4, 1.8, 7.0).u
@@ -146,3 +150,58 @@ def test_significance_is_unit_normal(rng, flux):
             assert abs(np.mean(z)) < 5 / np.sqrt(npix)
             tail = np.mean(np.abs(z) > 3)
             assert abs(tail - p3) < 5 * np.sqrt(p3 / npix)
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        [-1] + [0] * 23,
+        [-1, 0, 0, 0, -1, 1, 1, 1, 1, 1, 2, 2, 2, 2, -1, -1, 3, 3, 3, 3, 3, 4, -1, -1],
+        [-1, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, -1] + [-1] * 12,
+    ],
+)
+def test_step_tests_match_one_model_at_a_time(labels):
+    # The tests are solved as stacks of models; each one must be the GLS fit of its
+    # own model (segment_weights, one call per model) and the remedy's labels the
+    # segments written out by hand.
+    labels = np.array(labels, np.int8)
+    tbar, tau, n = times([[i] for i in range(labels.size)], 3.04)
+    tests = step_tests(labels, tbar, tau, n, u=U_TEST)
+    assert tests.count > 0
+    for w, flag, double, after, slope, outlier in zip(
+        tests.weights,
+        tests.flag,
+        tests.double,
+        tests.labels_after,
+        tests.slopes,
+        tests.outlier,
+        strict=True,
+    ):
+        model = labels.copy()
+        first_new = flag
+        if double:
+            model[flag] = -1
+            first_new = np.flatnonzero(
+                (labels == labels[flag]) & (np.arange(24) > flag)
+            )[0]
+            free = segment_weights(labels, tbar, tau, n, u=U_TEST, free_at=int(flag))
+            np.testing.assert_allclose(outlier, free[0], rtol=1e-8, atol=1e-12)
+        one = segment_weights(model, tbar, tau, n, u=U_TEST, step_from=int(first_new))
+        np.testing.assert_allclose(w, one[0], rtol=1e-8, atol=1e-12)
+        np.testing.assert_allclose(slope, one[1], rtol=1e-8, atol=1e-12)
+        # remedy: the segment splits at first_new, later segments are renumbered
+        expect, next_label, previous = np.full(24, -1), -1, None
+        for i in range(24):
+            if model[i] < 0:
+                continue
+            key = (model[i], i >= first_new and model[i] == labels[first_new])
+            if key != previous:
+                next_label, previous = next_label + 1, key
+            expect[i] = next_label
+        np.testing.assert_array_equal(after, expect)
+
+
+def test_step_tests_reject_segments_that_are_not_runs():
+    tbar, tau, n = times(SURVEY_PATTERN, 3.04)
+    with pytest.raises(ValueError, match="not runs"):
+        step_tests(np.array([-1, 0, 1, 0, 0, 0], np.int8), tbar, tau, n, u=U_TEST)

@@ -5,6 +5,7 @@ import pytest
 
 from romanimpreprocess.ramp_fitting.optimal_weights import (
     RampOptPars,
+    gls_estimators,
     legacy_slope_coefficients,
     optimal_weights,
     poisson_covariance,
@@ -237,3 +238,22 @@ def test_step_weights_measure_the_step():
     d = 100 + 3.0 * tbar + np.where(np.arange(6) >= 3, 55.0, 0.0)
     np.testing.assert_allclose(step @ d, 55.0, rtol=1e-10)
     np.testing.assert_allclose(slope @ d, 3.0, rtol=1e-10)
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_gls_estimators_match_whitened_least_squares(rng, shared):
+    # Each model of the stack against the textbook GLS: whiten with the Cholesky
+    # factor of the covariance and take the pseudo-inverse of the whitened design.
+    t, m, p = 6, 9, 3
+    design = rng.normal(size=(t, m, p))
+    design[-1, :, 2] = design[-1, :, 0]  # a singular model: two equal columns
+    a = rng.normal(size=(1 if shared else t, m, m))
+    cov = a @ np.swapaxes(a, 1, 2) + m * np.eye(m)
+    est, determined = gls_estimators(design, cov[0] if shared else cov, [2, 0])
+    np.testing.assert_array_equal(determined, [True] * (t - 1) + [False])
+    assert not est[-1].any()
+    for i in range(t - 1):
+        chol = np.linalg.cholesky(cov[0 if shared else i])
+        white = np.linalg.solve(chol, design[i])
+        brute = np.linalg.pinv(white) @ np.linalg.inv(chol)
+        np.testing.assert_allclose(est[i], brute[[2, 0]], rtol=1e-9, atol=1e-12)
