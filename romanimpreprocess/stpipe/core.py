@@ -29,6 +29,7 @@ from roman_datamodels import datamodels as dm
 from romancal.stpipe import RomanPipeline, RomanStep
 from stpipe import Pipeline
 
+from romanimpreprocess._memory import reuse_freed_memory
 from romanimpreprocess.datamodels import (
     Geometry,
     MissingReferenceError,
@@ -156,6 +157,8 @@ class RipStep(RomanStep):
         objects), and every step those made since, so those collections cost
         milliseconds instead of ~0.1 s each; the outermost step unfreezes them all
         when it ends (a frozen cycle made during the run is then collected as usual).
+        It also keeps freed full-frame buffers for the next step to reuse while it
+        runs (`romanimpreprocess._memory.reuse_freed_memory`).
         """
         if self.parent is not None:
             # the reference trees and logs made since: out of reach too
@@ -164,7 +167,8 @@ class RipStep(RomanStep):
         gc.collect()
         gc.freeze()
         try:
-            return super().run(*args)
+            with reuse_freed_memory():
+                return super().run(*args)
         finally:
             gc.unfreeze()
 

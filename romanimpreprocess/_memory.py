@@ -1,0 +1,75 @@
+"""Keep freed full-frame buffers in the process while a pipeline runs.
+
+glibc's malloc serves every allocation above its mmap threshold (at most 32 MiB)
+with a fresh ``mmap`` and gives it back to the system when it is freed. A full-frame
+plane is 64 MiB (float32) or 128 MiB (float64), so every temporary plane of every
+step is memory the process touches for the first time. On virtual machines that is
+expensive (about 3 ms per MiB on the survey's cloud nodes, paid as system time): it
+was 6.4 s of a 17 s full-frame run. Raising the threshold just above a float64 plane
+and not trimming the heap lets those planes be reused from one step to the next;
+the ramp cube itself (several planes) is still mapped and given back when freed, so
+the peak grows little (1.68 -> 1.78 GiB at 6 resultants, `bench/RESULTS.md`).
+
+`reuse_freed_memory` does this for the outermost step of a run and, when the run
+ends, gives the kept memory back (``malloc_trim``) and returns malloc to its
+defaults. ``RIP_KEEP_FREED_MEMORY=0`` turns it off; it does nothing where malloc is
+not glibc's.
+"""
+
+import contextlib
+import ctypes
+import ctypes.util
+import logging
+import os
+
+__all__ = ["reuse_freed_memory"]
+
+log = logging.getLogger(__name__)
+
+# mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+# glibc's documented starting values of both (the dynamic threshold's start)
+_DEFAULT_THRESHOLD = 128 * 1024
+# Just above a float64 full-frame plane (4096² × 8 bytes): planes come from the heap.
+KEEP_BELOW = 4096 * 4096 * 8 + 4096
+# The heap is not trimmed while the run lasts (mallopt takes an int).
+_NO_TRIM = 2**31 - 1
+
+
+def _libc():
+    if os.environ.get("RIP_KEEP_FREED_MEMORY", "1") == "0":
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+    # musl and other C libraries have no mallopt/malloc_trim
+    if not (hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim")):
+        return None
+    return libc
+
+
+@contextlib.contextmanager
+def reuse_freed_memory():
+    """Inside the block, freed buffers below `KEEP_BELOW` bytes stay in the process.
+
+    Nested uses are harmless (the inner one finds the settings already made and
+    leaves them). On leaving, the memory kept is returned to the system.
+    """
+    libc = _libc()
+    if libc is None or getattr(reuse_freed_memory, "active", False):
+        yield
+        return
+    set_mmap = libc.mallopt(_M_MMAP_THRESHOLD, KEEP_BELOW)
+    set_trim = libc.mallopt(_M_TRIM_THRESHOLD, _NO_TRIM)
+    if not (set_mmap and set_trim):
+        log.debug("mallopt refused; freed memory goes back to the system as usual")
+    reuse_freed_memory.active = True
+    try:
+        yield
+    finally:
+        reuse_freed_memory.active = False
+        libc.mallopt(_M_MMAP_THRESHOLD, _DEFAULT_THRESHOLD)
+        libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_THRESHOLD)
+        libc.malloc_trim(0)
