@@ -392,7 +392,7 @@ def fit_ramps(
         inputs = (data, groupdq, gain, read_noise, border, matrix)
         outputs = (slope, var_p, var_r, flags, endslice)
         special.append(
-            _screen_compiled(inputs, full, start, thresholds, outputs, threads)
+            _screen_compiled(inputs, full, planner, start, thresholds, outputs, threads)
         )
         counts["full"] += int(sy * sx - special[0].size)
     else:
@@ -510,7 +510,7 @@ def fit_ramps(
     )
 
 
-def _screen_compiled(inputs, full, start, thresholds, outputs, threads):
+def _screen_compiled(inputs, full, planner, start, thresholds, outputs, threads):
     """The compiled pass over every science pixel; returns the special ones (flat).
 
     ``inputs`` = (data, groupdq, gain, read_noise, border, matrix); ``outputs`` =
@@ -519,7 +519,10 @@ def _screen_compiled(inputs, full, start, thresholds, outputs, threads):
     data, groupdq, gain, read_noise, border, matrix = inputs
     slope, var_p, var_r, flags, endslice = outputs
     from romanimpreprocess.parallel import kernel_threads
-    from romanimpreprocess.ramp_fitting.ramp_fit_kernels import screen_ramps
+    from romanimpreprocess.ramp_fitting.ramp_fit_kernels import (
+        screen_ramps,
+        structured_tests,
+    )
 
     sy, sx = slope.shape
     special = np.zeros((sy, sx), bool)
@@ -539,6 +542,32 @@ def _screen_compiled(inputs, full, start, thresholds, outputs, threads):
         dtype=np.float64,
     )
     no_endslice = np.zeros((1, 1), np.int8)
+    n, ntests = matrix.shape[1], matrix.shape[0] - 1
+    used = n - start
+    # the statistics through C⁻¹ d where that is fewer operations than dot products
+    structure = None
+    if 7 * used + 4 * ntests < used * ntests:
+        structure = structured_tests(
+            full.tests.weights,
+            full.tests.flag,
+            full.tests.double,
+            planner.tbar,
+            planner.tau,
+            planner.n_frames,
+            u=float(planner.u_value(0)),
+            start=start,
+        )
+    if structure is None:
+        structure = {
+            "coefs": np.zeros((ntests, 4)),
+            "step_at": np.zeros(ntests, np.int64),
+            "free_at": np.zeros(ntests, np.int64),
+        }
+        factors = np.zeros((0, n))
+    else:
+        factors = np.stack(
+            [structure[k] for k in ("inv_dprime", "lower", "inv_diag", "upper", "tbar")]
+        )
     with kernel_threads(threads):
         screen_ramps(
             np.ascontiguousarray(data),
@@ -549,6 +578,10 @@ def _screen_compiled(inputs, full, start, thresholds, outputs, threads):
             np.ascontiguousarray(matrix, dtype=np.float64),
             np.ascontiguousarray(full.tests.poisson, dtype=np.float64),
             np.ascontiguousarray(full.tests.read, dtype=np.float64),
+            factors,
+            structure["coefs"],
+            structure["step_at"],
+            structure["free_at"],
             float(full.coef_poisson),
             float(full.coef_read),
             int(start),

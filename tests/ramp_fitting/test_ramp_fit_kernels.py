@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from roman_datamodels.dqflags import group
 
-from romanimpreprocess.ramp_fitting import ramp_fit
+from romanimpreprocess.ramp_fitting import ramp_fit, ramp_fit_kernels
 from romanimpreprocess.ramp_fitting.jumps import JumpThresholds
 
 PATTERNS = {
@@ -17,6 +17,10 @@ PATTERNS = {
         [17],
     ],
     "uneven8": [[0], [1], [2, 3], [4, 5, 6], [7, 8, 9, 10], [11], [12, 13], [14]],
+    # long enough for the screening through C⁻¹ d (ramp_fit_kernels.structured_tests)
+    "long16": [[0]]
+    + [[1 + 2 * i, 2 + 2 * i] for i in range(7)]
+    + [[15 + i] for i in range(8)],
 }
 FRAME_TIME = 3.04
 
@@ -97,3 +101,112 @@ def test_unknown_engine_is_refused():
     inputs = _exposure(PATTERNS["survey6"], 16, seed=1)
     with pytest.raises(ValueError, match="engine"):
         ramp_fit.fit_ramps(*inputs, engine="gpu")
+
+
+def _full_plan(pattern, start):
+    n = len(pattern)
+    tbar = np.array([np.mean(r) * FRAME_TIME for r in pattern])
+    n_frames = np.array([len(r) for r in pattern])
+    tau = tbar - FRAME_TIME * (n_frames - 1) * (n_frames + 1) / (6 * n_frames)
+    planner = ramp_fit._Planner(tbar, tau, n_frames, u=5e-3, start=start, legacy=False)
+    return planner, planner.plan(ramp_fit._full_labels(n, start))
+
+
+def test_structured_statistics_equal_the_dot_products(rng):
+    # Each test statistic rebuilt from y = C⁻¹ d (the compiled solve) and the four
+    # sums must be the test's own weights applied to d, for ramps of any shape.
+    pattern = [[0]] + [[1 + 3 * i, 2 + 3 * i, 3 + 3 * i] for i in range(23)]
+    planner, full = _full_plan(pattern, start=1)
+    tests = full.tests
+    structure = ramp_fit_kernels.structured_tests(
+        tests.weights,
+        tests.flag,
+        tests.double,
+        planner.tbar,
+        planner.tau,
+        planner.n_frames,
+        u=float(planner.u_value(0)),
+        start=1,
+    )
+    assert structure is not None
+    n = len(pattern)
+    for _ in range(5):
+        d = rng.normal(0, 10, n) + rng.uniform(0, 50) * planner.tbar
+        d[rng.integers(1, n) :] += rng.uniform(-500, 500)  # and a jump
+        y = np.zeros(n)
+        work = np.zeros((2, n))
+        ramp_fit_kernels._inverse_covariance_times(
+            d,
+            1,
+            structure["inv_dprime"],
+            structure["lower"],
+            structure["inv_diag"],
+            structure["upper"],
+            work[0],
+            work[1],
+            y,
+        )
+        suffix = np.cumsum(y[::-1])[::-1]
+        sums = np.column_stack(
+            [
+                np.full(tests.count, y.sum()),
+                np.full(tests.count, planner.tbar @ y),
+                suffix[structure["step_at"]],
+                y[structure["free_at"]],
+            ]
+        )
+        stats = np.sum(structure["coefs"] * sums, axis=1)
+        np.testing.assert_allclose(stats, tests.weights @ d, rtol=1e-9, atol=1e-9)
+
+
+def test_structured_statistics_refused_without_a_random_walk():
+    # start = 0 with the first read at t = 0: the random walk's covariance is
+    # singular there, so the dot products are used
+    planner, full = _full_plan(PATTERNS["long16"], start=0)
+    tests = full.tests
+    assert (
+        ramp_fit_kernels.structured_tests(
+            tests.weights,
+            tests.flag,
+            tests.double,
+            planner.tbar,
+            planner.tau,
+            planner.n_frames,
+            u=float(planner.u_value(0)),
+            start=0,
+        )
+        is None
+    )
+
+
+@pytest.mark.parametrize("thresholds", [JumpThresholds(), JumpThresholds(8.0, 6.0)])
+def test_structured_screening_marks_the_same_pixels(monkeypatch, thresholds):
+    # The screening through C⁻¹ d must pick exactly the pixels the dot products
+    # pick (the final results alone would hide a screen that marks too many).
+    pattern = PATTERNS["long16"]
+    data, groupdq, _, gain, read_noise, *_ = _exposure(pattern, 64, seed=3)
+    planner, full = _full_plan(pattern, start=1)
+    matrix = np.vstack([full.slope[None, :], full.tests.weights])
+
+    def screen():
+        sy = sx = 64 - 2 * ramp_fit.REF_BORDER
+        outputs = (
+            np.empty((sy, sx), np.float32),
+            np.empty((sy, sx), np.float32),
+            np.empty((sy, sx), np.float32),
+            np.zeros((sy, sx), np.uint32),
+            np.empty((sy, sx), np.int8),
+        )
+        inputs = (data, groupdq, gain, read_noise, ramp_fit.REF_BORDER, matrix)
+        special = ramp_fit._screen_compiled(
+            inputs, full, planner, 1, thresholds, outputs, 2
+        )
+        return special, outputs
+
+    structured, out_s = screen()
+    monkeypatch.setattr(ramp_fit_kernels, "structured_tests", lambda *a, **k: None)
+    dense, out_d = screen()
+    np.testing.assert_array_equal(structured, dense)
+    assert 0 < structured.size < 0.5 * 56 * 56  # the tests decide, not the flags
+    for a, b in zip(out_s, out_d, strict=True):
+        np.testing.assert_array_equal(a, b)
