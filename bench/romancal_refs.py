@@ -2,10 +2,13 @@
 
 romancal's ExposurePipeline reads roman_datamodels reference models (MaskRef,
 SaturationRef, LinearityRef, ...); our pipeline reads its own files
-(`/work/shared/spec/reference_files.md`). To run romancal on the same simulated
+(the shared spec's reference_files.md). To run romancal on the same simulated
 exposure as ours, this module writes one romancal file per reference type that our set
 can fill, with our numbers, so that every romancal step that runs gets an
-``override_<reftype>`` and no CRDS lookup is needed.
+``override_<reftype>`` and no CRDS lookup is needed. The meta is romancal's filler
+(``create_fake_data``) with our detector and a description of the source; an
+optical element our file does not name keeps the filler (F062), which nothing checks
+when the file is given as an override.
 
 What each file is made of (``SOURCES`` lists the CALDIR keys):
 
@@ -38,7 +41,9 @@ What each file is made of (``SOURCES`` lists the CALDIR keys):
     ``INVERSE_DEGREE`` least-squares polynomial through ``INVERSE_NODES`` Chebyshev
     nodes of ``[Smin, Smax]`` (in a scaled variable, converted to a power series
     afterwards); ``report["inverselinearity"]`` gives the round-trip error
-    ``|S(Phi(S)) - S|`` on a pixel sample.
+    ``|S(Phi(S)) - S|`` on a pixel sample. Beyond ``Phi(Smax)`` (reads that romancal
+    reconstructs past saturation, which it caps at 1.2 times the saturation level
+    and does not use) the fitted polynomial is extrapolated.
 
 Types our set has no counterpart for are not built (see ``NOT_BUILT``); the steps
 needing them are skipped by ``bench/run_all.py``. Our IPC kernel (``ipc4d``) and bias

@@ -239,9 +239,8 @@ print(f"romancal likely ramp fit: {time.perf_counter() - t0:.1f} s")
 def run_romancal_rampfit(config, work, tag):
     """romancal 1.1.0's likelihood ramp fit (dq_init + likely) on the same L1.
 
-    The full ExposurePipeline needs reference types our calibration set has no
-    counterpart for (photom, distortion, area, epsf, inverselinearity,
-    integralnonlinearity, refpix), so only its ramp fit is measured.
+    The ramp fit alone, with uniform read noise and gain; `run_romancal_elp` runs
+    the whole ExposurePipeline with references converted from ours.
     """
     script = work / "romancal_rampfit.py"
     script.write_text(ROMANCAL_RAMPFIT)
