@@ -478,6 +478,9 @@ def render(results, args):
         "peak RSS GiB | legacy/ours | romancal fit/ours | romancal ELP/ours |"
     )
     lines.append("|---|---|---|---|---|---|---|---|---|")
+    # one table for every pattern, then each pattern's notes (a note between rows
+    # would end the table)
+    notes = []
     for tag, res in results.items():
         ours = res.get("ours_optimal", {}).get("wall_s")
 
@@ -514,13 +517,13 @@ def render(results, args):
         if steps and "error" not in steps:
             total = sum(steps.values())
             parts = ", ".join(f"{k} {v:.2f}" for k, v in steps.items())
-            lines.append("")
-            lines.append(
+            notes.append("")
+            notes.append(
                 f"{tag}: time per step (s, optimal): {parts}; sum {total:.2f}."
             )
             floor = res.get("read_floor", {}).get("wall_s")
             if floor and ours:
-                lines.append(
+                notes.append(
                     f"{tag}: just reading the inputs takes {floor} s in a fresh process "
                     f"({100 * floor / ours:.0f} % of the whole run)."
                 )
@@ -529,8 +532,8 @@ def render(results, args):
             skipped = "; ".join(
                 f"{k}: {v}" for k, v in elp_run["steps_skipped"].items()
             )
-            lines.append("")
-            lines.append(
+            notes.append("")
+            notes.append(
                 f"{tag}: romancal_elp = romancal's ExposurePipeline with references "
                 f"converted from ours (`bench/romancal_refs.py`); steps completed: "
                 f"{', '.join(elp_run['steps_completed'])}; skipped: {skipped}."
@@ -539,14 +542,15 @@ def render(results, args):
                 f"{k} {v:.2f}" for k, v in (elp_run.get("step_times") or {}).items()
             )
             if parts:
-                lines.append(f"{tag}: romancal_elp time per step (s): {parts}.")
+                notes.append(f"{tag}: romancal_elp time per step (s): {parts}.")
         for name, agreement in (res.get("agreement") or {}).items():
-            lines.append("")
-            lines.append(
+            notes.append("")
+            notes.append(
                 f"{tag}: agreement of ours ({name}) with the legacy "
                 f"(`bench/compare_l2.py`): `{json.dumps(agreement, default=float)}`"
             )
-        lines.append("")
+    lines += notes
+    lines.append("")
     lines.append(MARK_END)
     return "\n".join(lines)
 
@@ -595,6 +599,7 @@ def main(argv=None):
             "optimal",
             "likely",
             "legacy",
+            "compat",
             "romancal",
             "romancal_elp",
             "read_floor",
@@ -636,16 +641,20 @@ def main(argv=None):
             res["ours_likely"] = run_ours(config, work, tag, "likely")
         if wanted("legacy", args.skip_legacy):
             res["legacy"] = run_legacy(config, work, tag, timeout=args.legacy_timeout)
-            if pattern in args.compat_patterns and res["legacy"].get("returncode") == 0:
-                res["ours_compat"] = run_ours(config, work, tag, "compat")
-                agreement = {}
-                for name in ("optimal", "compat"):
-                    mine = res[f"ours_{name}"].get("output")
-                    if mine and Path(mine).exists():
-                        agreement[name] = run_agreement(
-                            mine, res["legacy"]["output"], work, f"{tag}_{name}"
-                        )
-                res["agreement"] = agreement
+        legacy_ok = (res.get("legacy") or {}).get("returncode") == 0
+        # LEGACY_COMPAT and the agreement need the legacy's product: with the legacy
+        # run, or alone (--only compat) against the one recorded
+        compat = wanted("legacy", args.skip_legacy) or "compat" in (args.only or ())
+        if compat and legacy_ok and pattern in args.compat_patterns:
+            res["ours_compat"] = run_ours(config, work, tag, "compat")
+            agreement = {}
+            for name in ("optimal", "compat"):
+                mine = res.get(f"ours_{name}", {}).get("output")
+                if mine and Path(mine).exists():
+                    agreement[name] = run_agreement(
+                        mine, res["legacy"]["output"], work, f"{tag}_{name}"
+                    )
+            res["agreement"] = agreement
         if wanted("romancal", args.skip_romancal):
             res["romancal_rampfit"] = run_romancal_rampfit(config, work, tag)
         if wanted("romancal_elp", args.skip_romancal_elp):
