@@ -218,6 +218,9 @@ def subtract_dark_decay(
         raise ValueError(
             f"read pattern has {len(read_pattern)} resultants, data {data.shape[0]}"
         )
+    if amplitude == 0:
+        # The signal is 0 everywhere: subtracting it would change no value.
+        return
     terms = dark_decay_signal(
         data.shape[1:],
         read_pattern,

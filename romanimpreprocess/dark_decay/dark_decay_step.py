@@ -58,6 +58,8 @@ class DarkDecayStep(RipStep):
             time_constant,
             frame_time,
         )
+        if amplitude == 0:
+            log.info("Dark decay amplitude is 0 for %s: nothing to subtract", detector)
         dark_decay.subtract_dark_decay(
             model.data,
             read_pattern,

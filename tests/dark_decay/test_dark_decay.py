@@ -94,6 +94,21 @@ def test_full_frame_matches_romancal_to_float32_rounding():
     np.testing.assert_allclose(data, ref, rtol=0, atol=np.spacing(np.float32(6000)))
 
 
+def test_zero_amplitude_changes_no_value():
+    # The simulated calibration sets (and detectors without decay) have amplitude 0:
+    # the subtraction is skipped, with the bits romancal's subtraction of 0 gives.
+    from romancal.dark_decay.dark_decay import subtract_dark_decay
+
+    rng = np.random.default_rng(4)
+    read_pattern = [[0], [1, 2]]
+    data = rng.normal(0, 1e4, (2, FULL_FRAME, FULL_FRAME)).astype(np.float32)
+    data[0, 0, :3] = [np.nan, -0.0, np.inf]
+    ref = data.copy()
+    subtract_dark_decay(ref, 0.0, 2.1, 3.16247, read_pattern, 4)
+    dd.subtract_dark_decay(data, read_pattern, 3.16247, 4, 0.0, 2.1)
+    assert data.tobytes() == ref.tobytes()
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="channels"):
         dd.frame_read_times((64, 70), 3.04, 4)

@@ -97,3 +97,18 @@ def test_strun(l1_with_patterns, make_ref_file, tmp_path):
     with rdm.open(out) as model:
         assert model.meta.cal_step.refpix == "COMPLETE"
         assert np.all(row_scatter(model.data) < 1.0)
+
+
+def test_threads_give_the_same_bits(l1_with_patterns, make_ref_file, monkeypatch):
+    # resultants are corrected in threads (RIP_THREADS): same result as one by one
+    l1, common = l1_with_patterns
+    dark, read = references(make_ref_file, common.shape[0], dark_value=3.0)
+    results = {}
+    for threads in ("1", "3"):
+        monkeypatch.setenv("RIP_THREADS", threads)
+        results[threads] = RefPixStep.call(
+            l1, override_dark=dark, override_readnoise=read
+        ).data
+    np.testing.assert_array_equal(results["1"], results["3"])
+    with rdm.open(l1) as raw:
+        assert not np.array_equal(results["1"], raw.data.astype(np.float32))
