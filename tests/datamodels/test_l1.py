@@ -114,3 +114,38 @@ def test_resultant_times_closed_form():
     # brute force: variance of the mean of cumulative Poisson counts at rate 1/s
     frames = np.array([3, 4, 5]) * 2.0
     assert tau[2] == pytest.approx(np.minimum.outer(frames, frames).mean())
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("offset", [0, 1000])
+@pytest.mark.parametrize("with_reference_read", [False, True])
+def test_ramp_decoded_as_romancal_makes_it(threads, offset, with_reference_read):
+    # raw_to_ramp decodes the resultants itself (in threads); the model must be the
+    # one romancal's to_ramp_model makes, with the reference read added and the
+    # offset removed in float32 afterwards.
+    from romancal.dq_init.dq_initialization import to_ramp_model
+
+    from romanimpreprocess.datamodels import raw_to_ramp
+
+    raw = make_raw_model(size=64, seed=2)
+    raw.meta.instrument.data_encoding_offset = offset
+    rng = np.random.default_rng(5)
+    reference = rng.integers(0, 3000, (64, 64)).astype(np.uint16)
+    if with_reference_read:
+        raw.reference_read = reference
+    raw.resultantdq = rng.integers(0, 3, raw.data.shape).astype(np.uint8)
+    expect = to_ramp_model(raw)
+    if with_reference_read:
+        expect.data += reference.astype(np.float32)
+    expect.data -= np.float32(offset)
+    ramp = raw_to_ramp(raw, threads=threads)
+    assert ramp.data.dtype == np.float32
+    assert ramp.data.tobytes() == expect.data.tobytes()
+    np.testing.assert_array_equal(ramp.groupdq, expect.groupdq)
+    np.testing.assert_array_equal(ramp.pixeldq, expect.pixeldq)
+    assert dict(ramp.meta.cal_step) == dict(expect.meta.cal_step)
+    assert ramp.meta.exposure.read_pattern == expect.meta.exposure.read_pattern
+    assert "reference_read" not in ramp
+    np.testing.assert_array_equal(
+        ramp.amp33, (raw.amp33 - np.uint16(offset)).astype(np.uint16)
+    )
