@@ -6,7 +6,12 @@ from romanimpreprocess.datamodels.errors import (
     ReferenceFileError,
 )
 from romanimpreprocess.datamodels.geometry import Geometry, resultant_times
-from romanimpreprocess.datamodels.l1 import open_l1, raw_to_ramp, validate_l1
+from romanimpreprocess.datamodels.l1 import (
+    large_reads,
+    open_l1,
+    raw_to_ramp,
+    validate_l1,
+)
 from romanimpreprocess.datamodels.reference import (
     CALDIR_TO_REFTYPE,
     FIELDS,
@@ -22,6 +27,7 @@ __all__ = [
     "MissingReferenceError",
     "ReferenceFile",
     "ReferenceFileError",
+    "large_reads",
     "open_l1",
     "open_reference",
     "raw_to_ramp",

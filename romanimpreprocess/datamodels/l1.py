@@ -6,6 +6,7 @@ frame time). Decoding (algorithms.md §1, step 3) adds back a stored reference r
 removes the data-encoding offset, exactly once, when the ramp model is made.
 """
 
+import contextlib
 import itertools
 import logging
 import os
@@ -19,11 +20,28 @@ from romanimpreprocess.constants import AMP33_WIDTH, N_CHANNELS, REF_BORDER
 from romanimpreprocess.datamodels.errors import InputFileError
 from romanimpreprocess.datamodels.geometry import Geometry
 
-__all__ = ["open_l1", "raw_to_ramp", "validate_l1"]
+__all__ = ["large_reads", "open_l1", "raw_to_ramp", "validate_l1"]
 
 log = logging.getLogger(__name__)
 
 _DETECTOR = re.compile(r"^WFI(0[1-9]|1[0-8])$")
+
+
+# asdf reads a compressed block (an lz4 L1) in pieces of the file system's block size,
+# 4 KiB: 50 000 Python-level reads for a full-frame L1. Pieces of 4 MiB, the size of
+# asdf's own lz4 chunks, take 0.2-0.5 s less (bench/RESULTS.md). Reading only: asdf
+# also pads written blocks to this size.
+_READ_PIECE = 1 << 22
+
+
+@contextlib.contextmanager
+def large_reads():
+    """ASDF files opened inside the block read compressed blocks in 4 MiB pieces."""
+    import asdf
+
+    with asdf.config_context() as config:
+        config.io_block_size = _READ_PIECE
+        yield
 
 
 def open_l1(path, model=None) -> dm.ScienceRawModel:
@@ -55,13 +73,15 @@ def open_l1(path, model=None) -> dm.ScienceRawModel:
         raise InputFileError(path, "is a directory, not an ASDF file")
     if os.path.getsize(path) == 0:
         raise InputFileError(path, "file is empty")
-    try:
-        model = rdm.open(path, lazy_load=True, memmap=True)
-    except Exception as exc:
-        raise InputFileError(
-            path, f"cannot be read as a Roman ASDF file ({type(exc).__name__}: {exc})"
-        ) from exc
-    return _check_and_load(model, path)
+    with large_reads():
+        try:
+            model = rdm.open(path, lazy_load=True, memmap=True)
+        except Exception as exc:
+            raise InputFileError(
+                path,
+                f"cannot be read as a Roman ASDF file ({type(exc).__name__}: {exc})",
+            ) from exc
+        return _check_and_load(model, path)
 
 
 def _check_and_load(model, path):

@@ -33,6 +33,7 @@ from romanimpreprocess._memory import reuse_freed_memory
 from romanimpreprocess.datamodels import (
     Geometry,
     MissingReferenceError,
+    large_reads,
     open_l1,
     open_reference,
     raw_to_ramp,
@@ -247,13 +248,14 @@ class RipStep(RomanStep):
             path = os.fspath(self.make_input_path(os.fspath(dataset)))
             import roman_datamodels as rdm
 
-            try:
-                model = rdm.open(path, lazy_load=True, memmap=True)
-            except Exception:
-                # Let open_l1 produce the clear error naming the file.
-                return open_l1(path)
-            if isinstance(model, dm.ScienceRawModel):
-                return open_l1(path, model)
+            with large_reads():
+                try:
+                    model = rdm.open(path, lazy_load=True, memmap=True)
+                except Exception:
+                    # Let open_l1 produce the clear error naming the file.
+                    return open_l1(path)
+                if isinstance(model, dm.ScienceRawModel):
+                    return open_l1(path, model)
             return model
         return dataset
 

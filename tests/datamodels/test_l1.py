@@ -149,3 +149,22 @@ def test_ramp_decoded_as_romancal_makes_it(threads, offset, with_reference_read)
     np.testing.assert_array_equal(
         ramp.amp33, (raw.amp33 - np.uint16(offset)).astype(np.uint16)
     )
+
+
+def test_compressed_l1_read_in_large_pieces(tmp_path):
+    # The L1 is opened inside large_reads (4 MiB pieces of compressed blocks): the
+    # arrays are the ones asdf reads by default, and the setting ends with the block.
+    import asdf
+
+    from romanimpreprocess.datamodels import large_reads
+
+    raw = make_raw_model(size=64, seed=4)
+    path = tmp_path / "lz4_uncal.asdf"
+    raw.save(path, all_array_compression="lz4")
+    default = asdf.get_config().io_block_size
+    with large_reads():
+        assert asdf.get_config().io_block_size == 1 << 22
+    assert asdf.get_config().io_block_size == default
+    model = open_l1(str(path))
+    np.testing.assert_array_equal(model.data, raw.data)
+    np.testing.assert_array_equal(model.amp33, raw.amp33)
