@@ -84,6 +84,19 @@ def test_legacy_variance_formula(rng):
         np.testing.assert_allclose(dvardt * a + sigma**2 * b, brute, rtol=1e-12)
 
 
+def _each_test(tests):
+    """(weights, flag, double, labels_after, slopes, outlier) of every step test."""
+    return zip(
+        tests.weights,
+        tests.flag,
+        tests.double,
+        tests.labels_after,
+        tests.slopes,
+        tests.outlier,
+        strict=True,
+    )
+
+
 def test_step_tests_are_ramp_invariant_and_unit_response():
     tbar, tau, n = times(SURVEY_PATTERN, 3.04)
     labels = np.array([-1, 0, 0, 0, 0, 0], np.int8)
@@ -93,15 +106,7 @@ def test_step_tests_are_ramp_invariant_and_unit_response():
     assert tests.count == 4 + 1
     np.testing.assert_array_equal(tests.flag, [2, 3, 4, 5, 3])
     res = np.arange(6)
-    for w, flag, double, after, slope, outlier in zip(
-        tests.weights,
-        tests.flag,
-        tests.double,
-        tests.labels_after,
-        tests.slopes,
-        tests.outlier,
-        strict=True,
-    ):
+    for w, flag, double, after, slope, outlier in _each_test(tests):
         np.testing.assert_allclose(w @ np.ones(6), 0, atol=1e-10)
         np.testing.assert_allclose(w @ tbar, 0, atol=1e-9)
         assert w[0] == 0
@@ -168,15 +173,7 @@ def test_step_tests_match_one_model_at_a_time(labels):
     tbar, tau, n = times([[i] for i in range(labels.size)], 3.04)
     tests = step_tests(labels, tbar, tau, n, u=U_TEST)
     assert tests.count > 0
-    for w, flag, double, after, slope, outlier in zip(
-        tests.weights,
-        tests.flag,
-        tests.double,
-        tests.labels_after,
-        tests.slopes,
-        tests.outlier,
-        strict=True,
-    ):
+    for w, flag, double, after, slope, outlier in _each_test(tests):
         model = labels.copy()
         first_new = flag
         if double:

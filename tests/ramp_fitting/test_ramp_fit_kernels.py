@@ -112,11 +112,9 @@ def _full_plan(pattern, start):
     return planner, planner.plan(ramp_fit._full_labels(n, start))
 
 
-def test_structured_statistics_equal_the_dot_products(rng):
-    # Each test statistic rebuilt from y = C⁻¹ d (the compiled solve) and the four
-    # sums must be the test's own weights applied to d, for ramps of any shape.
-    pattern = [[0]] + [[1 + 3 * i, 2 + 3 * i, 3 + 3 * i] for i in range(23)]
-    planner, full = _full_plan(pattern, start=1)
+def _structure(pattern, start):
+    """(planner, full-ramp tests, `structured_tests` of them) for ``pattern``."""
+    planner, full = _full_plan(pattern, start)
     tests = full.tests
     structure = ramp_fit_kernels.structured_tests(
         tests.weights,
@@ -126,8 +124,16 @@ def test_structured_statistics_equal_the_dot_products(rng):
         planner.tau,
         planner.n_frames,
         u=float(planner.u_value(0)),
-        start=1,
+        start=start,
     )
+    return planner, tests, structure
+
+
+def test_structured_statistics_equal_the_dot_products(rng):
+    # Each test statistic rebuilt from y = C⁻¹ d (the compiled solve) and the four
+    # sums must be the test's own weights applied to d, for ramps of any shape.
+    pattern = [[0]] + [[1 + 3 * i, 2 + 3 * i, 3 + 3 * i] for i in range(23)]
+    planner, tests, structure = _structure(pattern, start=1)
     assert structure is not None
     n = len(pattern)
     for _ in range(5):
@@ -162,21 +168,7 @@ def test_structured_statistics_equal_the_dot_products(rng):
 def test_structured_statistics_refused_without_a_random_walk():
     # start = 0 with the first read at t = 0: the random walk's covariance is
     # singular there, so the dot products are used
-    planner, full = _full_plan(PATTERNS["long16"], start=0)
-    tests = full.tests
-    assert (
-        ramp_fit_kernels.structured_tests(
-            tests.weights,
-            tests.flag,
-            tests.double,
-            planner.tbar,
-            planner.tau,
-            planner.n_frames,
-            u=float(planner.u_value(0)),
-            start=0,
-        )
-        is None
-    )
+    assert _structure(PATTERNS["long16"], start=0)[2] is None
 
 
 @pytest.mark.parametrize("thresholds", [JumpThresholds(), JumpThresholds(8.0, 6.0)])
