@@ -119,7 +119,7 @@ def structured_tests(weights, flag, double, tbar, tau, n_frames, *, u, start):
 
     # C⁻¹ column by column through the compiled solve: the check below covers it
     inverse = np.zeros((n, n))
-    work = np.zeros((2, n))
+    work = np.zeros((3, n))  # contiguous, as in the kernel: one compiled version
     for i in used:
         unit = np.zeros(n)
         unit[i] = 1.0
@@ -132,8 +132,9 @@ def structured_tests(weights, flag, double, tbar, tau, n_frames, *, u, start):
             factors["upper"],
             work[0],
             work[1],
-            inverse[:, i],
+            work[2],
         )
+        inverse[:, i] = work[2]
     # Each test's statistic as a combination of the four sums (GLS of its model,
     # whose columns are 1, tbar, the step and, for a double, the free offset).
     step_at = np.where(double, np.asarray(flag) + 1, flag).astype(np.int64)
