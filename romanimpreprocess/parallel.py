@@ -15,6 +15,7 @@ __all__ = [
     "check_engine",
     "kernel_threads",
     "resolve_threads",
+    "run_in_threads",
     "step_threads",
 ]
 
@@ -59,3 +60,22 @@ def kernel_threads(threads: int | None = None):
         yield wanted
     finally:
         numba.set_num_threads(previous)
+
+
+def run_in_threads(function, items, threads: int | None = None) -> None:
+    """Call ``function(item)`` for every item, on up to ``threads`` threads.
+
+    For numpy work that releases the GIL and writes disjoint parts of its output.
+    ``threads`` defaults to `step_threads`; with one thread (or one item) the calls
+    run in order in this thread. An exception in a call is raised here.
+    """
+    items = list(items)
+    threads = min(resolve_threads(threads), len(items))
+    if threads > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(function, items))
+    else:
+        for item in items:
+            function(item)

@@ -19,6 +19,7 @@ from roman_datamodels import datamodels as dm
 from romanimpreprocess.constants import AMP33_WIDTH, N_CHANNELS, REF_BORDER
 from romanimpreprocess.datamodels.errors import InputFileError
 from romanimpreprocess.datamodels.geometry import Geometry
+from romanimpreprocess.parallel import run_in_threads
 
 __all__ = ["large_reads", "open_l1", "raw_to_ramp", "validate_l1"]
 
@@ -223,8 +224,6 @@ def raw_to_ramp(raw, threads=None) -> dm.RampModel:
         return raw
     if not isinstance(raw, dm.ScienceRawModel):
         raise TypeError(f"expected a ScienceRawModel or RampModel, got {type(raw)}")
-    from romanimpreprocess.parallel import resolve_threads
-
     ramp = dm.RampModel.create_from_model({**raw, "data": None})
     ramp.meta.cal_step = {}
     required = ramp.schema_info("required")["roman"]["meta"]["cal_step"]["required"]
@@ -234,9 +233,7 @@ def raw_to_ramp(raw, threads=None) -> dm.RampModel:
         )
     reference_read = raw.get("reference_read") if "reference_read" in raw else None
     offset = int(raw.meta.instrument.get("data_encoding_offset", 0) or 0)
-    ramp.data = _decode_resultants(
-        raw.data, reference_read, offset, resolve_threads(threads)
-    )
+    ramp.data = _decode_resultants(raw.data, reference_read, offset, threads)
     shape = ramp.data.shape
     ramp.pixeldq = np.zeros(shape[1:], dtype=np.uint32)
     if "resultantdq" in ramp:
@@ -283,12 +280,5 @@ def _decode_resultants(data, reference_read, offset, threads):
         if offset:
             out[j] -= np.float32(offset)
 
-    if threads > 1 and data.shape[0] > 1:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(min(threads, data.shape[0])) as pool:
-            list(pool.map(decode, range(data.shape[0])))
-    else:
-        for j in range(data.shape[0]):
-            decode(j)
+    run_in_threads(decode, range(data.shape[0]), threads)
     return out

@@ -203,7 +203,7 @@ def deconvolve_cube(
     bad[region] = low
     if iterations == 0:  # R_0 is the identity: leave the data as they are
         return bad
-    from romanimpreprocess.parallel import check_engine, resolve_threads
+    from romanimpreprocess.parallel import check_engine, resolve_threads, run_in_threads
 
     check_engine(engine)
     if (
@@ -239,11 +239,5 @@ def deconvolve_cube(
             result /= g
             data[i][region] = result
 
-    if threads == 1:
-        worker(range(nres))
-    else:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(worker, [range(k, nres, threads) for k in range(threads)]))
+    run_in_threads(worker, [range(k, nres, threads) for k in range(threads)], threads)
     return bad

@@ -12,7 +12,12 @@ import numpy as np
 from numpy.typing import NDArray
 from roman_datamodels.dqflags import group, pixel
 
-from romanimpreprocess.parallel import ENGINES, check_engine, resolve_threads
+from romanimpreprocess.parallel import (
+    ENGINES,
+    check_engine,
+    resolve_threads,
+    run_in_threads,
+)
 
 __all__ = [
     "BLOCK_PIXELS",
@@ -298,16 +303,8 @@ def apply_linearity(
                 exflag &= (groupdq[j, blk] & sat) == 0
                 b_out |= exflag
 
-    starts = range(0, ny, rows)
-    if threads > 1 and len(starts) > 1:
-        from concurrent.futures import ThreadPoolExecutor
-
-        # Blocks write disjoint rows; numpy releases the GIL in the array loops.
-        with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(process_block, starts))
-    else:
-        for r0 in starts:
-            process_block(r0)
+    # Blocks write disjoint rows; numpy releases the GIL in the array loops.
+    run_in_threads(process_block, range(0, ny, rows), threads)
     dq[out_of_range] |= np.uint32(pixel.NO_LIN_CORR)
     if any_bad:
         dq[bad] |= np.uint32(pixel.NO_LIN_CORR | pixel.DO_NOT_USE)

@@ -1,13 +1,12 @@
 """Reference-pixel correction step."""
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from typing import ClassVar
 
 import numpy as np
 
 from romanimpreprocess.constants import REF_BORDER
-from romanimpreprocess.parallel import step_threads
+from romanimpreprocess.parallel import run_in_threads
 from romanimpreprocess.refpix import refpix
 from romanimpreprocess.stpipe import RipStep
 
@@ -87,12 +86,6 @@ class RefPixStep(RipStep):
 
         # Resultants are corrected independently (in place), in threads: the medians
         # and array arithmetic run without the GIL. Same bits as one at a time.
-        threads = min(step_threads(), n)
-        if threads > 1:
-            with ThreadPoolExecutor(threads) as pool:
-                list(pool.map(correct, range(n)))
-        else:
-            for j in range(n):
-                correct(j)
+        run_in_threads(correct, range(n))
         self.record_cal_step(model, "COMPLETE")
         return model
