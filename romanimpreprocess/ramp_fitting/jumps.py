@@ -336,7 +336,6 @@ def step_tests(
         raise ValueError(f"segment labels {labels.tolist()} are not runs")
     n = labels.size
     tbar64 = np.asarray(tbar, dtype=np.float64)
-    n_frames64 = np.asarray(n_frames, dtype=np.float64)
     # (first resultant of the step, dropped resultant or -1), in the order the tests
     # are listed: per segment, single differences then double differences
     candidates = []
@@ -394,12 +393,8 @@ def step_tests(
         est, ok = gls_estimators(
             design, cov[kept[:, :, None], kept[:, None, :]], columns
         )
-        sub = weights[doubles]
-        np.put_along_axis(sub, kept, est[:, 0], axis=1)
-        weights[doubles] = sub
-        sub = slopes[doubles]
-        np.put_along_axis(sub, kept, est[:, 1], axis=1)
-        slopes[doubles] = sub
+        weights[doubles[:, None], kept] = est[:, 0]
+        slopes[doubles[:, None], kept] = est[:, 1]
         # ... and the current model with a free offset of the dropped resultant
         free_col = usable[None, :] == dropped[doubles][:, None]
         free_design = np.concatenate(
@@ -411,10 +406,11 @@ def step_tests(
         )
         outlier[np.ix_(doubles, usable)] = free[:, 0]
         valid[doubles] = ok & free_ok
-    read_coef = np.sum(weights * weights / n_frames64, axis=1)
-    valid &= read_coef >= _MIN_READ_COEF
+    poisson, read = variance_coefficients(weights, tbar, tau, n_frames)
+    valid &= read >= _MIN_READ_COEF
     first_new, dropped, double = first_new[valid], dropped[valid], double[valid]
     weights, slopes, outlier = weights[valid], slopes[valid], outlier[valid]
+    poisson, read = poisson[valid], read[valid]
 
     # Labels after the remedy: the step's segment splits at first_new, the segments
     # after it move up by one, and a double difference's resultant is dropped.
@@ -426,7 +422,6 @@ def step_tests(
     ).astype(np.int8)
     after[:, labels < 0] = -1
     after[np.flatnonzero(double), dropped[double]] = -1
-    poisson, read = variance_coefficients(weights, tbar, tau, n_frames)
     outlier_poisson, outlier_read = variance_coefficients(outlier, tbar, tau, n_frames)
     return JumpTests(
         weights=weights,
