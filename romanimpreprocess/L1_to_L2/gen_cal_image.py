@@ -1,6 +1,6 @@
 """Legacy entry point: calibrate one exposure described by a legacy YAML config.
 
-Three spellings do the same thing (legacy_config.md):
+Three spellings do the same thing:
 
 - ``python -m romanimpreprocess.L1_to_L2.gen_cal_image config.yaml``
 - ``romanimpreprocess.L1_to_L2.gen_cal_image(config_dict)`` (the documented one; this
@@ -8,81 +8,108 @@ Three spellings do the same thing (legacy_config.md):
 - ``romanimpreprocess.L1_to_L2.gen_cal_image.calibrateimage(config_dict)`` (the
   function legacy scripts call)
 
-The config goes through `romanimpreprocess.pipeline.legacy.pipeline_args` (every
-problem reported at once, before any work) and then `L1ToL2Pipeline` runs with the
-resulting parameters and writes ``OUT`` (and the FITS copy with ``FITSOUT``).
+The config goes through `L1ToL2Pipeline.from_legacy_config` (every problem reported
+at once, before any work; the same path as ``strun rip_l1l2 --legacy_config``,
+``gen_noise_image`` and ``rip-batch``) and the pipeline writes ``OUT`` (and the FITS
+copy with ``FITSOUT``).
 """
 
 import argparse
 import logging
+import os
 import sys
 import types
 
-__all__ = ["calibrateimage", "main"]
+__all__ = ["calibrateimage", "main", "run_cli"]
 
 log = logging.getLogger(__name__)
 
 _LOG_FORMAT = "%(asctime)s - %(name)s - %(levelname)s - %(message)s"
 
 
-def calibrateimage(config, verbose=True, *, base_dir=None):
-    """Calibrate the exposure described by the legacy ``config`` dict.
+def calibrateimage(config, verbose=True, *, base_dir=None, source=None):
+    """Calibrate the exposure described by the legacy ``config``.
 
     Parameters
     ----------
-    config : dict
-        Legacy configuration (IN, OUT, CALDIR, ...; legacy_config.md).
+    config : dict or str
+        Legacy configuration (IN, OUT, CALDIR, ...; docs/legacy.rst), or the path of
+        its YAML file.
     verbose : bool
         Show INFO log lines on stderr when the caller has not configured logging.
     base_dir : str or None
         Directory relative paths in ``config`` are relative to (default: cwd).
+    source : str or None
+        The config's file, named in messages and never overwritten.
 
     Returns
     -------
     str
         Path of the L2 file written (``OUT``).
     """
-    from romanimpreprocess.pipeline import L1ToL2Pipeline, legacy
+    from romanimpreprocess.pipeline import L1ToL2Pipeline
 
-    args = legacy.pipeline_args(config, base_dir=base_dir)
-    pipeline = L1ToL2Pipeline(steps=args.steps, **args.parameters)
-    pipeline.output_file = args.output
-    pipeline.save_results = True
-    pipeline.legacy_config_dict = args.config
+    pipeline, input_path = L1ToL2Pipeline.from_legacy_config(
+        config, base_dir=base_dir, source=source
+    )
     if verbose and not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format=_LOG_FORMAT)
-    result = pipeline.run(args.input)
+    result = pipeline.run(input_path)
     if result is not None and hasattr(result, "close"):
         result.close()
-    return args.output
+    return os.path.abspath(pipeline.output_file)
 
 
-def main(argv=None):
-    """Command line: ``python -m romanimpreprocess.L1_to_L2.gen_cal_image cfg.yaml``."""
+def run_cli(prog, argv, work):
+    """Common command line of the legacy entry points: exit codes and messages.
+
+    ``work(config_path)`` does the job and returns what to print. Exit 0 on success,
+    2 for a configuration problem (nothing run), 1 for a problem with the data,
+    the reference files or the output (the message names the file); never a
+    traceback for a user error (the traceback is logged at DEBUG level).
+    """
     from romanimpreprocess.pipeline import legacy
 
-    parser = argparse.ArgumentParser(
-        prog="python -m romanimpreprocess.L1_to_L2.gen_cal_image",
-        description="Calibrate one L1 exposure described by a legacy YAML config.",
-    )
+    parser = argparse.ArgumentParser(prog=prog, description=work.__doc__)
     parser.add_argument("config", help="legacy YAML configuration file")
     opts = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=_LOG_FORMAT)
     try:
-        config = legacy.load_config(opts.config)
-        legacy.pipeline_args(config, source=opts.config)
-        out = calibrateimage(config)
+        message = work(opts.config)
     except (legacy.ConfigFileError, legacy.LegacyConfigError) as err:
-        sys.stderr.write(f"gen_cal_image: {err}\n")
+        sys.stderr.write(f"{prog}: {err}\n")
         return 2
-    except (ValueError, OSError) as err:
-        # Problems with the data or reference files: the message names them; the
-        # traceback is in the log at DEBUG level.
-        log.debug("gen_cal_image failed", exc_info=True)
-        sys.stderr.write(f"gen_cal_image: {type(err).__name__}: {err}\n")
+    except MemoryError:
+        log.debug("%s failed", prog, exc_info=True)
+        sys.stderr.write(f"{prog}: out of memory\n")
         return 1
-    sys.stdout.write(f"wrote {out}\n")
+    except (ValueError, OSError, TypeError, KeyError, IndexError) as err:
+        # Problems with the data, reference files or outputs: the message names
+        # them; the traceback is in the log at DEBUG level.
+        log.debug("%s failed", prog, exc_info=True)
+        sys.stderr.write(f"{prog}: {describe_error(err)}\n")
+        return 1
+    sys.stdout.write(f"{message}\n")
     return 0
+
+
+def describe_error(err):
+    """One line for a user: the error's class and message (with the file if any)."""
+    if isinstance(err, OSError) and err.filename and str(err.filename) not in str(err):
+        return f"{type(err).__name__}: {err.filename}: {err.strerror or err}"
+    if isinstance(err, OSError) and err.filename:
+        return f"{type(err).__name__}: {err.strerror or err}: {err.filename}"
+    return f"{type(err).__name__}: {err}"
+
+
+def main(argv=None):
+    """Command line: ``python -m romanimpreprocess.L1_to_L2.gen_cal_image cfg.yaml``."""
+
+    def work(config_path):
+        """Calibrate one L1 exposure described by a legacy YAML config."""
+        return f"wrote {calibrateimage(config_path, source=config_path)}"
+
+    return run_cli("python -m romanimpreprocess.L1_to_L2.gen_cal_image", argv, work)
 
 
 class _CallableModule(types.ModuleType):

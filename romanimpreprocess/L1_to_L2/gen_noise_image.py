@@ -8,16 +8,12 @@ layers of ``NOISE`` to ``NOISE.OUT`` with `romanimpreprocess.noise.NoiseStep`
 are checked before anything runs.
 """
 
-import argparse
 import copy
 import logging
 import os
 
-import yaml
-
-from romanimpreprocess.noise.layers import noise_dtype, parse_layers
-
 __all__ = [
+    "calibrateimage",
     "check_noise_config",
     "generate_all_noise",
     "main",
@@ -27,55 +23,21 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_NOISE_KEYS = ("LAYER", "TEMP", "SEED", "OUT")
 
+def check_noise_config(config, *, source=None, base_dir=None):
+    """Check a legacy config for a noise run: the whole config and its ``NOISE`` block.
 
-def check_noise_config(config):
-    """Check the ``NOISE`` block and ``NOISE_PRECISION`` of a legacy config.
+    The same validation as every other legacy entry point
+    (`romanimpreprocess.pipeline.legacy.validate`), with ``NOISE`` required.
 
     Raises
     ------
-    ValueError
-        Naming every problem found (missing keys, wrong types, bad layer strings,
-        unsupported precision).
+    LegacyConfigError
+        Naming every problem found.
     """
-    problems = []
-    block = config.get("NOISE")
-    if not isinstance(block, dict):
-        problems.append("NOISE: missing or not a mapping (keys LAYER, TEMP, SEED, OUT)")
-        block = {}
-    for key in _NOISE_KEYS:
-        if block and key not in block:
-            problems.append(f"NOISE.{key}: missing")
-    if "LAYER" in block:
-        try:
-            parse_layers(block["LAYER"])
-        except ValueError as exc:
-            problems.append(f"NOISE.LAYER: {exc}")
-    for key in ("TEMP", "OUT"):
-        value = block.get(key)
-        if key in block and not (isinstance(value, str) and value.endswith(".asdf")):
-            problems.append(
-                f"NOISE.{key}: must be a path ending in .asdf, got {value!r}"
-            )
-    seed = block.get("SEED")
-    if "SEED" in block and (
-        isinstance(seed, bool) or not isinstance(seed, int) or seed < 0
-    ):
-        problems.append(f"NOISE.SEED: must be a non-negative integer, got {seed!r}")
-    if "NOISE_PRECISION" in config:
-        try:
-            noise_dtype(config["NOISE_PRECISION"])
-        except ValueError as exc:
-            problems.append(f"NOISE_PRECISION: {exc}")
-    for key in ("IN", "OUT"):
-        if key not in config:
-            problems.append(f"{key}: missing")
-    caldir = config.get("CALDIR")
-    if not isinstance(caldir, dict):
-        problems.append("CALDIR: missing or not a mapping")
-    if problems:
-        raise ValueError("noise configuration: " + "; ".join(problems))
+    from romanimpreprocess.pipeline import legacy
+
+    legacy.pipeline_args(config, source=source, base_dir=base_dir, require_noise=True)
 
 
 def open_l2(path):
@@ -145,24 +107,27 @@ def generate_all_noise(config):
     return config["NOISE"]["OUT"]
 
 
+def calibrateimage(config, verbose=True, **kwargs):
+    """Calibrate the exposure of ``config`` (as `gen_cal_image.calibrateimage`)."""
+    from romanimpreprocess.L1_to_L2.gen_cal_image import calibrateimage as calibrate
+
+    return calibrate(config, verbose, **kwargs)
+
+
 def main(argv=None):
     """Command line: calibrate with SLICEOUT, then generate the noise layers."""
-    parser = argparse.ArgumentParser(
-        prog="python -m romanimpreprocess.L1_to_L2.gen_noise_image",
-        description=__doc__.splitlines()[0],
-    )
-    parser.add_argument("config", help="legacy YAML configuration with a NOISE block")
-    args = parser.parse_args(argv)
-    with open(args.config) as f:
-        config = yaml.safe_load(f)
-    if not isinstance(config, dict):
-        raise TypeError(f"{args.config}: not a YAML mapping")
-    check_noise_config(config)
-    from romanimpreprocess.L1_to_L2.gen_cal_image import calibrateimage
+    from romanimpreprocess.L1_to_L2.gen_cal_image import run_cli
+    from romanimpreprocess.pipeline import legacy
 
-    calibrateimage(config | {"SLICEOUT": True})
-    generate_all_noise(config)
-    return 0
+    def work(config_path):
+        """Calibrate one L1 exposure (SLICEOUT) and write its noise layers (NOISE)."""
+        config = legacy.load_config(config_path)
+        check_noise_config(config, source=config_path)
+        out = calibrateimage(config | {"SLICEOUT": True}, source=config_path)
+        noise = generate_all_noise(config)
+        return f"wrote {out}\nwrote {noise}"
+
+    return run_cli("python -m romanimpreprocess.L1_to_L2.gen_noise_image", argv, work)
 
 
 if __name__ == "__main__":

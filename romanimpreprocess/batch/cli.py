@@ -153,7 +153,6 @@ def _redirect_outputs(exposures, output_dir):
     for exp in exposures:
         if exp.config is not None:
             exp.output = os.path.join(output_dir, os.path.basename(exp.output))
-            exp.config["OUT"] = exp.output
 
 
 def _dry_run(exposures, args, per_exposure):

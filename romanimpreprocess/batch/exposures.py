@@ -21,7 +21,7 @@ import glob
 import logging
 import os
 
-import yaml
+from romanimpreprocess.pipeline import legacy
 
 __all__ = [
     "BatchInputError",
@@ -157,11 +157,6 @@ def expand_paths(items, suffixes) -> list[str]:
     return out
 
 
-def _absolute(path, cwd):
-    path = os.path.expanduser(os.fspath(path))
-    return os.path.normpath(path if os.path.isabs(path) else os.path.join(cwd, path))
-
-
 def _stem(path: str) -> str:
     stem = os.path.basename(path)
     for suffix in (*L1_SUFFIXES, *YAML_SUFFIXES):
@@ -248,26 +243,18 @@ def exposures_from_configs(items, cwd=None) -> list[Exposure]:
         exp.cwd = cwd
         exposures.append(exp)
         try:
-            with open(path) as f:
-                config = yaml.safe_load(f)
-        except Exception as exc:
-            exp.error = f"cannot read YAML {path}: {type(exc).__name__}: {exc}"
-            continue
-        if not isinstance(config, dict):
-            exp.error = (
-                f"{path}: a legacy config must be a mapping of keys, "
-                f"got {type(config).__name__}"
-            )
+            config = legacy.load_config(path)
+        except (legacy.ConfigFileError, legacy.LegacyConfigError) as exc:
+            exp.error = " ".join(str(exc).split())
             continue
         missing = [k for k in ("IN", "OUT") if not isinstance(config.get(k), str)]
         if missing:
             exp.error = f"{path}: key(s) {', '.join(missing)} missing or not a path"
             continue
-        config = dict(config)
-        config["IN"] = _absolute(config["IN"], cwd)
-        config["OUT"] = _absolute(config["OUT"], cwd)
-        exp.input = config["IN"]
-        exp.output = config["OUT"]
+        # Resolved as the pipeline resolves them (legacy.resolve_path); the config
+        # itself is kept as written, for processinfo.config.
+        exp.input = legacy.resolve_path(config["IN"], cwd)
+        exp.output = legacy.resolve_path(config["OUT"], cwd)
         exp.config = config
     _unique_names(exposures)
     _check_outputs(exposures)

@@ -78,8 +78,9 @@ def log_path_for(output, log_dir=None):
 def run_pipeline(task):
     """Run `L1ToL2Pipeline` for one exposure; the output lands at ``task["output"]``.
 
-    ``kind == "legacy"``: the legacy config dict goes through the pipeline's legacy
-    mapping, exactly as ``gen_cal_image`` does. ``kind == "params"``: the L1 file is run
+    ``kind == "legacy"``: the legacy config dict goes through
+    `L1ToL2Pipeline.from_legacy_config`, exactly as ``gen_cal_image`` does (the output
+    is ``task["output"]``, which ``--output-dir`` may have moved). ``kind == "params"``: the L1 file is run
     with the ASDF parameter file. Logging is left to the caller
     (``configure_log=False``).
     """
@@ -89,14 +90,13 @@ def run_pipeline(task):
     # must not oversubscribe the cores the other workers use.
     os.environ.setdefault("RIP_THREADS", "1")
     if task["kind"] == "legacy":
-        from romanimpreprocess.pipeline import legacy
-
-        args = legacy.pipeline_args(task["config"])
-        return L1ToL2Pipeline.call(
-            args.input,
-            configure_log=False,
-            **{**args.call_kwargs(), "output_file": task["output"]},
+        pipeline, input_path = L1ToL2Pipeline.from_legacy_config(
+            task["config"],
+            source=task.get("source") or None,
+            base_dir=task.get("cwd") or None,
+            output_file=task["output"],
         )
+        return pipeline.run(input_path)
     if task["kind"] == "params":
         return L1ToL2Pipeline.call(
             task["input"],

@@ -4,7 +4,12 @@ Every message names the file, the field and the problem, so that a user processi
 thousands of exposures can fix the right file without a debugger.
 """
 
-__all__ = ["InputFileError", "MissingReferenceError", "ReferenceFileError"]
+__all__ = [
+    "InputFileError",
+    "MissingReferenceError",
+    "ReferenceFileError",
+    "WCSHeaderError",
+]
 
 
 class ReferenceFileError(ValueError):
@@ -28,6 +33,16 @@ class InputFileError(ValueError):
         self.problem = problem
         where = f", field '{field}'" if field else ""
         super().__init__(f"input exposure {self.path}{where}: {problem}")
+
+
+class WCSHeaderError(InputFileError):
+    """The FITSWCS header text file (``wcs_header``) is missing or unusable."""
+
+    def __init__(self, path, problem):
+        self.path = str(path)
+        self.field = None
+        self.problem = problem
+        ValueError.__init__(self, f"WCS header file {self.path}: {problem}")
 
 
 class MissingReferenceError(ValueError):

@@ -13,7 +13,7 @@ import os
 import numpy as np
 from numpy.typing import NDArray
 
-from romanimpreprocess.datamodels.errors import InputFileError
+from romanimpreprocess.datamodels.errors import WCSHeaderError
 
 __all__ = [
     "gwcs_from_header",
@@ -30,33 +30,33 @@ _REQUIRED = ("CRPIX1", "CRPIX2", "CRVAL1", "CRVAL2", "CTYPE1", "CTYPE2")
 
 
 def read_wcs_header(path):
-    """Read a FITSWCS header text file; clear `InputFileError` on any problem."""
+    """Read a FITSWCS header text file; clear `WCSHeaderError` on any problem."""
     from astropy.io import fits
 
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise InputFileError(path, "WCS header file not found")
+        raise WCSHeaderError(path, "WCS header file not found")
     try:
         with open(path) as f:
             text = f.read()
     except (OSError, UnicodeDecodeError) as err:
-        raise InputFileError(path, f"cannot read the WCS header ({err})") from None
+        raise WCSHeaderError(path, f"cannot read the WCS header ({err})") from None
     try:
         # The legacy writes FITS cards (Header.tofile: 80-character cards, no
         # newlines); a text header with one card per line is accepted too.
         sep = "\n" if "\n" in text.strip("\n") else ""
         header = fits.Header.fromstring(text, sep=sep)
     except Exception as err:
-        raise InputFileError(path, f"not a FITS header text ({err})") from None
+        raise WCSHeaderError(path, f"not a FITS header text ({err})") from None
     missing = [k for k in _REQUIRED if k not in header]
     if missing:
-        raise InputFileError(path, f"WCS header lacks {', '.join(missing)}")
+        raise WCSHeaderError(path, f"WCS header lacks {', '.join(missing)}")
     if not str(header["CTYPE1"]).endswith("TAN-SIP"):
-        raise InputFileError(
+        raise WCSHeaderError(
             path, f"WCS header must be TAN-SIP, CTYPE1 = {header['CTYPE1']!r}"
         )
     if not any(k in header for k in ("CD1_1", "PC1_1", "CDELT1")):
-        raise InputFileError(path, "WCS header has no CD/PC matrix")
+        raise WCSHeaderError(path, "WCS header has no CD/PC matrix")
     return header
 
 

@@ -13,29 +13,24 @@ import time
 
 import roman_datamodels.datamodels as dm
 
-from romanimpreprocess.biascorr import BiasCorrStep
-from romanimpreprocess.dark_current import DarkCurrentStep
-from romanimpreprocess.dark_decay import DarkDecayStep
 from romanimpreprocess.datamodels import Geometry, open_reference
-from romanimpreprocess.dq_init import DQInitStep
-from romanimpreprocess.flatfield import FlatFieldStep
-from romanimpreprocess.ipc import IPCStep
-from romanimpreprocess.linearity import LinearityLegendreStep
-from romanimpreprocess.noise import NoiseStep
-from romanimpreprocess.ramp_fitting import RampFitStep
-from romanimpreprocess.refpix import RefPixStep
-from romanimpreprocess.saturation import SaturationStep
-from romanimpreprocess.sky import SkyStep
+from romanimpreprocess.datamodels.l2 import fits_path
+from romanimpreprocess.datamodels.wcs import read_wcs_header
+from romanimpreprocess.pipeline import legacy
+from romanimpreprocess.pipeline.steps import STEP_DEFS
 from romanimpreprocess.stpipe import RipPipeline
-from romanimpreprocess.wfi18_transient import WFI18TransientStep
 
-__all__ = ["L1ToL2Pipeline", "ReferenceCheckError"]
+__all__ = ["L1ToL2Pipeline", "ReferenceCheckError", "RunConfigurationError"]
 
 log = logging.getLogger(__name__)
 
 
 class ReferenceCheckError(ValueError):
     """Reference files that do not fit the exposure, found before any work."""
+
+
+class RunConfigurationError(ValueError):
+    """Parameters or outputs that cannot work, found before any work."""
 
 
 class _LogCollector(logging.Handler):
@@ -76,44 +71,111 @@ class L1ToL2Pipeline(RipPipeline):
 
     reference_file_types = ()
 
-    step_defs = {
-        "dq_init": DQInitStep,
-        "saturation": SaturationStep,
-        "refpix": RefPixStep,
-        "biascorr": BiasCorrStep,
-        "dark_decay": DarkDecayStep,
-        "wfi18_transient": WFI18TransientStep,
-        "linearity": LinearityLegendreStep,
-        "ipc": IPCStep,
-        "ramp_fit": RampFitStep,
-        "dark_current": DarkCurrentStep,
-        "flatfield": FlatFieldStep,
-        "sky": SkyStep,
-        "noise": NoiseStep,
-    }
+    step_defs = dict(STEP_DEFS)
 
     # Set during a run for the noise step (R layers re-run the calibration).
     l1_model = None
+    # The legacy config of this run, stored in processinfo.config.
+    legacy_config_dict = None
+
+    # ------------------------------------------------------------ legacy config
+    @classmethod
+    def from_legacy_config(
+        cls,
+        config,
+        *,
+        source=None,
+        base_dir=None,
+        output_file=None,
+        require_noise=False,
+        **parameters,
+    ):
+        """The one way from a legacy config to a run.
+
+        ``gen_cal_image``, ``gen_noise_image``, ``rip-batch`` and ``strun rip_l1l2
+        --legacy_config`` all come through here: one validation (every problem at
+        once, before any work), one path resolution and the same
+        ``processinfo.config``.
+
+        Parameters
+        ----------
+        config : dict or str or os.PathLike
+            The legacy configuration, or the path of its YAML file.
+        source : str or None
+            The config's file, for messages (default: ``config`` when it is a path).
+        base_dir : str or None
+            Directory relative paths are relative to (default: the current one).
+        output_file : str or None
+            Write here instead of the config's ``OUT``.
+        require_noise : bool
+            The caller writes noise layers: the ``NOISE`` block is required.
+        **parameters
+            Further `L1ToL2Pipeline` parameters (e.g. ``configure_log`` is not one).
+
+        Returns
+        -------
+        pipeline : L1ToL2Pipeline
+            Configured, with ``save_results`` on.
+        input : str
+            Absolute path of the L1 exposure (``IN``); run it with
+            ``pipeline.run(input)``.
+        """
+        if isinstance(config, str | os.PathLike):
+            source = os.fspath(config)
+            config = legacy.load_config(source)
+        args = legacy.pipeline_args(
+            config, source=source, base_dir=base_dir, require_noise=require_noise
+        )
+        pipeline = cls(**parameters)
+        pipeline.apply_legacy_args(args)
+        if output_file:
+            pipeline.output_file = os.fspath(output_file)
+        pipeline.save_results = True
+        return pipeline, args.input
+
+    def apply_legacy_args(self, args):
+        """Set step parameters, pipeline parameters and output from `PipelineArgs`."""
+        for name, pars in args.steps.items():
+            step = getattr(self, name)
+            for key, value in pars.items():
+                setattr(step, key, value)
+        for key, value in args.parameters.items():
+            setattr(self, key, value)
+        if not self.output_file:
+            self.output_file = args.output
+        self.legacy_config_dict = args.config
+
+    def run(self, *args):
+        """stpipe's ``run``; with ``legacy_config``, its IN and OUT are the defaults.
+
+        The YAML is applied before stpipe decides whether to save, so ``strun rip_l1l2
+        --legacy_config=cfg.yaml`` (no input on the command line) writes OUT exactly as
+        ``gen_cal_image cfg.yaml`` does.
+        """
+        if self.legacy_config:
+            config = legacy.load_config(self.legacy_config)
+            legacy_args = legacy.pipeline_args(config, source=self.legacy_config)
+            self.apply_legacy_args(legacy_args)
+            self.save_results = True
+            if not args or args[0] is None:
+                args = (legacy_args.input, *args[1:])
+            # applied once: a second run of this object must not re-read the file
+            self.legacy_config = ""
+        return super().run(*args)
 
     # ------------------------------------------------------------------ process
     def process(self, dataset=None):
-        """Run every step on ``dataset`` (L1 path or model); return the L2 model.
-
-        Without ``dataset`` the input is the ``IN`` of ``legacy_config``.
-        """
+        """Run every step on ``dataset`` (L1 path or model); return the L2 model."""
         collector = _LogCollector()
         package_log = logging.getLogger("romanimpreprocess")
         package_log.addHandler(collector)
         try:
-            config, legacy_input = self._apply_legacy_config()
-            if dataset is None:
-                dataset = legacy_input
             if dataset is None:
                 raise ValueError(
                     "no input: give the L1 file (or set legacy_config, whose IN is used)"
                 )
-            self._check_output_is_not_input(dataset)
             self._propagate_legacy_compat()
+            self._preflight(dataset)
             model = self.open_model(dataset)
             if not self.noise.skip and isinstance(model, dm.ScienceRawModel):
                 self.l1_model = model
@@ -131,7 +193,7 @@ class L1ToL2Pipeline(RipPipeline):
             model = finalize_l2(
                 model,
                 cal_steps=self._cal_steps(model),
-                config=config,
+                config=self.legacy_config_dict,
                 log_text="\n".join(collector.lines),
                 references=self._references_used(),
                 sliceout=self.sliceout,
@@ -204,41 +266,97 @@ class L1ToL2Pipeline(RipPipeline):
         return out
 
     # ------------------------------------------------------------ configuration
-    def _apply_legacy_config(self):
-        """Apply ``legacy_config`` (if given); return (config dict, its IN path)."""
-        if not self.legacy_config:
-            return getattr(self, "legacy_config_dict", None), None
-        from romanimpreprocess.pipeline import legacy
+    def _preflight(self, dataset):
+        """Every problem with the parameters and the outputs, before any work.
 
-        config = legacy.load_config(self.legacy_config)
-        args = legacy.pipeline_args(config, source=self.legacy_config)
-        self.apply_legacy_args(args)
-        return config, args.input
-
-    def apply_legacy_args(self, args):
-        """Set step parameters, pipeline parameters and output from `PipelineArgs`."""
-        for name, pars in args.steps.items():
+        Step parameters (each step's ``check_parameters``), the FITSWCS header, and
+        outputs that would overwrite an input (the exposure, a reference file, the
+        WCS header, the legacy config) or each other. All are reported together.
+        """
+        problems = []
+        for name in self.step_defs:
             step = getattr(self, name)
-            for key, value in pars.items():
-                setattr(step, key, value)
-        for key, value in args.parameters.items():
-            setattr(self, key, value)
-        if not self.output_file:
-            self.output_file = args.output
-        self.legacy_config_dict = args.config
-
-    def _check_output_is_not_input(self, dataset):
-        if not isinstance(dataset, str | os.PathLike) or not self.output_file:
-            return
-        source = os.path.realpath(os.fspath(dataset))
-        target = os.path.realpath(os.path.expanduser(os.fspath(self.output_file)))
-        if self.output_dir and not os.path.dirname(os.fspath(self.output_file)):
-            target = os.path.realpath(os.path.join(self.output_dir, self.output_file))
-        if source == target:
-            raise ValueError(
-                f"output_file {self.output_file} is the input file; it would be "
-                f"overwritten (choose another output)"
+            check = getattr(step, "check_parameters", None)
+            if not step.skip and check is not None:
+                problems += [f"steps.{name}: {p}" for p in check()]
+        if not self.flatfield.skip and self.flatfield.wcs_header:
+            try:
+                read_wcs_header(self.flatfield.wcs_header)
+            except ValueError as err:
+                problems.append(f"steps.flatfield.wcs_header: {err}")
+        problems += self._overwrite_problems(dataset)
+        if problems:
+            raise RunConfigurationError(
+                f"{len(problems)} problem(s) with the run's parameters, nothing was "
+                f"processed:\n  - " + "\n  - ".join(problems)
             )
+
+    def _output_files(self):
+        """``{what: path}`` of the files this run will write."""
+        outputs = {}
+        if self.save_results or self.output_file:
+            try:
+                path = os.path.abspath(self.make_output_path())
+            except Exception:  # stpipe cannot name it yet: nothing to protect
+                path = None
+            if path:
+                outputs["output_file"] = path
+                if self.fits_output:
+                    outputs["output_file (FITS copy)"] = fits_path(path)
+        if not self.noise.skip:
+            if self.noise.noise_file:
+                path = os.path.abspath(os.path.expanduser(self.noise.noise_file))
+                outputs["steps.noise.noise_file"] = path
+                if self.noise.fits_output:
+                    outputs["steps.noise.noise_file (FITS copy)"] = fits_path(path)
+            if self.noise.temp:
+                temp = os.path.abspath(os.path.expanduser(self.noise.temp))
+                stem = os.path.splitext(temp)[0]
+                outputs["steps.noise.temp"] = temp
+                outputs["steps.noise.temp (L2)"] = stem + "_L2.asdf"
+                outputs["steps.noise.temp (reference L2)"] = stem + "_refL2.asdf"
+        return outputs
+
+    def _input_files(self, dataset):
+        """``{what: path}`` of every file this run reads."""
+        inputs = {}
+        if isinstance(dataset, str | os.PathLike):
+            inputs["the input"] = os.path.abspath(os.fspath(dataset))
+        for name in self.step_defs:
+            step = getattr(self, name)
+            for reftype in step.reference_file_types:
+                path = step.get_ref_override(reftype)
+                if isinstance(path, str) and path not in ("", "N/A"):
+                    inputs[f"steps.{name}.override_{reftype}"] = os.path.abspath(path)
+        if self.flatfield.wcs_header:
+            inputs["steps.flatfield.wcs_header"] = os.path.abspath(
+                self.flatfield.wcs_header
+            )
+        return inputs
+
+    def _overwrite_problems(self, dataset):
+        outputs = self._output_files()
+        inputs = self._input_files(dataset)
+        problems = []
+        for out_key, out_path in outputs.items():
+            for in_key, in_path in inputs.items():
+                if legacy.same_file(out_path, in_path):
+                    problems.append(
+                        f"{out_key} {out_path} is {in_key}; it would be overwritten "
+                        f"(choose another output)"
+                    )
+                    break
+            if os.path.isdir(out_path):
+                problems.append(f"{out_key} {out_path} is an existing directory")
+        keys = list(outputs)
+        for i, first in enumerate(keys):
+            for second in keys[i + 1 :]:
+                if legacy.same_file(outputs[first], outputs[second]):
+                    problems.append(
+                        f"{second} {outputs[second]} is also {first}; one would "
+                        f"overwrite the other"
+                    )
+        return problems
 
     def _propagate_legacy_compat(self):
         if not self.legacy_compat:

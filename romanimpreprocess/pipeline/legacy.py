@@ -19,6 +19,7 @@ import argparse
 import copy
 import difflib
 import logging
+import math
 import numbers
 import os
 import sys
@@ -26,7 +27,10 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from romanimpreprocess.datamodels.l2 import fits_path
 from romanimpreprocess.datamodels.reference import CALDIR_TO_REFTYPE
+from romanimpreprocess.datamodels.wcs import read_wcs_header
+from romanimpreprocess.pipeline.steps import PIPELINE_CLASS, STEP_DEFS
 
 __all__ = [
     "CALDIR_KEYS",
@@ -103,7 +107,8 @@ _JUMP_KW = (
     "edge_size",
     "maximum_cores",
 )
-_NOISE_KEYS = {"LAYER": True, "TEMP": False, "SEED": False, "OUT": False}
+# The NOISE block (gen_noise_image): where it is given, all four keys are needed.
+NOISE_KEYS = ("LAYER", "TEMP", "SEED", "OUT")
 
 
 class ConfigFileError(ValueError):
@@ -158,24 +163,116 @@ class PipelineArgs:
 
 
 # ------------------------------------------------------------------ reading
+# A legacy config is a page of keys and paths. Anything much larger is not a config
+# (an L1 given in its place, a generated file gone wrong), and YAML aliases that
+# expand past a few thousand values would be copied into every L2's processinfo.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_VALUES = 10_000
+# The sky model is fitted to 8 x 8 cell medians; order 9 has 55 terms, order 10 has
+# 66, more than there are cells.
+MAX_SKYORDER = 9
+
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _StrictLoader(_BaseLoader):
+    """YAML safe loader that refuses a key given twice in one mapping."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node)
+            except TypeError:  # an unhashable key: SafeConstructor reports it
+                continue
+            if first is not key_node:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {key!r} is given twice (lines {first.start_mark.line + 1} "
+                    f"and {key_node.start_mark.line + 1}); keep one",
+                    key_node.start_mark,
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _StrictLoader.construct_mapping
+)
+
+
+def _count_values(node, limit):
+    """Number of values in ``node`` with aliases expanded, counting stops past ``limit``."""
+    count = 0
+    stack = [node]
+    while stack and count <= limit:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return count
+
+
+def parse_config(text, source="<string>"):
+    """Parse the text of a legacy YAML config; every error names ``source``.
+
+    Raises
+    ------
+    ConfigFileError
+        Not valid YAML, a key given twice, aliases expanding past
+        `MAX_CONFIG_VALUES` values.
+    LegacyConfigError
+        The document is not a mapping of keys.
+    """
+    try:
+        config = yaml.load(text, Loader=_StrictLoader)
+    except yaml.YAMLError as err:
+        raise ConfigFileError(
+            f"legacy config {source}: not valid YAML ({err})"
+        ) from None
+    if not isinstance(config, dict):
+        raise LegacyConfigError(
+            [f"the file must hold a mapping of keys, got {type(config).__name__}"],
+            source=source,
+        )
+    if _count_values(config, MAX_CONFIG_VALUES) > MAX_CONFIG_VALUES:
+        raise ConfigFileError(
+            f"legacy config {source}: expands to more than {MAX_CONFIG_VALUES} values "
+            f"(YAML anchors/aliases repeated?); write the values out"
+        )
+    return config
+
+
 def load_config(path):
     """Read a legacy YAML config; errors name the file and the problem."""
     path = os.fspath(path)
     try:
-        with open(path) as f:
-            config = yaml.safe_load(f)
+        if os.path.isdir(path):
+            raise ConfigFileError(f"legacy config {path}: is a directory, not a file")
+        size = os.path.getsize(path)
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigFileError(
+                f"legacy config {path}: {size} bytes is not a config (at most "
+                f"{MAX_CONFIG_BYTES} bytes; an exposure given in its place?)"
+            )
+        with open(path, "rb") as f:
+            raw = f.read()
     except FileNotFoundError:
         raise ConfigFileError(f"legacy config {path}: file not found") from None
     except OSError as err:
         raise ConfigFileError(f"legacy config {path}: cannot read ({err})") from None
-    except yaml.YAMLError as err:
-        raise ConfigFileError(f"legacy config {path}: not valid YAML ({err})") from None
-    if not isinstance(config, dict):
-        raise LegacyConfigError(
-            [f"the file must hold a mapping of keys, got {type(config).__name__}"],
-            source=path,
-        )
-    return config
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigFileError(
+            f"legacy config {path}: not UTF-8 text (byte 0x{raw[err.start]:02x} at "
+            f"offset {err.start}); save it as UTF-8"
+        ) from None
+    return parse_config(text, source=path)
 
 
 # --------------------------------------------------------------- validation
@@ -190,7 +287,11 @@ def _is_int(value):
 
 
 def _is_number(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    return (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+    )
 
 
 def _unknown(key, known, where=""):
@@ -199,27 +300,34 @@ def _unknown(key, known, where=""):
     return f"{where}{key}: unknown key{hint}"
 
 
-def _resolve(path, base_dir):
+def resolve_path(path, base_dir):
+    """``path`` of a legacy config made absolute: ``~`` and ``$VAR`` expanded, relative
+    paths taken from ``base_dir``."""
     path = os.path.expanduser(os.path.expandvars(str(path)))
     if not os.path.isabs(path):
         path = os.path.join(base_dir, path)
     return os.path.normpath(path)
 
 
+_KIND_CHECKS = {
+    "path": lambda v: isinstance(v, str) and v.strip() != "",
+    "mapping": lambda v: isinstance(v, dict),
+    "mapping or null": lambda v: v is None or isinstance(v, dict),
+    "bool": _is_bool,
+    "int": _is_int,
+    "int or null": lambda v: v is None or _is_int(v),
+    "number": _is_number,
+}
+
+
 def _check_type(key, value, kind, problems):
-    ok = {
-        "path": lambda v: isinstance(v, str) and v.strip() != "",
-        "mapping": lambda v: isinstance(v, dict),
-        "mapping or null": lambda v: v is None or isinstance(v, dict),
-        "bool": _is_bool,
-        "int": _is_int,
-        "int or null": lambda v: v is None or _is_int(v),
-        "number": _is_number,
-    }[kind](value)
+    ok = _KIND_CHECKS[kind](value)
     if not ok:
+        expected = kind.replace("path", "a file path").replace(
+            "number", "a finite number"
+        )
         problems.append(
-            f"{key}: expected {kind.replace('path', 'a file path')}, got "
-            f"{type(value).__name__} {value!r}"
+            f"{key}: expected {expected}, got {type(value).__name__} {value!r}"
         )
     return ok
 
@@ -232,10 +340,7 @@ def _check_file(key, path, problems, *, must_exist=True):
     return True
 
 
-def _validate(config, base_dir, check_files):
-    """Return (problems, resolved paths) for a legacy config dict."""
-    problems = []
-    paths = {}
+def _check_keys(config, problems):
     for key in config:
         if key not in TOP_LEVEL_KEYS:
             problems.append(_unknown(key, TOP_LEVEL_KEYS))
@@ -246,93 +351,119 @@ def _validate(config, base_dir, check_files):
             continue
         _check_type(key, config[key], kind, problems)
 
+
+def _check_paths(config, base_dir, check_files, problems, paths):
+    """IN, OUT and FITSWCS: present, readable, OUT writable and not a directory."""
     if isinstance(config.get("IN"), str) and config["IN"].strip():
-        paths["IN"] = _resolve(config["IN"], base_dir)
+        paths["IN"] = resolve_path(config["IN"], base_dir)
         if check_files:
             _check_file("IN", paths["IN"], problems)
     if isinstance(config.get("OUT"), str) and config["OUT"].strip():
-        paths["OUT"] = _resolve(config["OUT"], base_dir)
-        if not paths["OUT"].endswith(".asdf"):
+        paths["OUT"] = out = resolve_path(config["OUT"], base_dir)
+        if not out.endswith(".asdf"):
             problems.append(f"OUT: must end in '.asdf', got {config['OUT']!r}")
-        out_dir = os.path.dirname(paths["OUT"])
-        if check_files and not os.path.isdir(out_dir):
-            problems.append(f"OUT: directory does not exist: {out_dir}")
-        elif check_files and not os.access(out_dir, os.W_OK):
-            problems.append(f"OUT: directory is not writable: {out_dir}")
-    if "IN" in paths and paths.get("OUT") == paths["IN"]:
-        problems.append(f"OUT: is the input file IN ({paths['IN']}); it would be lost")
-    if isinstance(config.get("FITSWCS"), str) and config["FITSWCS"].strip():
-        paths["FITSWCS"] = _resolve(config["FITSWCS"], base_dir)
+        out_dir = os.path.dirname(out)
         if check_files:
-            _check_file("FITSWCS", paths["FITSWCS"], problems)
+            if os.path.isdir(out):
+                problems.append(f"OUT: is an existing directory: {out}")
+            elif not os.path.isdir(out_dir):
+                problems.append(f"OUT: directory does not exist: {out_dir}")
+            elif not os.access(out_dir, os.W_OK):
+                problems.append(f"OUT: directory is not writable: {out_dir}")
+    if isinstance(config.get("FITSWCS"), str) and config["FITSWCS"].strip():
+        paths["FITSWCS"] = resolve_path(config["FITSWCS"], base_dir)
+        if check_files and _check_file("FITSWCS", paths["FITSWCS"], problems):
+            try:
+                read_wcs_header(paths["FITSWCS"])
+            except ValueError as err:
+                problems.append(f"FITSWCS: {err}")
 
+
+def _check_caldir(config, base_dir, check_files, problems, paths):
     caldir = config.get("CALDIR")
-    if isinstance(caldir, dict):
-        for key in caldir:
-            if key not in CALDIR_KEYS and key not in _CALDIR_IGNORED:
-                problems.append(_unknown(key, CALDIR_KEYS, where="CALDIR."))
-        for key, required in CALDIR_KEYS.items():
-            if key not in caldir or caldir[key] is None:
-                if required:
-                    problems.append(f"CALDIR.{key}: required entry is missing")
-                continue
-            if _check_type(f"CALDIR.{key}", caldir[key], "path", problems):
-                paths[f"CALDIR.{key}"] = _resolve(caldir[key], base_dir)
-                if check_files:
-                    _check_file(f"CALDIR.{key}", paths[f"CALDIR.{key}"], problems)
+    if not isinstance(caldir, dict):
+        return
+    for key in caldir:
+        if key not in CALDIR_KEYS and key not in _CALDIR_IGNORED:
+            problems.append(_unknown(key, CALDIR_KEYS, where="CALDIR."))
+    for key, required in CALDIR_KEYS.items():
+        if key not in caldir or caldir[key] is None:
+            if required:
+                problems.append(f"CALDIR.{key}: required entry is missing")
+            continue
+        if _check_type(f"CALDIR.{key}", caldir[key], "path", problems):
+            paths[f"CALDIR.{key}"] = resolve_path(caldir[key], base_dir)
+            if check_files:
+                _check_file(f"CALDIR.{key}", paths[f"CALDIR.{key}"], problems)
 
+
+def _check_ramp_opt_pars(config, problems):
     opt = config.get("RAMP_OPT_PARS")
-    if isinstance(opt, dict):
-        for key in opt:
-            if key not in _RAMP_OPT_PARS:
-                problems.append(_unknown(key, _RAMP_OPT_PARS, where="RAMP_OPT_PARS."))
-        for key in _RAMP_OPT_PARS:
-            if key not in opt:
-                # The legacy replaces the defaults wholesale and then fails (KeyError).
-                problems.append(
-                    f"RAMP_OPT_PARS.{key}: missing (give slope, gain and sigma_read "
-                    f"together)"
-                )
-            elif not _is_number(opt[key]):
-                problems.append(
-                    f"RAMP_OPT_PARS.{key}: expected a number, got {opt[key]!r}"
-                )
-            elif key in ("gain", "sigma_read") and opt[key] <= 0:
-                problems.append(f"RAMP_OPT_PARS.{key}: must be > 0, got {opt[key]!r}")
+    if not isinstance(opt, dict):
+        return
+    for key in opt:
+        if key not in _RAMP_OPT_PARS:
+            problems.append(_unknown(key, _RAMP_OPT_PARS, where="RAMP_OPT_PARS."))
+    for key in _RAMP_OPT_PARS:
+        if key not in opt:
+            # The legacy replaces the defaults wholesale and then fails (KeyError).
+            problems.append(
+                f"RAMP_OPT_PARS.{key}: missing (give slope, gain and sigma_read together)"
+            )
+        elif not _is_number(opt[key]):
+            problems.append(
+                f"RAMP_OPT_PARS.{key}: expected a finite number, got {opt[key]!r}"
+            )
+        elif key in ("gain", "sigma_read") and opt[key] <= 0:
+            problems.append(f"RAMP_OPT_PARS.{key}: must be > 0, got {opt[key]!r}")
+        elif key == "slope" and opt[key] < 0:
+            problems.append(f"RAMP_OPT_PARS.slope: must be >= 0, got {opt[key]!r}")
 
+
+def _check_jump_detect_pars(config, problems):
     jump = config.get("JUMP_DETECT_PARS")
-    if isinstance(jump, dict):
-        for key, value in jump.items():
-            if key not in _JUMP_DETECT_PARS:
-                problems.append(
-                    _unknown(key, _JUMP_DETECT_PARS, where="JUMP_DETECT_PARS.")
-                )
-            elif not _is_number(value):
-                problems.append(
-                    f"JUMP_DETECT_PARS.{key}: expected a number, got {value!r}"
-                )
-        ia, ib = jump.get("IthreshA", 1.0), jump.get("IthreshB", 1000.0)
-        if _is_number(ia) and _is_number(ib):
-            if ia <= 0:
-                problems.append(f"JUMP_DETECT_PARS.IthreshA: must be > 0, got {ia!r}")
-            elif ia >= ib:
-                problems.append(
-                    f"JUMP_DETECT_PARS: IthreshA ({ia!r}) must be below IthreshB "
-                    f"({ib!r})"
-                )
+    if not isinstance(jump, dict):
+        return
+    for key, value in jump.items():
+        if key not in _JUMP_DETECT_PARS:
+            problems.append(_unknown(key, _JUMP_DETECT_PARS, where="JUMP_DETECT_PARS."))
+        elif not _is_number(value):
+            problems.append(
+                f"JUMP_DETECT_PARS.{key}: expected a finite number, got {value!r}"
+            )
+        elif key in ("SthreshA", "SthreshB") and value <= 0:
+            problems.append(
+                f"JUMP_DETECT_PARS.{key}: a jump threshold must be > 0 sigma, got "
+                f"{value!r}"
+            )
+    ia, ib = jump.get("IthreshA", 1.0), jump.get("IthreshB", 1000.0)
+    if _is_number(ia) and _is_number(ib):
+        if ia <= 0:
+            problems.append(f"JUMP_DETECT_PARS.IthreshA: must be > 0, got {ia!r}")
+        elif ia >= ib:
+            problems.append(
+                f"JUMP_DETECT_PARS: IthreshA ({ia!r}) must be below IthreshB ({ib!r})"
+            )
 
+
+def _check_jump_kw(config, problems):
     jump_kw = config.get("JUMP_KW")
     if isinstance(jump_kw, dict):
         for key in jump_kw:
             if key not in _JUMP_KW:
                 problems.append(_unknown(key, _JUMP_KW, where="JUMP_KW."))
 
+
+def _check_ranges(config, problems):
     order = config.get("SKYORDER")
-    if _is_int(order) and order < 0:
-        problems.append(f"SKYORDER: must be >= 0 (or absent), got {order!r}")
+    if _is_int(order) and not 0 <= order <= MAX_SKYORDER:
+        problems.append(
+            f"SKYORDER: must be 0..{MAX_SKYORDER} (or absent for no sky subtraction), "
+            f"got {order!r}"
+        )
     backup = config.get("SATURATION_BACKUP")
-    if _is_int(backup) and backup < 0:
-        problems.append(f"SATURATION_BACKUP: must be >= 0, got {backup!r}")
+    if _is_int(backup) and not 0 <= backup <= 16:
+        problems.append(f"SATURATION_BACKUP: must be 0..16, got {backup!r}")
     threshold = config.get("REJECTION_THRESHOLD")
     if _is_number(threshold) and threshold <= 0:
         problems.append(f"REJECTION_THRESHOLD: must be > 0, got {threshold!r}")
@@ -340,50 +471,178 @@ def _validate(config, base_dir, check_files):
     if _is_int(precision) and precision not in (16, 32):
         problems.append(f"NOISE_PRECISION: must be 16 or 32, got {precision!r}")
 
+
+def _check_noise(config, base_dir, problems, paths, require_noise):
+    """The ``NOISE`` block: one rule wherever it is read (see `NOISE_KEYS`)."""
+    from romanimpreprocess.noise.layers import parse_layers
+
     noise = config.get("NOISE")
-    if isinstance(noise, dict):
-        for key in noise:
-            if key not in _NOISE_KEYS:
-                problems.append(_unknown(key, _NOISE_KEYS, where="NOISE."))
-        for key, required in _NOISE_KEYS.items():
-            if required and key not in noise:
-                problems.append(f"NOISE.{key}: required entry is missing")
-        layers = noise.get("LAYER")
-        if "LAYER" in noise and not (
-            isinstance(layers, list) and all(isinstance(s, str) for s in layers)
+    if noise is None and "NOISE" not in config:
+        if require_noise:
+            problems.append("NOISE: required for noise layers (LAYER, TEMP, SEED, OUT)")
+        return
+    if not isinstance(noise, dict):
+        return  # reported by the type check
+    for key in noise:
+        if key not in NOISE_KEYS:
+            problems.append(_unknown(key, NOISE_KEYS, where="NOISE."))
+    for key in NOISE_KEYS:
+        if key not in noise:
+            problems.append(f"NOISE.{key}: required entry is missing")
+    if "LAYER" in noise:
+        layers = noise["LAYER"]
+        if not (
+            isinstance(layers, list)
+            and layers
+            and all(isinstance(s, str) for s in layers)
         ):
-            problems.append(f"NOISE.LAYER: expected a list of strings, got {layers!r}")
-        if "SEED" in noise and not _is_int(noise["SEED"]):
-            problems.append(f"NOISE.SEED: expected an integer, got {noise['SEED']!r}")
+            problems.append(
+                f"NOISE.LAYER: expected a non-empty list of strings, got {layers!r}"
+            )
+        else:
+            try:
+                parse_layers(layers)
+            except ValueError as err:
+                problems.append(f"NOISE.LAYER: {err}")
+    seed = noise.get("SEED")
+    if "SEED" in noise and not (_is_int(seed) and seed >= 0):
+        problems.append(f"NOISE.SEED: expected a non-negative integer, got {seed!r}")
+    for key in ("TEMP", "OUT"):
+        value = noise.get(key)
+        if key not in noise:
+            continue
+        if not (isinstance(value, str) and value.endswith(".asdf")):
+            problems.append(
+                f"NOISE.{key}: must be a path ending in .asdf, got {value!r}"
+            )
+            continue
+        paths[f"NOISE.{key}"] = resolve_path(value, base_dir)
+
+
+def same_file(a, b):
+    """True when paths ``a`` and ``b`` name one file (equal, a link, or a hard link)."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist yet
+        return False
+
+
+def output_files(config, paths):
+    """``{key: path}`` of every file a run of ``config`` writes (see `pipeline_args`)."""
+    outputs = {}
+    if "OUT" in paths:
+        outputs["OUT"] = paths["OUT"]
+        if config.get("FITSOUT"):
+            outputs["OUT (FITS copy)"] = fits_path(paths["OUT"])
+    if "NOISE.OUT" in paths:
+        outputs["NOISE.OUT"] = paths["NOISE.OUT"]
+        if config.get("FITSOUT"):
+            outputs["NOISE.OUT (FITS copy)"] = fits_path(paths["NOISE.OUT"])
+    if "NOISE.TEMP" in paths:
+        stem = os.path.splitext(paths["NOISE.TEMP"])[0]
+        outputs["NOISE.TEMP"] = paths["NOISE.TEMP"]
+        outputs["NOISE.TEMP (L2)"] = stem + "_L2.asdf"
+        outputs["NOISE.TEMP (reference L2)"] = stem + "_refL2.asdf"
+    return outputs
+
+
+def _check_overwrites(config, paths, source, problems):
+    """No output may be an input (or a link to one), nor another output."""
+    inputs = {
+        key: path
+        for key, path in paths.items()
+        if key in ("IN", "FITSWCS") or key.startswith("CALDIR.")
+    }
+    if source and os.path.isfile(os.fspath(source)):
+        inputs["the config file itself"] = os.path.abspath(os.fspath(source))
+    outputs = output_files(config, paths)
+    for out_key, out_path in outputs.items():
+        for in_key, in_path in inputs.items():
+            if same_file(out_path, in_path):
+                problems.append(
+                    f"{out_key}: {out_path} is {in_key} ({in_path}); it would be "
+                    f"overwritten (choose another output)"
+                )
+    keys = list(outputs)
+    for i, first in enumerate(keys):
+        for second in keys[i + 1 :]:
+            if same_file(outputs[first], outputs[second]):
+                problems.append(
+                    f"{second}: {outputs[second]} is also {first}; one would overwrite "
+                    f"the other"
+                )
+
+
+def validate(
+    config, *, base_dir=None, check_files=True, source=None, require_noise=False
+):
+    """Every problem of a legacy config dict, and its paths resolved.
+
+    Parameters
+    ----------
+    config : dict
+        The legacy configuration.
+    base_dir : str or None
+        Directory relative paths are relative to (default: the current directory).
+    check_files : bool
+        Check that the input files exist (and the FITSWCS header parses) and that
+        OUT's directory is writable.
+    source : str or None
+        The config's file: named in messages and protected from being overwritten.
+    require_noise : bool
+        The run writes noise layers, so a ``NOISE`` block is required.
+
+    Returns
+    -------
+    problems : list of str
+        One line per problem, each naming its key.
+    paths : dict
+        ``{key: absolute path}`` for IN, OUT, FITSWCS, ``CALDIR.<key>``,
+        ``NOISE.OUT`` and ``NOISE.TEMP``.
+    """
+    base_dir = os.path.abspath(base_dir or os.getcwd())
+    problems = []
+    paths = {}
+    _check_keys(config, problems)
+    _check_paths(config, base_dir, check_files, problems, paths)
+    _check_caldir(config, base_dir, check_files, problems, paths)
+    _check_ramp_opt_pars(config, problems)
+    _check_jump_detect_pars(config, problems)
+    _check_jump_kw(config, problems)
+    _check_ranges(config, problems)
+    _check_noise(config, base_dir, problems, paths, require_noise)
+    _check_overwrites(config, paths, source, problems)
     return problems, paths
 
 
 # ------------------------------------------------------------------ mapping
-def _step_reference_types():
-    """``{step name: (reftypes, optional reftypes)}`` of the pipeline's steps."""
-    from romanimpreprocess.pipeline.l1_to_l2 import L1ToL2Pipeline
-
-    return {
-        name: (list(cls.reference_file_types), tuple(cls.optional_reference_types))
-        for name, cls in L1ToL2Pipeline.step_defs.items()
-    }
-
-
-def pipeline_args(config, *, base_dir=None, check_files=True, source=None):
+def pipeline_args(
+    config,
+    *,
+    base_dir=None,
+    check_files=True,
+    source=None,
+    require_noise=False,
+):
     """Turn a legacy config dict into `PipelineArgs`, or raise `LegacyConfigError`.
 
     Parameters
     ----------
     config : dict
-        The legacy configuration (as read by ``yaml.safe_load``).
+        The legacy configuration (as read by `load_config`).
     base_dir : str or None
         Directory that relative paths are relative to; default the current directory
         (as the legacy tool, which opened paths from the process's working directory).
     check_files : bool
-        Check that IN, FITSWCS and every CALDIR file exist and OUT's directory is
-        writable.
+        Check that IN, FITSWCS and every CALDIR file exist (and the FITSWCS header
+        parses) and that OUT's directory is writable.
     source : str or None
-        Name of the config (its file) for error messages.
+        Name of the config (its file) for error messages; the file is also
+        protected from being overwritten by an output.
+    require_noise : bool
+        The run writes noise layers (``gen_noise_image``): ``NOISE`` is required.
 
     Returns
     -------
@@ -393,8 +652,13 @@ def pipeline_args(config, *, base_dir=None, check_files=True, source=None):
         raise LegacyConfigError(
             [f"expected a mapping of keys, got {type(config).__name__}"], source=source
         )
-    base_dir = os.path.abspath(base_dir or os.getcwd())
-    problems, paths = _validate(config, base_dir, check_files)
+    problems, paths = validate(
+        config,
+        base_dir=base_dir,
+        check_files=check_files,
+        source=source,
+        require_noise=require_noise,
+    )
     if problems:
         raise LegacyConfigError(problems, source=source)
 
@@ -411,8 +675,9 @@ def pipeline_args(config, *, base_dir=None, check_files=True, source=None):
         for key in CALDIR_KEYS
         if caldir.get(key) is not None
     }
-    for step, (reftypes, optional) in _step_reference_types().items():
-        for reftype in reftypes:
+    for step, cls in STEP_DEFS.items():
+        optional = tuple(cls.optional_reference_types)
+        for reftype in cls.reference_file_types:
             if reftype in by_reftype:
                 setp(step, f"override_{reftype}", by_reftype[reftype])
             elif reftype in optional:
@@ -471,10 +736,8 @@ def write_parameter_file(args, path):
     """
     import asdf
 
-    from romanimpreprocess.pipeline.l1_to_l2 import L1ToL2Pipeline
-
     steps = []
-    for name, cls in L1ToL2Pipeline.step_defs.items():
+    for name, cls in STEP_DEFS.items():
         pars = dict(args.steps.get(name, {}))
         steps.append(
             {
@@ -484,7 +747,7 @@ def write_parameter_file(args, path):
             }
         )
     tree = {
-        "class": "romanimpreprocess.pipeline.L1ToL2Pipeline",
+        "class": PIPELINE_CLASS,
         "name": "L1ToL2Pipeline",
         "parameters": {
             **args.parameters,
@@ -494,7 +757,10 @@ def write_parameter_file(args, path):
         "steps": steps,
     }
     path = os.path.abspath(os.fspath(path))
-    tmp = f"{path}.tmp-{os.getpid()}"
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(2, "directory does not exist", directory)
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
     try:
         asdf.AsdfFile(tree).write_to(tmp)
         os.replace(tmp, path)
@@ -529,7 +795,31 @@ def convert_main(argv=None):
     except (ConfigFileError, LegacyConfigError) as err:
         sys.stderr.write(f"rip-legacy-to-asdf: {err}\n")
         return 2
-    path = write_parameter_file(args, opts.params)
+    target = os.path.abspath(opts.params)
+    protected = {"the config": opts.config, "IN": args.input}
+    for step_pars in args.steps.values():
+        for key, value in step_pars.items():
+            if key.startswith("override_") and value != "N/A":
+                protected[key.removeprefix("override_")] = value
+    for what, path in protected.items():
+        if os.path.exists(path) and same_file(target, path):
+            sys.stderr.write(
+                f"rip-legacy-to-asdf: {target} is {what} ({path}); it would be "
+                f"overwritten (choose another parameter file)\n"
+            )
+            return 2
+    if not target.endswith(".asdf"):
+        sys.stderr.write(
+            f"rip-legacy-to-asdf: {target}: the parameter file must end in .asdf\n"
+        )
+        return 2
+    try:
+        path = write_parameter_file(args, target)
+    except OSError as err:
+        sys.stderr.write(
+            f"rip-legacy-to-asdf: cannot write {target}: {err.strerror or err}\n"
+        )
+        return 1
     sys.stdout.write(f"wrote {path}\n")
     sys.stdout.write(f"run it with: strun {path} {args.input}\n")
     return 0

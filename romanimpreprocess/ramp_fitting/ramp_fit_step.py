@@ -76,6 +76,35 @@ class RampFitStep(RipStep):
     """
     reference_file_types: ClassVar = ["readnoise", "gain"]
 
+    def check_parameters(self):
+        """Problems with this step's parameters, found before the pipeline starts.
+
+        Returns
+        -------
+        list of str
+            One line per problem (empty when the parameters can be used).
+        """
+        problems = []
+        checks = (
+            (lambda: RampOptPars(self.opt_slope, self.opt_gain, self.opt_sigma_read)),
+            (
+                lambda: JumpThresholds(
+                    sthresh_a=self.sthresh_a,
+                    sthresh_b=self.sthresh_b,
+                    ithresh_a=self.ithresh_a,
+                    ithresh_b=self.ithresh_b,
+                ).check()
+            ),
+        )
+        if self.algorithm == "likely":
+            checks += ((lambda: likely.parse_jump_kw(self.jump_kw)),)
+        for check in checks:
+            try:
+                check()
+            except (TypeError, ValueError) as err:
+                problems.append(str(err))
+        return problems
+
     def process(self, dataset):
         """Return the rate `ImageModel` of the science area."""
         model = self.open_ramp(dataset)

@@ -29,7 +29,7 @@ class SkyStep(RipStep):
     class_alias = "rip_sky"
     cal_step_key = "sky"
     spec = """
-        order = integer(default=None, min=0)  # Legendre order of the subtracted sky (SKYORDER); None = no subtraction
+        order = integer(default=None, min=0, max=9)  # Legendre order of the subtracted sky (SKYORDER, 0..9: 8x8 cell medians); None = no subtraction
         legacy_compat = boolean(default=False)  # legacy masking of the sky estimates
         suffix = string(default="sky")  # output file suffix
     """

@@ -18,7 +18,7 @@ from romanimpreprocess.stpipe import atomic_save
 
 
 def _input(task):
-    return task["config"]["IN"] if task["kind"] == "legacy" else task["input"]
+    return task["input"]
 
 
 def image_runner(task):

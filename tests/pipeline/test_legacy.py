@@ -27,8 +27,13 @@ CALDIR = (
 @pytest.fixture
 def config(tmp_path):
     """A complete legacy config whose files exist (empty: only existence is checked)."""
-    for name in ("in.asdf", "wcs.txt", *(f"{k}.asdf" for k in CALDIR)):
+    from romanimpreprocess.simulate import SimulationConfig
+    from romanimpreprocess.simulate.simulate import wcs_header
+
+    for name in ("in.asdf", *(f"{k}.asdf" for k in CALDIR)):
         (tmp_path / name).write_text("")
+    # the FITSWCS header is parsed up front, so it must be a real one
+    wcs_header(SimulationConfig(size=64, seed=0), 56).tofile(tmp_path / "wcs.txt")
     return {
         "IN": str(tmp_path / "in.asdf"),
         "OUT": str(tmp_path / "out" / "cal.asdf"),
@@ -47,7 +52,7 @@ def config(tmp_path):
         "JUMP_KW": {"expand_large_events": True},
         "correct_wfi18_transient": True,
         "wfi18_mask_rows": True,
-        "NOISE": {"LAYER": ["RP"], "SEED": 3, "OUT": "n.asdf"},
+        "NOISE": {"LAYER": ["RP"], "SEED": 3, "OUT": "n.asdf", "TEMP": "t.asdf"},
     }
 
 
@@ -144,7 +149,7 @@ def test_every_mistake_is_reported_at_once(config, tmp_path):
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
-        ("SKYORDER", -1, "SKYORDER: must be >= 0"),
+        ("SKYORDER", -1, "SKYORDER: must be 0..9"),
         ("SATURATION_BACKUP", 1.5, "SATURATION_BACKUP: expected int"),
         ("JUMP_DETECT_PARS", {"IthreshA": 5.0, "IthreshB": 5.0}, "must be below"),
         ("JUMP_KW", {"expand_larg_events": True}, "did you mean 'expand_large_events'"),
