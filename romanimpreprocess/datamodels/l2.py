@@ -321,31 +321,72 @@ def _arrays(node):
 def write_l2(model, path, *, fits_output=False):
     """Write the L2 ASDF (and the FITS copy) atomically; return the ASDF path.
 
-    Both files are written into a hidden temporary directory next to ``path`` and
-    renamed into place (FITS first, the ASDF last: an ASDF that exists is complete).
-    On any error nothing is left and existing files are untouched.
+    Both files are written completely into a hidden temporary directory next to
+    ``path`` before either is renamed into place, so a failed write (full disk, a
+    kill) leaves every existing file untouched. The two renames then replace the pair
+    together: should the second fail, the first is undone, so the ASDF and its FITS
+    copy always come from the same run. A failure names the output path.
     """
     from romanimpreprocess.stpipe.core import _temp_prefix, remove_stale_temporaries
 
     path = os.path.abspath(os.fspath(path))
     directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    remove_stale_temporaries(directory)
-    tmpdir = tempfile.mkdtemp(prefix=_temp_prefix(), dir=directory)
     try:
-        tmp_asdf = os.path.join(tmpdir, os.path.basename(path))
-        _write_asdf(model, tmp_asdf)
+        os.makedirs(directory, exist_ok=True)
+        remove_stale_temporaries(directory)
+        tmpdir = tempfile.mkdtemp(prefix=_temp_prefix(), dir=directory)
+    except OSError as err:
+        raise OSError(err.errno, f"cannot write {path}: {err.strerror}", path) from err
+    try:
+        targets = [path]
+        temporaries = [os.path.join(tmpdir, os.path.basename(path))]
+        try:
+            _write_asdf(model, temporaries[0])
+            if fits_output:
+                targets.insert(0, fits_path(path))
+                temporaries.insert(
+                    0, os.path.join(tmpdir, os.path.basename(targets[0]))
+                )
+                _write_fits(model, temporaries[0])
+        except OSError as err:
+            raise OSError(
+                err.errno, f"cannot write {path}: {err.strerror or err}", path
+            ) from err
+        _replace_together(temporaries, targets, tmpdir)
         if fits_output:
-            target = fits_path(path)
-            tmp_fits = os.path.join(tmpdir, os.path.basename(target))
-            _write_fits(model, tmp_fits)
-            os.replace(tmp_fits, target)
-            log.info("Wrote FITS copy %s", target)
-        os.replace(tmp_asdf, path)
+            log.info("Wrote FITS copy %s", targets[0])
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
     log.info("Wrote L2 product %s", path)
     return path
+
+
+def _replace_together(temporaries, targets, tmpdir):
+    """Rename each temporary over its target; on a failure put the old files back."""
+    backups = []
+    for k, target in enumerate(targets):
+        if os.path.exists(target):
+            backup = os.path.join(tmpdir, f".previous-{k}")
+            try:
+                os.link(target, backup)  # same directory, same file system
+            except OSError:  # no hard links here: a copy does the same job
+                shutil.copy2(target, backup)
+            backups.append((backup, target))
+    done = []
+    try:
+        for temporary, target in zip(temporaries, targets, strict=True):
+            os.replace(temporary, target)
+            done.append(target)
+    except OSError as err:
+        previous = {t: b for b, t in backups}
+        for target in done:
+            if target in previous:
+                os.replace(previous[target], target)
+            else:
+                os.remove(target)
+        raise OSError(
+            err.errno, f"cannot write {targets[-1]}: {err.strerror or err}", targets[-1]
+        ) from err
 
 
 def read_processinfo(path):

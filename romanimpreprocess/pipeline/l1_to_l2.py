@@ -16,6 +16,7 @@ import roman_datamodels.datamodels as dm
 from romanimpreprocess.datamodels import Geometry, open_reference
 from romanimpreprocess.datamodels.l2 import fits_path
 from romanimpreprocess.datamodels.wcs import read_wcs_header
+from romanimpreprocess.paths import same_file
 from romanimpreprocess.pipeline import legacy
 from romanimpreprocess.pipeline.steps import STEP_DEFS
 from romanimpreprocess.stpipe import RipPipeline
@@ -340,7 +341,7 @@ class L1ToL2Pipeline(RipPipeline):
         problems = []
         for out_key, out_path in outputs.items():
             for in_key, in_path in inputs.items():
-                if legacy.same_file(out_path, in_path):
+                if same_file(out_path, in_path):
                     problems.append(
                         f"{out_key} {out_path} is {in_key}; it would be overwritten "
                         f"(choose another output)"
@@ -351,7 +352,7 @@ class L1ToL2Pipeline(RipPipeline):
         keys = list(outputs)
         for i, first in enumerate(keys):
             for second in keys[i + 1 :]:
-                if legacy.same_file(outputs[first], outputs[second]):
+                if same_file(outputs[first], outputs[second]):
                     problems.append(
                         f"{second} {outputs[second]} is also {first}; one would "
                         f"overwrite the other"

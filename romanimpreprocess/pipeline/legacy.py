@@ -30,6 +30,7 @@ import yaml
 from romanimpreprocess.datamodels.l2 import fits_path
 from romanimpreprocess.datamodels.reference import CALDIR_TO_REFTYPE
 from romanimpreprocess.datamodels.wcs import read_wcs_header
+from romanimpreprocess.paths import same_file
 from romanimpreprocess.pipeline.steps import PIPELINE_CLASS, STEP_DEFS
 
 __all__ = [
@@ -517,16 +518,6 @@ def _check_noise(config, base_dir, problems, paths, require_noise):
             )
             continue
         paths[f"NOISE.{key}"] = resolve_path(value, base_dir)
-
-
-def same_file(a, b):
-    """True when paths ``a`` and ``b`` name one file (equal, a link, or a hard link)."""
-    if os.path.realpath(a) == os.path.realpath(b):
-        return True
-    try:
-        return os.path.samefile(a, b)
-    except OSError:  # one of them does not exist yet
-        return False
 
 
 def output_files(config, paths):

@@ -32,6 +32,7 @@ from stpipe import Pipeline
 from romanimpreprocess._memory import reuse_freed_memory
 from romanimpreprocess.datamodels import (
     Geometry,
+    InputFileError,
     MissingReferenceError,
     large_reads,
     open_l1,
@@ -39,6 +40,7 @@ from romanimpreprocess.datamodels import (
     raw_to_ramp,
     validate_l1,
 )
+from romanimpreprocess.paths import same_file
 
 __all__ = [
     "RipPipeline",
@@ -266,9 +268,16 @@ class RipStep(RomanStep):
             validate_l1(model)
             model = raw_to_ramp(model)
         if not isinstance(model, dm.RampModel):
-            raise TypeError(
-                f"step '{self.name}' works on ramps (L1 ScienceRawModel or RampModel), "
-                f"got {type(model).__name__}"
+            if isinstance(dataset, str | os.PathLike):
+                name = os.fspath(dataset)
+            else:
+                name = getattr(getattr(model, "meta", None), "filename", "the input")
+            kind = type(model).__name__
+            hint = " (an L2 product?)" if kind == "ImageModel" else ""
+            raise InputFileError(
+                name,
+                f"is a {kind}{hint}; step '{self.name}' works on ramps: an L1 "
+                f"exposure (ScienceRawModel) or a RampModel",
             )
         return model
 
@@ -374,9 +383,26 @@ class RipStep(RomanStep):
         path = self.make_output_path(
             basepath=output_file, suffix=suffix, idx=idx, **components
         )
+        self._refuse_overwriting_an_input(path)
         path = self._write(model, path)
         log.info("Saved model in %s", path)
         return path
+
+    def _refuse_overwriting_an_input(self, path):
+        """Raise ValueError if ``path`` is this run's input or one of its references."""
+        inputs = {"the input": self.search_attr("_input_filename")}
+        for reftype in self.reference_file_types:
+            inputs[f"override_{reftype}"] = self.get_ref_override(reftype)
+        for what, source in inputs.items():
+            if (
+                isinstance(source, str)
+                and source not in ("", "N/A")
+                and same_file(path, source)
+            ):
+                raise ValueError(
+                    f"output_file {path} is {what} ({source}); it would be "
+                    f"overwritten (choose another output)"
+                )
 
     def _write(self, model, path):
         """Write ``model`` to ``path`` atomically; return the absolute path."""
