@@ -1,6 +1,6 @@
 """The one place that knows the legacy ``gen_cal_image`` configuration keys.
 
-A legacy config (legacy_config.md: ``IN``, ``OUT``, ``FITSWCS``, ``CALDIR{...}``,
+A legacy config (docs/legacy.rst: ``IN``, ``OUT``, ``FITSWCS``, ``CALDIR{...}``,
 ``JUMP_DETECT_PARS``, ``RAMP_OPT_PARS``, ``SKYORDER``, ...) becomes a `PipelineArgs`: the
 input path, the output path, pipeline parameters and a ``steps={...}`` dict of step
 parameters and ``override_<reftype>`` paths for `L1ToL2Pipeline`.
@@ -10,9 +10,11 @@ missing file) is collected and reported in one `LegacyConfigError` before any
 processing starts. Unlike the legacy tool, unknown keys are errors: a misspelt
 ``SKYORDR`` would otherwise silently run without sky subtraction.
 
-The same mapping backs ``python -m romanimpreprocess.L1_to_L2.gen_cal_image cfg.yaml``,
-``strun rip_l1l2 IN.asdf --legacy_config=cfg.yaml``, ``rip-batch`` and the converter
-``rip-legacy-to-asdf cfg.yaml params.asdf`` (`convert_main`).
+`L1ToL2Pipeline.from_legacy_config` is the one way from a config to a run: it backs
+``python -m romanimpreprocess.L1_to_L2.gen_cal_image cfg.yaml``, ``gen_noise_image``,
+``strun rip_l1l2 --legacy_config=cfg.yaml`` and ``rip-batch``; the converter
+``rip-legacy-to-asdf cfg.yaml params.asdf`` (`convert_main`) uses the same mapping.
+This module imports no pipeline: the steps come from `romanimpreprocess.pipeline.steps`.
 """
 
 import argparse
@@ -35,13 +37,21 @@ from romanimpreprocess.pipeline.steps import PIPELINE_CLASS, STEP_DEFS
 
 __all__ = [
     "CALDIR_KEYS",
+    "MAX_CONFIG_BYTES",
+    "MAX_CONFIG_VALUES",
+    "MAX_SKYORDER",
+    "NOISE_KEYS",
     "TOP_LEVEL_KEYS",
     "ConfigFileError",
     "LegacyConfigError",
     "PipelineArgs",
     "convert_main",
     "load_config",
+    "output_files",
+    "parse_config",
     "pipeline_args",
+    "resolve_path",
+    "validate",
     "write_parameter_file",
 ]
 
