@@ -206,7 +206,7 @@ def test_unknown_detector(case):
 
 def test_output_equal_to_input(case):
     case.config["OUT"] = case.config["IN"]
-    check_failure(case, "python", "OUT", "input file")
+    check_failure(case, "python", "OUT", "is IN", "would be overwritten")
     assert os.path.getsize(case.config["IN"]) > 0
 
 
