@@ -18,13 +18,18 @@ from dataclasses import dataclass
 import asdf
 import numpy as np
 
+from romanimpreprocess.constants import REF_BORDER
+from romanimpreprocess.datamodels import reference_checks
 from romanimpreprocess.datamodels.errors import ReferenceFileError
 from romanimpreprocess.datamodels.geometry import Geometry
+from romanimpreprocess.datamodels.reference_checks import ExposureInfo
 
-__all__ = ["FIELDS", "ReferenceFile", "open_reference"]
+__all__ = ["FIELDS", "ExposureInfo", "ReferenceFile", "open_reference"]
 
 # (path, size, mtime) of the files whose ASDF tree passed schema validation.
 _SCHEMA_VALIDATED = set()
+# (reftype, path, size, mtime) -> (problems, warnings) of the type and value checks.
+_CONTENT_CHECKED = {}
 
 log = logging.getLogger(__name__)
 
@@ -177,9 +182,16 @@ class ReferenceFile:
     fields : iterable of str or None
         Fields the caller will use; only these are checked and required. ``None``
         means every field listed for the reftype.
+    exposure : ExposureInfo or None
+        Detector, read pattern and frame time the file must agree with where it
+        records them; ``None`` skips these checks.
+
+    Whatever ``fields`` and ``geometry`` say, the file must be of type ``reftype``
+    (its declared type, else its fields and typical values) and physically
+    possible (`reference_checks`).
     """
 
-    def __init__(self, reftype, path, geometry=None, fields=None):
+    def __init__(self, reftype, path, geometry=None, fields=None, exposure=None):
         if reftype not in FIELDS:
             raise ValueError(
                 f"unknown reference type {reftype!r}; known: {', '.join(FIELDS)}"
@@ -196,6 +208,7 @@ class ReferenceFile:
         self._af = self._open()
         try:
             self._validate(spec)
+            self._check_content(exposure)
         except Exception:
             self.close()
             raise
@@ -283,6 +296,38 @@ class ReferenceFile:
                         field=where,
                     )
 
+    def _check_content(self, exposure):
+        """Type, physical possibility and exposure agreement (reference_checks)."""
+        stat = os.stat(self.path)
+        identity = (self.reftype, self.path, stat.st_size, stat.st_mtime_ns)
+        checked = _CONTENT_CHECKED.get(identity)
+        border = self.geometry.border if self.geometry is not None else REF_BORDER
+        if checked is None:
+            try:
+                problem = reference_checks.type_problem(self.reftype, self.tree, border)
+                errors, warnings = (
+                    ([], [])
+                    if problem
+                    else reference_checks.physical_problems(
+                        self.reftype, self.tree, border
+                    )
+                )
+            except Exception as exc:
+                raise self._error(
+                    f"array cannot be read, the file may be truncated or corrupt "
+                    f"({type(exc).__name__}: {exc})"
+                ) from exc
+            checked = ([problem] if problem else errors), warnings
+            _CONTENT_CHECKED[identity] = checked
+            for text in warnings:
+                log.warning("%s reference file %s: %s", self.reftype, self.path, text)
+        problems = list(checked[0])
+        mismatch = reference_checks.exposure_problem(self.reftype, self.tree, exposure)
+        if mismatch:
+            problems.append(mismatch)
+        if problems:
+            raise self._error("; ".join(problems))
+
     def __contains__(self, name):
         return name in self.tree
 
@@ -347,6 +392,10 @@ def _to_plain(node):
     return node
 
 
-def open_reference(reftype, path, geometry=None, fields=None) -> ReferenceFile:
+def open_reference(
+    reftype, path, geometry=None, fields=None, exposure=None
+) -> ReferenceFile:
     """Open and validate a reference file; see `ReferenceFile`."""
-    return ReferenceFile(reftype, path, geometry=geometry, fields=fields)
+    return ReferenceFile(
+        reftype, path, geometry=geometry, fields=fields, exposure=exposure
+    )

@@ -16,7 +16,7 @@ import roman_datamodels.datamodels as dm
 from romanimpreprocess.biascorr import BiasCorrStep
 from romanimpreprocess.dark_current import DarkCurrentStep
 from romanimpreprocess.dark_decay import DarkDecayStep
-from romanimpreprocess.datamodels import Geometry, open_reference
+from romanimpreprocess.datamodels import ExposureInfo, Geometry, open_reference
 from romanimpreprocess.dq_init import DQInitStep
 from romanimpreprocess.flatfield import FlatFieldStep
 from romanimpreprocess.ipc import IPCStep
@@ -259,6 +259,7 @@ class L1ToL2Pipeline(RipPipeline):
         reported together.
         """
         geometry = Geometry.from_model(model)
+        exposure = ExposureInfo.from_model(model)
         problems = []
         for name in self.step_defs:
             step = getattr(self, name)
@@ -273,7 +274,9 @@ class L1ToL2Pipeline(RipPipeline):
                 if path in ("N/A", "", None) or not isinstance(path, str):
                     continue
                 try:
-                    open_reference(reftype, path, geometry=geometry).close()
+                    open_reference(
+                        reftype, path, geometry=geometry, exposure=exposure
+                    ).close()
                 except Exception as err:
                     problems.append(f"steps.{name}.override_{reftype}: {err}")
         if problems:
