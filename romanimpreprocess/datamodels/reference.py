@@ -20,6 +20,7 @@ import numpy as np
 
 from romanimpreprocess.constants import REF_BORDER
 from romanimpreprocess.datamodels import reference_checks
+from romanimpreprocess.datamodels.checksums import block_checksum_problems
 from romanimpreprocess.datamodels.errors import ReferenceFileError
 from romanimpreprocess.datamodels.geometry import Geometry
 from romanimpreprocess.datamodels.reference_checks import ExposureInfo
@@ -28,6 +29,8 @@ __all__ = ["FIELDS", "ExposureInfo", "ReferenceFile", "open_reference"]
 
 # (path, size, mtime) of the files whose ASDF tree passed schema validation.
 _SCHEMA_VALIDATED = set()
+# (path, size, mtime) of the files whose block checksums matched.
+_CHECKSUMS_VALID = set()
 # (reftype, path, size, mtime) -> (problems, warnings) of the type and value checks.
 _CONTENT_CHECKED = {}
 
@@ -225,6 +228,12 @@ class ReferenceFile:
         if stat.st_size == 0:
             raise self._error("file is empty")
         identity = (self.path, stat.st_size, stat.st_mtime_ns)
+        if identity not in _CHECKSUMS_VALID:
+            # The MD5 of every block (~0.2 s a GB); once a process, as the schema.
+            problems = block_checksum_problems(self.path)
+            if problems:
+                raise self._error("; ".join(problems))
+            _CHECKSUMS_VALID.add(identity)
         try:
             # asdf's schema validation of the tree costs 30-90 ms a file; a file is
             # validated the first time this process opens it, and again only if it

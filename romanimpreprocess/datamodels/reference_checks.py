@@ -251,6 +251,16 @@ def physical_problems(reftype, tree, border):
                     "field 'roman.data': every saturation threshold is <= 0 DN, so "
                     "every pixel would be saturated"
                 )
+    # Model parameters (not per-pixel arrays): a NaN in one of them poisons every
+    # pixel (the amp33 row regression, the dark-decay signal), so it cannot be
+    # flagged away and the file is refused.
+    if reftype == "readnoise":
+        amp33 = tree.get("amp33")
+        if hasattr(amp33, "get") and amp33.get("valid", True) is not False:
+            errors.extend(_nonfinite(amp33, "roman.amp33"))
+        errors.extend(_nonfinite(tree.get("anc"), "roman.anc"))
+    if reftype == "darkdecaysignal":
+        errors.extend(_nonfinite(tree.get("decay_table"), "roman.decay_table"))
     if reftype == "ipc4d" and data is not None and len(data.shape) == 4:
         kernel = _sample(data, 0).reshape(9, -1)
         finite = np.all(np.isfinite(kernel), axis=0)
@@ -279,6 +289,26 @@ def physical_problems(reftype, tree, border):
                     f"{diverge.mean():.2%} of the pixels sampled)"
                 )
     return errors, warnings
+
+
+def _nonfinite(node, where):
+    """Problems for every non-finite number or array under a mapping."""
+    if node is None:
+        return []
+    if hasattr(node, "keys"):
+        out = []
+        for key in node:
+            out.extend(_nonfinite(node[key], f"{where}.{key}"))
+        return out
+    if hasattr(node, "shape") and hasattr(node, "dtype"):
+        array = np.asarray(node)
+        if array.dtype.kind in "fc" and not np.all(np.isfinite(array)):
+            count = int(np.sum(~np.isfinite(array)))
+            return [f"field '{where}': {count} non-finite value(s) (NaN or inf)"]
+        return []
+    if isinstance(node, float | np.floating) and not np.isfinite(node):
+        return [f"field '{where}': {node} is not a finite number"]
+    return []
 
 
 def exposure_problem(reftype, tree, exposure):
