@@ -210,6 +210,9 @@ class ReferenceFile:
             raise ValueError(f"{reftype}: no field(s) {unknown}; known: {list(spec)}")
         self._af = self._open()
         try:
+            # The type first: "a gain file given as the flat" says more than the
+            # field that the wrong file happens to lack.
+            self._check_content(exposure, type_only=True)
             self._validate(spec)
             self._check_content(exposure)
         except Exception:
@@ -305,31 +308,43 @@ class ReferenceFile:
                         field=where,
                     )
 
-    def _check_content(self, exposure):
+    def _check_content(self, exposure, type_only=False):
         """Type, physical possibility and exposure agreement (reference_checks)."""
         stat = os.stat(self.path)
         identity = (self.reftype, self.path, stat.st_size, stat.st_mtime_ns)
-        checked = _CONTENT_CHECKED.get(identity)
         border = self.geometry.border if self.geometry is not None else REF_BORDER
-        if checked is None:
-            try:
+        try:
+            if type_only:
+                key = (*identity, "type")
+                if key not in _CONTENT_CHECKED:
+                    _CONTENT_CHECKED[key] = reference_checks.type_problem(
+                        self.reftype, self.tree, border, values=False
+                    )
+                if _CONTENT_CHECKED[key]:
+                    raise self._error(_CONTENT_CHECKED[key])
+                return
+            checked = _CONTENT_CHECKED.get(identity)
+            if checked is None:
                 problem = reference_checks.type_problem(self.reftype, self.tree, border)
-                errors, warnings = (
-                    ([], [])
+                checked = (
+                    ([problem], [])
                     if problem
                     else reference_checks.physical_problems(
                         self.reftype, self.tree, border
                     )
                 )
-            except Exception as exc:
-                raise self._error(
-                    f"array cannot be read, the file may be truncated or corrupt "
-                    f"({type(exc).__name__}: {exc})"
-                ) from exc
-            checked = ([problem] if problem else errors), warnings
-            _CONTENT_CHECKED[identity] = checked
-            for text in warnings:
-                log.warning("%s reference file %s: %s", self.reftype, self.path, text)
+                _CONTENT_CHECKED[identity] = checked
+                for text in checked[1]:
+                    log.warning(
+                        "%s reference file %s: %s", self.reftype, self.path, text
+                    )
+        except ReferenceFileError:
+            raise
+        except Exception as exc:
+            raise self._error(
+                f"array cannot be read, the file may be truncated or corrupt "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
         problems = list(checked[0])
         mismatch = reference_checks.exposure_problem(self.reftype, self.tree, exposure)
         if mismatch:

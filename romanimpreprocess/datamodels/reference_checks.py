@@ -155,7 +155,7 @@ def _median(array, border):
     return float(np.median(finite)) if finite.size else None
 
 
-def signature(tree, border):
+def signature(tree, border, values=True):
     """Reftypes the fields and values of ``tree`` fit, with the evidence."""
 
     def has(name):
@@ -173,13 +173,13 @@ def signature(tree, border):
         return {"readnoise"}, "'anc'/'amp33'/'resetnoise' fields"
     if data is None:
         if has("dq"):
-            return {"mask"}, "a 'dq' array and no 'data'"
+            return {"mask"}, "a 'dq' array and no 'roman.data' array"
         return None
     if ndim == 4:
         return {"ipc4d"}, "a 4-D 'data' array"
     if ndim == 3:
         return {"dark", "biascorr", "linearitylegendre"}, "a 3-D 'data' array"
-    if ndim != 2 or np.dtype(data.dtype).kind != "f":
+    if not values or ndim != 2 or np.dtype(data.dtype).kind != "f":
         return None
     median = _median(data, border)
     if median is None:
@@ -192,8 +192,12 @@ def signature(tree, border):
     return fits, f"one 2-D 'data' array of median {median:.4g}"
 
 
-def type_problem(reftype, tree, border):
-    """Why the file cannot be a ``reftype`` file, or None if it may be."""
+def type_problem(reftype, tree, border, values=True):
+    """Why the file cannot be a ``reftype`` file, or None if it may be.
+
+    ``values=False`` judges by the declared type and the fields only (no array
+    read), for a check before the fields' shapes are known to be right.
+    """
     declared = declared_type(tree)
     if declared is not None:
         name, where = declared
@@ -204,7 +208,7 @@ def type_problem(reftype, tree, border):
         if ours is not None or key in FOREIGN_TYPES:
             return f"the file is a {name} file ({where}), not a {reftype} file"
         log.debug("%s: unknown declared type %r, judged by its fields", reftype, name)
-    found = signature(tree, border)
+    found = signature(tree, border, values)
     if found is None:
         return None
     fits, evidence = found
