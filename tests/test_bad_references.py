@@ -536,7 +536,9 @@ def test_flipped_bytes_in_the_input(case, untouched, entry):
     )
 
 
-def test_flipped_bytes_in_a_reference_file(case, untouched):
+def test_flipped_bytes_in_a_reference_file(case, untouched, monkeypatch):
+    """Opt-in (RIP_REFERENCE_CHECKSUMS=1): 14 s for a full-frame calibration set."""
+    monkeypatch.setenv("RIP_REFERENCE_CHECKSUMS", "1")
     path = case.copy_reference("linearitylegendre")
     _flip_bytes(path, block=1)
     refused(
