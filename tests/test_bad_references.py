@@ -469,6 +469,22 @@ def test_nan_in_the_dark_decay_table_is_refused(case, untouched):
     refused(case, untouched, "python", str(path), "decay_table.WFI01.amplitude")
 
 
+@pytest.mark.parametrize(
+    ("group", "name"),
+    [("anc", "C_PINK"), ("anc", "U_PINK"), ("amp33", "M_PINK"), ("amp33", "RU_PINK")],
+)
+def test_nan_in_a_read_noise_parameter_is_refused(case, untouched, group, name):
+    def poison(roman):
+        node = copy.deepcopy(dict(roman[group]))
+        node[name] = float("nan")
+        roman[group] = node
+
+    path = rewrite_reference(case, "read", poison)
+    refused(
+        case, untouched, "python", str(path), f"roman.{group}.{name}", "not a finite"
+    )
+
+
 def test_ipc_kernel_far_from_unit_sum(case, untouched):
     path = rewrite_reference(
         case,
@@ -584,3 +600,40 @@ def test_truncated_block_is_named(tmp_path):
     open(path, "wb").write(raw[: len(raw) - 50_000])
     (problem,) = block_checksum_problems(path)
     assert "block 0" in problem and "truncated" in problem
+
+
+@pytest.mark.parametrize(
+    ("model_name", "reftype", "field", "value"),
+    [
+        ("GainRefModel", "gain", "data", 1.8),
+        ("FlatRefModel", "flat", "data", 1.0),
+        ("ReadnoiseRefModel", "readnoise", "data", 6.5),
+        ("SaturationRefModel", "saturation", "data", 60000.0),
+        ("MaskRefModel", "mask", "dq", 0),
+    ],
+)
+def test_romancal_reference_models_open_in_their_slot(
+    tmp_path, model_name, reftype, field, value
+):
+    """romancal's own files (meta.reftype GAIN, FLAT, ...) are never refused."""
+    from roman_datamodels import datamodels as dm
+
+    from romanimpreprocess.datamodels import (
+        Geometry,
+        ReferenceFileError,
+        open_reference,
+    )
+
+    n = 64
+    model = getattr(dm, model_name).create_fake_data(shape=(n, n))
+    array = np.asarray(model[field])
+    model[field] = np.full((n, n), value, array.dtype)
+    path = tmp_path / f"{reftype}.asdf"
+    model.save(path)
+    geometry = Geometry(nresultants=6, ny=n, nx=n)
+    with open_reference(reftype, str(path), geometry, fields=[field]) as ref:
+        np.testing.assert_array_equal(getattr(ref, field), model[field])
+    # ... and refused in another slot, by their declared type.
+    other = "flat" if reftype != "flat" else "gain"
+    with pytest.raises(ReferenceFileError, match=f"not a {other} file"):
+        open_reference(other, str(path), geometry)
