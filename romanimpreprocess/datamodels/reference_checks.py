@@ -24,6 +24,7 @@ exposure's.
 """
 
 import logging
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -315,6 +316,13 @@ def _nonfinite(node, where):
     return []
 
 
+def _detector_number(name):
+    """``WFI07``, ``wfi07``, ``SCA07`` and ``SCA7`` are the same detector: 7."""
+    text = str(name).strip().upper()
+    digits = re.search(r"(\d+)$", text)
+    return int(digits.group(1)) if digits else text
+
+
 def exposure_problem(reftype, tree, exposure):
     """Why the file does not fit the exposure (detector, read pattern), or None."""
     if exposure is None:
@@ -328,7 +336,7 @@ def exposure_problem(reftype, tree, exposure):
         reftype != "darkdecaysignal"
         and detector
         and exposure.detector
-        and str(detector).strip().upper() != exposure.detector.strip().upper()
+        and _detector_number(detector) != _detector_number(exposure.detector)
     ):
         problems.append(
             f"field 'roman.meta.instrument.detector': the file is for {detector}, the "
