@@ -21,17 +21,21 @@ import hashlib
 import logging
 import os
 import subprocess
+import sys
+from unittest import mock
 
 import asdf
 import numpy as np
 import pytest
 
 from tests import test_bad_inputs
-from tests.test_bad_inputs import PREVIOUS, STRUN, _edit_l1
 
 # The fixture of test_bad_inputs: a legacy config on private copies of the
-# simulated set.
+# simulated set, with run_python / run_cli / run_strun entries.
 case = test_bad_inputs.case
+
+STRUN = os.path.join(os.path.dirname(sys.executable), "strun")
+PREVIOUS = b"previous product, must survive"
 
 B = 4  # reference border
 
@@ -71,6 +75,15 @@ def refused(case, untouched, entry, *expected, code=1):
     assert "Traceback" not in message
     assert untouched() == before, "a file changed"
     return message
+
+
+def _edit_l1(case, function):
+    """Rewrite the private L1 with ``function(roman)``, unvalidated (a bad producer)."""
+    with asdf.open(case.config["IN"], lazy_load=False) as af:
+        tree = copy.deepcopy(af.tree)
+    function(tree["roman"])
+    with mock.patch("asdf.yamlutil.schema.validate", lambda *a, **k: None):
+        asdf.AsdfFile(tree).write_to(case.config["IN"])
 
 
 def rewrite_reference(case, key, edit, name=None):
