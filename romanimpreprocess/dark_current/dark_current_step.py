@@ -52,6 +52,22 @@ class DarkCurrentStep(RipStep):
         b = REF_BORDER
         science = (slice(b, -b), slice(b, -b))
         model.data -= slope[science]
+        # A NaN or inf in the dark slope (spread to its neighbours by the IPC
+        # deconvolution) makes those pixels unusable: flagged, not left at dq 0.
+        if not self.legacy_compat:
+            from roman_datamodels.dqflags import pixel
+
+            bad_slope = ~np.isfinite(slope[science])
+            if bad_slope.any():
+                log.warning(
+                    "Dark current: %d pixel(s) with a non-finite deconvolved dark "
+                    "slope in %s: flagged UNRELIABLE_DARK | DO_NOT_USE",
+                    int(bad_slope.sum()),
+                    dark.path,
+                )
+                model.dq[bad_slope] |= np.uint32(
+                    pixel.UNRELIABLE_DARK | pixel.DO_NOT_USE
+                )
         if "dq" in dark and dark.get("dq") is not None:
             model.dq |= np.asarray(dark.dq, dtype=np.uint32)[science]
         if not self.legacy_compat and bad_gain[science].any():

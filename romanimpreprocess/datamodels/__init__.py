@@ -15,6 +15,7 @@ from romanimpreprocess.datamodels.l1 import (
 from romanimpreprocess.datamodels.reference import (
     CALDIR_TO_REFTYPE,
     FIELDS,
+    ExposureInfo,
     ReferenceFile,
     open_reference,
 )
@@ -22,6 +23,7 @@ from romanimpreprocess.datamodels.reference import (
 __all__ = [
     "CALDIR_TO_REFTYPE",
     "FIELDS",
+    "ExposureInfo",
     "Geometry",
     "InputFileError",
     "MissingReferenceError",

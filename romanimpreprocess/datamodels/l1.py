@@ -85,7 +85,26 @@ def open_l1(path, model=None) -> dm.ScienceRawModel:
         return _check_and_load(model, path)
 
 
+def _check_checksums(path):
+    """Refuse an L1 whose blocks do not match their MD5 checksums (bit rot, bad copy)."""
+    from romanimpreprocess.datamodels.checksums import block_checksum_problems
+
+    if not os.path.isfile(path):
+        return
+    try:
+        problems = block_checksum_problems(path)
+    except OSError as exc:
+        raise InputFileError(path, f"cannot be read ({exc})") from exc
+    if problems:
+        raise InputFileError(path, "; ".join(problems))
+
+
 def _check_and_load(model, path):
+    try:
+        _check_checksums(path)
+    except Exception:
+        model.close()
+        raise
     if not isinstance(model, dm.ScienceRawModel):
         model.close()
         raise InputFileError(

@@ -18,15 +18,29 @@ from dataclasses import dataclass
 import asdf
 import numpy as np
 
+from romanimpreprocess.constants import REF_BORDER
+from romanimpreprocess.datamodels import reference_checks
+from romanimpreprocess.datamodels.checksums import block_checksum_problems
 from romanimpreprocess.datamodels.errors import ReferenceFileError
 from romanimpreprocess.datamodels.geometry import Geometry
+from romanimpreprocess.datamodels.reference_checks import ExposureInfo
 
-__all__ = ["FIELDS", "ReferenceFile", "open_reference"]
+__all__ = ["FIELDS", "ExposureInfo", "ReferenceFile", "open_reference"]
 
 # (path, size, mtime) of the files whose ASDF tree passed schema validation.
 _SCHEMA_VALIDATED = set()
+# (path, size, mtime) of the files whose block checksums matched.
+_CHECKSUMS_VALID = set()
+# (reftype, path, size, mtime) -> (problems, warnings) of the type and value checks.
+_CONTENT_CHECKED = {}
 
 log = logging.getLogger(__name__)
+
+
+def _verify_reference_checksums():
+    """True when ``RIP_REFERENCE_CHECKSUMS`` asks for the reference block checksums."""
+    value = os.environ.get("RIP_REFERENCE_CHECKSUMS", "")
+    return value.strip().lower() in ("1", "true", "yes", "on")
 
 
 @dataclass(frozen=True)
@@ -177,9 +191,16 @@ class ReferenceFile:
     fields : iterable of str or None
         Fields the caller will use; only these are checked and required. ``None``
         means every field listed for the reftype.
+    exposure : ExposureInfo or None
+        Detector, read pattern and frame time the file must agree with where it
+        records them; ``None`` skips these checks.
+
+    Whatever ``fields`` and ``geometry`` say, the file must be of type ``reftype``
+    (its declared type, else its fields and typical values) and physically
+    possible (`reference_checks`).
     """
 
-    def __init__(self, reftype, path, geometry=None, fields=None):
+    def __init__(self, reftype, path, geometry=None, fields=None, exposure=None):
         if reftype not in FIELDS:
             raise ValueError(
                 f"unknown reference type {reftype!r}; known: {', '.join(FIELDS)}"
@@ -195,7 +216,11 @@ class ReferenceFile:
             raise ValueError(f"{reftype}: no field(s) {unknown}; known: {list(spec)}")
         self._af = self._open()
         try:
+            # The type first: "a gain file given as the flat" says more than the
+            # field that the wrong file happens to lack.
+            self._check_content(exposure, type_only=True)
             self._validate(spec)
+            self._check_content(exposure)
         except Exception:
             self.close()
             raise
@@ -212,6 +237,13 @@ class ReferenceFile:
         if stat.st_size == 0:
             raise self._error("file is empty")
         identity = (self.path, stat.st_size, stat.st_mtime_ns)
+        if identity not in _CHECKSUMS_VALID and _verify_reference_checksums():
+            # The MD5 of every block: ~5 s a GB here (a full-frame calibration set
+            # is 2.6 GB, 14 s), hence opt-in; once a process per file.
+            problems = block_checksum_problems(self.path)
+            if problems:
+                raise self._error("; ".join(problems))
+            _CHECKSUMS_VALID.add(identity)
         try:
             # asdf's schema validation of the tree costs 30-90 ms a file; a file is
             # validated the first time this process opens it, and again only if it
@@ -283,6 +315,50 @@ class ReferenceFile:
                         field=where,
                     )
 
+    def _check_content(self, exposure, type_only=False):
+        """Type, physical possibility and exposure agreement (reference_checks)."""
+        stat = os.stat(self.path)
+        identity = (self.reftype, self.path, stat.st_size, stat.st_mtime_ns)
+        border = self.geometry.border if self.geometry is not None else REF_BORDER
+        try:
+            if type_only:
+                key = (*identity, "type")
+                if key not in _CONTENT_CHECKED:
+                    _CONTENT_CHECKED[key] = reference_checks.type_problem(
+                        self.reftype, self.tree, border, values=False
+                    )
+                if _CONTENT_CHECKED[key]:
+                    raise self._error(_CONTENT_CHECKED[key])
+                return
+            checked = _CONTENT_CHECKED.get(identity)
+            if checked is None:
+                problem = reference_checks.type_problem(self.reftype, self.tree, border)
+                checked = (
+                    ([problem], [])
+                    if problem
+                    else reference_checks.physical_problems(
+                        self.reftype, self.tree, border
+                    )
+                )
+                _CONTENT_CHECKED[identity] = checked
+                for text in checked[1]:
+                    log.warning(
+                        "%s reference file %s: %s", self.reftype, self.path, text
+                    )
+        except ReferenceFileError:
+            raise
+        except Exception as exc:
+            raise self._error(
+                f"array cannot be read, the file may be truncated or corrupt "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
+        problems = list(checked[0])
+        mismatch = reference_checks.exposure_problem(self.reftype, self.tree, exposure)
+        if mismatch:
+            problems.append(mismatch)
+        if problems:
+            raise self._error("; ".join(problems))
+
     def __contains__(self, name):
         return name in self.tree
 
@@ -347,6 +423,10 @@ def _to_plain(node):
     return node
 
 
-def open_reference(reftype, path, geometry=None, fields=None) -> ReferenceFile:
+def open_reference(
+    reftype, path, geometry=None, fields=None, exposure=None
+) -> ReferenceFile:
     """Open and validate a reference file; see `ReferenceFile`."""
-    return ReferenceFile(reftype, path, geometry=geometry, fields=fields)
+    return ReferenceFile(
+        reftype, path, geometry=geometry, fields=fields, exposure=exposure
+    )

@@ -13,7 +13,7 @@ import time
 
 import roman_datamodels.datamodels as dm
 
-from romanimpreprocess.datamodels import Geometry, open_reference
+from romanimpreprocess.datamodels import ExposureInfo, Geometry, open_reference
 from romanimpreprocess.datamodels.l2 import fits_path
 from romanimpreprocess.datamodels.wcs import read_wcs_header
 from romanimpreprocess.paths import same_file
@@ -32,6 +32,35 @@ class ReferenceCheckError(ValueError):
 
 class RunConfigurationError(ValueError):
     """Parameters or outputs that cannot work, found before any work."""
+
+
+def _flag_unusable(model, dataset):
+    """DO_NOT_USE on every non-finite pixel left unflagged; warn if none is usable.
+
+    The steps flag what they know to be bad (a NaN in a reference array, a pixel
+    without a good gain, ...); this is the net under them: no NaN or inf leaves the
+    pipeline with a dq of 0.
+    """
+    import numpy as np
+    from roman_datamodels.dqflags import pixel
+
+    bad = ~np.isfinite(model.data)
+    # Only pixels with no flag at all: a flagged non-finite pixel (saturated,
+    # no gain, ...) keeps the flags its step gave it.
+    unflagged = bad & (model.dq == 0)
+    if unflagged.any():
+        log.warning(
+            "%d non-finite pixel(s) not flagged by any step: flagged DO_NOT_USE",
+            int(unflagged.sum()),
+        )
+        model.dq[unflagged] |= np.uint32(pixel.DO_NOT_USE)
+    if not (model.dq == 0).any():
+        name = dataset if isinstance(dataset, str | os.PathLike) else "the input"
+        log.warning(
+            "No usable pixel in the L2 of %s: every pixel is flagged (degenerate "
+            "data or calibration)",
+            name,
+        )
 
 
 class _LogCollector(logging.Handler):
@@ -189,6 +218,7 @@ class L1ToL2Pipeline(RipPipeline):
             model, step_times = self._run_steps(handover)
             from romanimpreprocess.datamodels.l2 import finalize_l2
 
+            _flag_unusable(model, dataset)
             info = self.processinfo(model)
             info["step_times"] = step_times
             model = finalize_l2(
@@ -378,7 +408,9 @@ class L1ToL2Pipeline(RipPipeline):
         reported together.
         """
         geometry = Geometry.from_model(model)
+        exposure = ExposureInfo.from_model(model)
         problems = []
+        checked = set()
         for name in self.step_defs:
             step = getattr(self, name)
             if step.skip:
@@ -391,8 +423,13 @@ class L1ToL2Pipeline(RipPipeline):
                     continue
                 if path in ("N/A", "", None) or not isinstance(path, str):
                     continue
+                if (reftype, path) in checked:
+                    continue  # the same file for another step: reported once
+                checked.add((reftype, path))
                 try:
-                    open_reference(reftype, path, geometry=geometry).close()
+                    open_reference(
+                        reftype, path, geometry=geometry, exposure=exposure
+                    ).close()
                 except Exception as err:
                     problems.append(f"steps.{name}.override_{reftype}: {err}")
         if problems:

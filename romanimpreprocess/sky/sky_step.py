@@ -46,21 +46,46 @@ class SkyStep(RipStep):
         else:
             frame, frame_mask = data, mask
         binned = sky.bin4x4(np.where(frame_mask, np.nan, frame))
+        model["data_withsky"] = data.astype(np.float32, copy=True)
+        if not np.isfinite(binned).any():
+            # Degenerate exposure (all resultants saturated or zero, every pixel
+            # masked): nothing to estimate a sky from. The L2 is still written, with
+            # its flags, instead of a traceback after every other step.
+            log.warning(
+                "Sky step: no usable pixel (every pixel flagged or not finite); sky "
+                "not estimated (medsky NaN) and nothing subtracted"
+            )
+            info["medsky"] = float("nan")
+            info["skyorder"] = -1
+            info["skycoefs"] = np.zeros(0, dtype=np.float32)
+            self.record_cal_step(model, "SKIPPED")
+            return model
         medsky, _ = sky.smooth_mode(binned)
         info["medsky"] = medsky
-        model["data_withsky"] = data.astype(np.float32, copy=True)
         if self.order is None:
             info["skyorder"] = -1
             info["skycoefs"] = np.zeros(0, dtype=np.float32)
             log.info("Sky mode %.5g DN/s; no sky subtracted (order None)", medsky)
         else:
             source = data if self.legacy_compat else np.where(mask, np.nan, data)
-            coefs, sky_model = sky.medfit(
-                source,
-                order=int(self.order),
-                clip=None if self.legacy_compat else 5.0,
-                legacy_evaluation=self.legacy_compat,
-            )
+            try:
+                coefs, sky_model = sky.medfit(
+                    source,
+                    order=int(self.order),
+                    clip=None if self.legacy_compat else 5.0,
+                    legacy_evaluation=self.legacy_compat,
+                )
+            except np.linalg.LinAlgError:
+                # Too few unmasked cells to fit the polynomial: no sky subtracted.
+                log.warning(
+                    "Sky step: too few usable 1/8-frame cells for an order-%d sky; "
+                    "nothing subtracted",
+                    self.order,
+                )
+                info["skyorder"] = -1
+                info["skycoefs"] = np.zeros(0, dtype=np.float32)
+                self.record_cal_step(model, "SKIPPED")
+                return model
             model.data = np.subtract(data, sky_model, dtype=np.float32)
             info["skyorder"] = int(self.order)
             info["skycoefs"] = np.asarray(coefs, dtype=np.float64)

@@ -31,6 +31,7 @@ from stpipe import Pipeline
 
 from romanimpreprocess._memory import reuse_freed_memory
 from romanimpreprocess.datamodels import (
+    ExposureInfo,
     Geometry,
     InputFileError,
     MissingReferenceError,
@@ -308,7 +309,13 @@ class RipStep(RomanStep):
         key = (reftype, abspath(path), geometry, tuple(fields) if fields else None)
         ref = cache.get(key)
         if ref is None:
-            ref = open_reference(reftype, path, geometry=geometry, fields=fields)
+            ref = open_reference(
+                reftype,
+                path,
+                geometry=geometry,
+                fields=fields,
+                exposure=ExposureInfo.from_model(model),
+            )
             cache[key] = ref
         log.info("Using %s reference file: %s", reftype.upper(), ref.path)
         return ref

@@ -42,7 +42,12 @@ def good_tree(reftype):
             "Sref": frame * 1000,
             "dq": dq,
         },
-        "ipc4d": {"data": np.zeros((3, 3, SY, SX), np.float32)},
+        # the identity kernel (an all-zero one is refused as singular)
+        "ipc4d": {
+            "data": np.eye(3, dtype=np.float32)[1][:, None, None, None]
+            * np.eye(3, dtype=np.float32)[1][None, :, None, None]
+            * np.ones((1, 1, SY, SX), np.float32)
+        },
         "flat": {"data": frame},
         "biascorr": {"data": np.zeros((6, SY, SX), np.float32), "t0": 3.0},
         "darkdecaysignal": {
