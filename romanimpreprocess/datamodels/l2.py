@@ -13,8 +13,6 @@ import hashlib
 import importlib.metadata
 import logging
 import os
-import shutil
-import tempfile
 
 import asdf
 import numpy as np
@@ -325,14 +323,10 @@ def write_l2(model, path, *, fits_output=False):
     renamed into place (FITS first, the ASDF last: an ASDF that exists is complete).
     On any error nothing is left and existing files are untouched.
     """
-    from romanimpreprocess.stpipe.core import _temp_prefix, remove_stale_temporaries
+    from romanimpreprocess.utils.atomic import atomic_directory
 
     path = os.path.abspath(os.fspath(path))
-    directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    remove_stale_temporaries(directory)
-    tmpdir = tempfile.mkdtemp(prefix=_temp_prefix(), dir=directory)
-    try:
+    with atomic_directory(path) as tmpdir:
         tmp_asdf = os.path.join(tmpdir, os.path.basename(path))
         _write_asdf(model, tmp_asdf)
         if fits_output:
@@ -342,8 +336,6 @@ def write_l2(model, path, *, fits_output=False):
             os.replace(tmp_fits, target)
             log.info("Wrote FITS copy %s", target)
         os.replace(tmp_asdf, path)
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
     log.info("Wrote L2 product %s", path)
     return path
 

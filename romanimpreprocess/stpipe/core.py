@@ -20,10 +20,7 @@ import gc
 import importlib.metadata
 import logging
 import os
-import shutil
-import socket
-import tempfile
-from os.path import abspath, dirname, join, split
+from os.path import abspath, join, split
 
 from roman_datamodels import datamodels as dm
 from romancal.stpipe import RomanPipeline, RomanStep
@@ -39,12 +36,12 @@ from romanimpreprocess.datamodels import (
     raw_to_ramp,
     validate_l1,
 )
+from romanimpreprocess.utils.atomic import atomic_write
 
 __all__ = [
     "RipPipeline",
     "RipStep",
     "atomic_save",
-    "remove_stale_temporaries",
     "use_crds",
 ]
 
@@ -58,48 +55,13 @@ def use_crds() -> bool:
     return os.environ.get("RIP_USE_CRDS", "").strip().lower() in _TRUE
 
 
-_TEMP_PREFIX = ".tmp-rip-"
-
-
-def _temp_prefix():
-    return f"{_TEMP_PREFIX}{socket.gethostname()}-{os.getpid()}-"
-
-
-def remove_stale_temporaries(directory):
-    """Remove temporary directories left in ``directory`` by killed writers.
-
-    Only directories made on this host by a process that no longer exists are
-    removed, so writers running concurrently (here or on other nodes of a shared
-    file system) are never disturbed.
-    """
-    host = socket.gethostname()
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return
-    for name in names:
-        if not name.startswith(_TEMP_PREFIX):
-            continue
-        owner, _, rest = name[len(_TEMP_PREFIX) :].rpartition("-")
-        owner_host, _, pid = owner.rpartition("-")
-        if owner_host != host or not pid.isdigit() or not rest:
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            log.info("Removing %s left by a killed writer", join(directory, name))
-            shutil.rmtree(join(directory, name), ignore_errors=True)
-        except OSError:
-            continue
-
-
 def atomic_save(model, path, writer=None):
     """Write ``model`` to ``path`` so that ``path`` is never left half-written.
 
     The file is written into a hidden temporary directory next to ``path`` under its
     final basename (``DataModel.save`` stamps ``meta.filename`` with it), then renamed
-    over ``path`` in one step. On any error the temporary files are removed and an
-    existing ``path`` is untouched.
+    over ``path`` in one step (`romanimpreprocess.utils.atomic`). On any error the
+    temporary files are removed and an existing ``path`` is untouched.
 
     Parameters
     ----------
@@ -115,21 +77,9 @@ def atomic_save(model, path, writer=None):
     str
         The absolute output path.
     """
-    path = abspath(os.fspath(path))
-    directory = dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    remove_stale_temporaries(directory)
-    tmpdir = tempfile.mkdtemp(prefix=_temp_prefix(), dir=directory)
-    try:
-        tmp_path = join(tmpdir, os.path.basename(path))
-        if writer is None:
-            model.save(tmp_path)
-        else:
-            writer(model, tmp_path)
-        os.replace(tmp_path, path)
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
-    return path
+    if writer is None:
+        return atomic_write(path, model.save)
+    return atomic_write(path, lambda tmp_path: writer(model, tmp_path))
 
 
 class RipStep(RomanStep):
