@@ -1,6 +1,6 @@
 """Legacy entry point: calibrate one exposure described by a legacy YAML config.
 
-Three spellings do the same thing (legacy_config.md):
+Three spellings do the same thing (docs/legacy.rst):
 
 - ``python -m romanimpreprocess.L1_to_L2.gen_cal_image config.yaml``
 - ``romanimpreprocess.L1_to_L2.gen_cal_image(config_dict)`` (the documented one; this
@@ -31,7 +31,7 @@ def calibrateimage(config, verbose=True, *, base_dir=None):
     Parameters
     ----------
     config : dict
-        Legacy configuration (IN, OUT, CALDIR, ...; legacy_config.md).
+        Legacy configuration (IN, OUT, CALDIR, ...; docs/legacy.rst).
     verbose : bool
         Show INFO log lines on stderr when the caller has not configured logging.
     base_dir : str or None
@@ -95,6 +95,7 @@ class _CallableModule(types.ModuleType):
 sys.modules[__name__].__class__ = _CallableModule
 
 if __name__ == "__main__":
-    from romanimpreprocess._startup import exit_now
+    from romanimpreprocess._startup import exit_now, start_cli
 
+    start_cli()
     exit_now(main())

@@ -99,7 +99,7 @@ def subtract_dark_decay(
     """Subtract the dark-decay signal from a resultant cube, in place.
 
     ``data[i] -= mean_{r in read_pattern[i]} amplitude * exp(-T_r / time_constant)``
-    with the per-pixel read times of `frame_read_times` (algorithms.md §5), over the
+    with the per-pixel read times of `frame_read_times` (docs/dark_decay/index.rst), over the
     full frame including the reference pixels. The signal is formed in float64 and
     the difference rounded to the cube's dtype, as romancal does.
 

@@ -1,6 +1,6 @@
 """The one place that knows the legacy ``gen_cal_image`` configuration keys.
 
-A legacy config (legacy_config.md: ``IN``, ``OUT``, ``FITSWCS``, ``CALDIR{...}``,
+A legacy config (docs/legacy.rst: ``IN``, ``OUT``, ``FITSWCS``, ``CALDIR{...}``,
 ``JUMP_DETECT_PARS``, ``RAMP_OPT_PARS``, ``SKYORDER``, ...) becomes a `PipelineArgs`: the
 input path, the output path, pipeline parameters and a ``steps={...}`` dict of step
 parameters and ``override_<reftype>`` paths for `L1ToL2Pipeline`.
@@ -65,7 +65,7 @@ TOP_LEVEL_KEYS = {
     "LEGACY_COMPAT": ("bool", False),
 }
 
-# CALDIR key -> required (legacy_config.md §2). ``ipc4d`` is optional here: without it
+# CALDIR key -> required (docs/legacy.rst). ``ipc4d`` is optional here: without it
 # the IPC deconvolution is skipped everywhere (the legacy crashed in the flat step).
 CALDIR_KEYS = {
     "dark": True,

@@ -1,7 +1,7 @@
 """Offline base classes: `RipStep` and `RipPipeline`.
 
 They differ from romancal's `RomanStep`/`RomanPipeline` in what a survey run needs
-(stpipe_integration.md §4, §6–§9):
+(docs/running.rst):
 
 - CRDS is never contacted unless ``RIP_USE_CRDS`` is true: reference files come from
   ``override_<reftype>``; a missing required one is one clear error naming the step,
@@ -27,6 +27,7 @@ from romancal.stpipe import RomanPipeline, RomanStep
 from stpipe import Pipeline
 
 from romanimpreprocess._memory import reuse_freed_memory
+from romanimpreprocess._startup import process_tweaks_enabled
 from romanimpreprocess.datamodels import (
     Geometry,
     MissingReferenceError,
@@ -101,7 +102,12 @@ class RipStep(RomanStep):
         return ("romanimpreprocess", *RomanStep.get_stpipe_loggers())
 
     def run(self, *args):
-        """stpipe's ``run``, with the imported objects out of the collector's reach.
+        """stpipe's ``run``; in our own processes, with two process-level savings.
+
+        Only where `romanimpreprocess._startup.process_tweaks_enabled` (our command
+        lines, rip-batch's own workers, or ``RIP_PROCESS_TWEAKS=1``); elsewhere this
+        is stpipe's ``run`` unchanged, so a host process (a notebook, a romancal run)
+        keeps its garbage collector and malloc as they were.
 
         stpipe runs a full garbage collection before every step. The outermost step
         freezes the objects that exist when it starts (the imported stack, ~1e6
@@ -111,6 +117,8 @@ class RipStep(RomanStep):
         It also keeps freed full-frame buffers for the next step to reuse while it
         runs (`romanimpreprocess._memory.reuse_freed_memory`).
         """
+        if not process_tweaks_enabled():
+            return super().run(*args)
         if self.parent is not None:
             # the reference trees and logs made since: out of reach too
             gc.freeze()

@@ -115,7 +115,7 @@ def frame_read_times(
         )
     per_gw = gw_clocks / n_gw * GW_PSEUDOTIME_FACTOR
     # One excursion at a time, as romancal adds them: a single multiply-add differs by
-    # an ulp on most pixels, which is visible in the WFI18 fit (algorithms.md §5).
+    # an ulp on most pixels, which is visible in the WFI18 fit (docs/dark_decay/index.rst).
     for i in range(1, n_gw):
         clocks[(i * ny) // n_gw :] += per_gw
     times = frame_time * clocks

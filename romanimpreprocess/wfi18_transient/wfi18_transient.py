@@ -1,4 +1,4 @@
-"""WFI18 first-read transient: fit and subtract, or mask (algorithms.md §6).
+"""WFI18 first-read transient: fit and subtract, or mask (docs/wfi18_transient/index.rst).
 
 Detector WFI18 shows a transient in the first read after the reset that decays along
 the readout. The anomaly of resultant 0 is estimated per row from the backward

@@ -16,7 +16,7 @@ def random_kernel(rng, shape, eps):
 
 
 def legacy_test_kernel(shape):
-    """validation.md §1.6 kernel, the same for every pixel."""
+    """A kernel of docs/ipc/index.rst, the same for every pixel."""
     k = np.zeros((3, 3, *shape))
     k[0, 1] = k[2, 1] = 0.015
     k[1, 0] = k[1, 2] = 0.013
@@ -96,7 +96,7 @@ def test_residual_scales_as_eps_to_the_k_plus_one(rng):
 
 
 def test_legacy_kernel_delta_residual_golden():
-    # validation.md §1.6: max |R(F(delta)) - delta| = 4.07e-4 for 2 iterations.
+    # the IPC kernel and its inverse (docs/ipc/index.rst): max |R(F(delta)) - delta| = 4.07e-4 for 2 iterations.
     shape = (15, 15)
     kernel = legacy_test_kernel(shape)
     delta = np.zeros(shape)

@@ -75,7 +75,7 @@ def run(data, coeffs, smin, smax, sref, **kwargs):
 
 
 def test_p3_continuation_golden_values():
-    # validation.md §1.5: pure P3, z = -1.5 ... 1.5 in steps of 0.1.
+    # the Legendre model (docs/linearity/index.rst): pure P3, z = -1.5 ... 1.5 in steps of 0.1.
     z = np.linspace(-1.5, 1.5, 31)
     golden = [-4.0, -3.4, -2.8, -2.2, -1.6, -1.0, -0.4725, -0.08, 0.1925, 0.36,
               0.4375, 0.44, 0.3825, 0.28, 0.1475, 0.0, -0.1475, -0.28, -0.3825,
