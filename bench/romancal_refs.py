@@ -2,7 +2,7 @@
 
 romancal's ExposurePipeline reads roman_datamodels reference models (MaskRef,
 SaturationRef, LinearityRef, ...); our pipeline reads its own files
-(the shared spec's reference_files.md). To run romancal on the same simulated
+(docs/reference_files.rst). To run romancal on the same simulated
 exposure as ours, this module writes one romancal file per reference type that our set
 can fill, with our numbers, so that every romancal step that runs gets an
 ``override_<reftype>`` and no CRDS lookup is needed. The meta is romancal's filler
@@ -22,7 +22,7 @@ What each file is made of (``SOURCES`` lists the CALDIR keys):
 ``flat``
     the active 4088² part of our P-flat (romancal divides the border-trimmed rate by
     it), ``err`` zeros (our set has none), ``dq`` zeros: our pipeline does not read
-    the P-flat dq (reference_files.md §2.8), so neither does this conversion.
+    the P-flat dq (docs/reference_files.rst), so neither does this conversion.
 ``linearity`` (approximate at the float32 level)
     our per-pixel Legendre series ``Phi(S) = sum_l C_l P_l(z)``, ``z = -1 + 2 (S -
     Smin) / (Smax - Smin)``, rewritten exactly (in float64) as an ordinary power

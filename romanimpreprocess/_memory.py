@@ -11,9 +11,15 @@ the ramp cube itself (several planes) is still mapped and given back when freed,
 the peak grows little (1.68 -> 1.78 GiB at 6 resultants, `bench/RESULTS.md`).
 
 `reuse_freed_memory` does this for the outermost step of a run and, when the run
-ends, gives the kept memory back (``malloc_trim``) and returns malloc to its
-defaults. ``RIP_KEEP_FREED_MEMORY=0`` turns it off; it does nothing where malloc is
-not glibc's.
+ends, gives the kept memory back (``malloc_trim``) and sets both thresholds back to
+glibc's starting values. That is not quite malloc's default state: once a program
+sets ``M_MMAP_THRESHOLD`` or ``M_TRIM_THRESHOLD``, glibc stops adjusting them
+dynamically (the sliding mmap threshold that follows freed large blocks stays off)
+for the rest of the process, and there is no call that turns it back on. This is why
+it is used only in processes that are ours (our command lines and rip-batch's own
+workers, `romanimpreprocess._startup.process_tweaks_enabled`), never in a host
+process that merely runs a step. ``RIP_KEEP_FREED_MEMORY=0`` turns it off; it does
+nothing where malloc is not glibc's.
 """
 
 import contextlib
@@ -29,7 +35,8 @@ log = logging.getLogger(__name__)
 # mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
-# glibc's documented starting values of both (the dynamic threshold's start)
+# glibc's documented starting values of both (where its dynamic adjustment starts;
+# setting them, even to these values, turns that adjustment off for good)
 _DEFAULT_THRESHOLD = 128 * 1024
 # Just above a float64 full-frame plane (4096² × 8 bytes): planes come from the heap.
 KEEP_BELOW = 4096 * 4096 * 8 + 4096
@@ -55,7 +62,9 @@ def reuse_freed_memory():
     """Inside the block, freed buffers below `KEEP_BELOW` bytes stay in the process.
 
     Nested uses are harmless (the inner one finds the settings already made and
-    leaves them). On leaving, the memory kept is returned to the system.
+    leaves them). On leaving, the memory kept is returned to the system and the two
+    thresholds are set to glibc's starting values (their dynamic adjustment stays
+    off for the rest of the process: module docstring).
     """
     libc = _libc()
     if libc is None or getattr(reuse_freed_memory, "active", False):

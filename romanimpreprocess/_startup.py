@@ -1,16 +1,44 @@
-"""Load the romancal stack's YAML manifests with libyaml.
+"""Start-up of our own programs: the fast stack load and the process-level tweaks.
 
-roman_datamodels (at import) and asdf (at the first file opened) parse their
-extension manifests, about 1.5 MB of YAML, with ``yaml.safe_load``: PyYAML's pure
-Python parser, about 1.3 s of every run's start-up on the survey machines. The C
-parser (libyaml, shipped in PyYAML's wheels) gives the same documents in a fraction
-of the time. `load_stack` parses them with it, once per process, and puts
-``yaml.safe_load`` back as it was: nothing outside these loads is affected.
+Importing ``romanimpreprocess`` changes nothing in the process (stpipe imports it in
+every process that resolves a step alias, romancal-only runs included). What follows
+happens only in processes that are ours: the command-line programs (``rip-batch``,
+``rip-simulate``, ``rip-quicklook``, ``rip-legacy-to-asdf``, ``python -m`` of
+``gen_cal_image``, ``gen_noise_image``, ``simulate.cli``, ``demo``), which call
+`start_cli` first, and the workers of the LocalCluster that ``rip-batch`` starts
+(`start_worker`, enabled by ``RIP_PROCESS_TWEAKS=1`` in their environment).
+
+**The stack's manifests with libyaml** (`load_stack`). roman_datamodels (at import)
+and asdf (at the first file opened) parse their extension manifests, about 1.5 MB of
+YAML, with ``yaml.safe_load``: PyYAML's pure-Python parser, about 1.3 s of every
+run's start-up on the survey machines. The C parser (libyaml, shipped in PyYAML's
+wheels) gives the same documents in a fraction of the time. `load_stack` parses them
+with it, once per process, and puts ``yaml.safe_load`` back as it was.
+
+**Process-level tweaks** (`process_tweaks_enabled`): in our processes the outermost
+step freezes the garbage collector's view of the imported objects for the run and
+keeps freed full-frame buffers in the process (`romanimpreprocess._memory`, which
+changes glibc's malloc settings for the rest of the process), and
+``gen_cal_image``/``gen_noise_image`` end with `exit_now`. In any other process (a
+notebook, a romancal run, a user's dask worker) none of this happens unless asked
+for with ``RIP_PROCESS_TWEAKS=1``; ``RIP_PROCESS_TWEAKS=0`` turns it off in ours.
 """
 
 import contextlib
+import importlib
+import os
 
-__all__ = ["exit_now", "load_stack"]
+__all__ = [
+    "PROCESS_TWEAKS_ENV",
+    "exit_now",
+    "load_stack",
+    "process_tweaks_enabled",
+    "start_cli",
+    "start_worker",
+]
+
+PROCESS_TWEAKS_ENV = "RIP_PROCESS_TWEAKS"
+_own_process = False
 
 
 @contextlib.contextmanager
@@ -35,8 +63,8 @@ def _safe_load_with_libyaml():
 def load_stack():
     """Import roman_datamodels and load asdf's extensions (libyaml for both).
 
-    Called once, by the package's ``__init__``; a later call finds both loaded and
-    costs nothing.
+    Called by `start_cli`, before anything imports the stack (loaded already, the
+    manifests were parsed by whoever loaded it; a later call costs nothing).
     """
     with _safe_load_with_libyaml():
         import asdf
@@ -45,13 +73,74 @@ def load_stack():
         asdf.get_config().extensions  # noqa: B018 (manifests parsed on first access)
 
 
+def start_cli() -> None:
+    """Make this process one of our programs: call first, before other imports.
+
+    Loads the stack with libyaml (`load_stack`) and enables the process-level
+    tweaks (`process_tweaks_enabled`).
+    """
+    global _own_process
+    _own_process = True
+    load_stack()
+
+
+def process_tweaks_enabled() -> bool:
+    """True in our own programs' processes, or as ``RIP_PROCESS_TWEAKS`` says."""
+    value = os.environ.get(PROCESS_TWEAKS_ENV, "").strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    return _own_process
+
+
+def start_worker() -> None:
+    """First call of a batch task on a dask worker: `start_cli` if the worker is ours.
+
+    ``rip-batch``'s own LocalCluster starts its workers with ``RIP_PROCESS_TWEAKS=1``;
+    the workers of a cluster it is given (``--scheduler``, a client) are left as
+    they are.
+    """
+    if not _own_process and process_tweaks_enabled():
+        start_cli()
+
+
+def _launch(target):
+    start_cli()
+    module, _, function = target.partition(":")
+    return getattr(importlib.import_module(module), function)()
+
+
+# Console scripts (pyproject.toml): the process is set up before the program's module
+# (and the stack with it) is imported.
+def rip_batch():
+    """``rip-batch``."""
+    return _launch("romanimpreprocess.batch.cli:main")
+
+
+def rip_simulate():
+    """``rip-simulate``."""
+    return _launch("romanimpreprocess.simulate.cli:main")
+
+
+def rip_quicklook():
+    """``rip-quicklook``."""
+    return _launch("romanimpreprocess.quicklook:main")
+
+
+def rip_legacy_to_asdf():
+    """``rip-legacy-to-asdf``."""
+    return _launch("romanimpreprocess.pipeline.legacy:convert_main")
+
+
 def exit_now(code: int) -> None:
     """End a command-line run at once, once its output is complete.
 
     Tearing the interpreter down after a full-frame run (freeing a few GB of arrays
     object by object, unloading the stack) takes about a second and does nothing
     useful: the products are already written and renamed into place. Logs and the
-    standard streams are flushed first.
+    standard streams are flushed first. Used only at the end of ``python -m`` runs
+    of ``gen_cal_image`` and ``gen_noise_image`` (never by a library call).
     """
     import logging
     import os

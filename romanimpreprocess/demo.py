@@ -103,4 +103,7 @@ def _compare_with_truth(paths, info):
 
 
 if __name__ == "__main__":
+    from romanimpreprocess._startup import start_cli
+
+    start_cli()
     sys.exit(main())

@@ -177,4 +177,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    from romanimpreprocess._startup import start_cli
+
+    start_cli()
     sys.exit(main())

@@ -1,6 +1,8 @@
 """The start-up shortcut: libyaml for the stack's manifests, nothing else changed."""
 
+import importlib.metadata
 import importlib.resources
+import os
 import subprocess
 import sys
 
@@ -51,3 +53,123 @@ def test_import_leaves_yaml_safe_load_alone():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "ok"
+
+
+# What stpipe does in every process that resolves a step alias or a ``class:`` line
+# (romancal-only runs included): load every ``stpipe.steps`` entry point and call it.
+STPIPE_ENTRY = r"""
+import gc, json, sys, time
+import importlib_metadata
+import yaml
+
+watched = {"yaml.safe_load": yaml.safe_load, "yaml.load": yaml.load,
+           "yaml.safe_dump": yaml.safe_dump, "gc.freeze": gc.freeze}
+freeze_count = gc.get_freeze_count()
+(ours,) = [ep for ep in importlib_metadata.entry_points(group="stpipe.steps")
+           if ep.dist.name == "romanimpreprocess"]
+before = set(sys.modules)
+t0 = time.perf_counter()
+steps = ours.load()()
+elapsed = time.perf_counter() - t0
+new = sorted(set(sys.modules) - before)
+changed = [name for name, obj in watched.items()
+           if obj is not eval(name, {"yaml": yaml, "gc": gc})]
+from stpipe.entry_points import get_steps
+listed = [s.class_alias for s in get_steps() if s.package_name == "romanimpreprocess"]
+print(json.dumps({"new": new, "changed": changed, "steps": [s[1] for s in steps],
+                  "listed": listed, "elapsed": elapsed, "gc_enabled": gc.isenabled(),
+                  "freeze_count_same": gc.get_freeze_count() == freeze_count}))
+"""
+
+
+def test_stpipe_entry_point_imports_only_the_face_and_patches_nothing(tmp_path):
+    import json
+
+    from romanimpreprocess.stpipe_entry import STEPS
+
+    out = subprocess.run(
+        [sys.executable, "-c", STPIPE_ENTRY],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    # the package face and the entry module, nothing else (of ours or of the stack)
+    assert result["new"] == ["romanimpreprocess", "romanimpreprocess.stpipe_entry"]
+    assert result["changed"] == []
+    assert result["gc_enabled"] and result["freeze_count_same"]
+    aliases = [alias for _, alias, _ in STEPS]
+    assert result["steps"] == aliases
+    assert sorted(result["listed"]) == sorted(aliases)  # stpipe sees every step
+
+
+def test_importing_the_package_loads_nothing_else():
+    code = (
+        "import sys; before = set(sys.modules); import romanimpreprocess; "
+        "print(sorted(set(sys.modules) - before)); "
+        "print(romanimpreprocess.__version__)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    new, version = out.stdout.strip().splitlines()
+    assert new == "['romanimpreprocess']"
+    assert version == importlib.metadata.version("romanimpreprocess")
+
+
+def test_process_tweaks_only_in_our_processes(monkeypatch):
+    """A host process keeps its gc and malloc; ours (or the option) get the tweaks."""
+    monkeypatch.delenv(_startup.PROCESS_TWEAKS_ENV, raising=False)
+    monkeypatch.setattr(_startup, "_own_process", False)
+    assert not _startup.process_tweaks_enabled()
+    monkeypatch.setenv(_startup.PROCESS_TWEAKS_ENV, "1")
+    assert _startup.process_tweaks_enabled()
+    monkeypatch.setattr(_startup, "_own_process", True)
+    monkeypatch.setenv(_startup.PROCESS_TWEAKS_ENV, "0")
+    assert not _startup.process_tweaks_enabled()
+
+
+HOST_RUN = r"""
+import gc, json, sys
+calls = []
+for name in ("freeze", "unfreeze"):
+    original = getattr(gc, name)
+    setattr(gc, name, lambda original=original, name=name: calls.append(name) or original())
+from romanimpreprocess import _memory
+from romanimpreprocess.dq_init import DQInitStep
+used = []
+original_reuse = _memory.reuse_freed_memory
+import romanimpreprocess.stpipe.core as core
+core.reuse_freed_memory = lambda: used.append(1) or original_reuse()
+DQInitStep.call(sys.argv[1], override_mask=sys.argv[2])
+print(json.dumps({"gc": calls, "malloc": len(used)}))
+"""
+
+
+@pytest.mark.parametrize("tweaks", [None, "1"])
+def test_a_step_in_a_host_process_leaves_gc_and_malloc_alone(simulated_set, tweaks):
+    """A host process running a step: no gc freeze/unfreeze, no mallopt.
+
+    (An unfreeze would undo the host's own ``gc.freeze``; mallopt turns glibc's
+    dynamic thresholds off for good.) With ``RIP_PROCESS_TWEAKS=1`` both happen.
+    """
+    import json
+
+    env = {k: v for k, v in os.environ.items() if k != "RIP_PROCESS_TWEAKS"}
+    if tweaks:
+        env["RIP_PROCESS_TWEAKS"] = tweaks
+    l1, mask = simulated_set.l1, simulated_set.caldir["mask"]
+    out = subprocess.run(
+        [sys.executable, "-c", HOST_RUN, l1, mask],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    if tweaks:
+        assert "freeze" in result["gc"] and "unfreeze" in result["gc"]
+        assert result["malloc"] == 1
+    else:
+        assert result == {"gc": [], "malloc": 0}

@@ -1,6 +1,6 @@
 """Legacy entry point: calibrate one exposure described by a legacy YAML config.
 
-Three spellings do the same thing:
+Three spellings do the same thing (docs/legacy.rst):
 
 - ``python -m romanimpreprocess.L1_to_L2.gen_cal_image config.yaml``
 - ``romanimpreprocess.L1_to_L2.gen_cal_image(config_dict)`` (the documented one; this

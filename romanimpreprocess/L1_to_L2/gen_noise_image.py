@@ -4,7 +4,7 @@
 exposure with ``SLICEOUT: True`` (writing ``OUT``, as
 `romanimpreprocess.L1_to_L2.gen_cal_image.calibrateimage`) and then writes the noise
 layers of ``NOISE`` to ``NOISE.OUT`` with `romanimpreprocess.noise.NoiseStep`
-(legacy_config.md §5, algorithms.md §17). The ``NOISE`` keys and ``NOISE_PRECISION``
+(docs/legacy.rst, docs/noise/index.rst). The ``NOISE`` keys and ``NOISE_PRECISION``
 are checked before anything runs.
 """
 
@@ -131,7 +131,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from romanimpreprocess._startup import exit_now
+    from romanimpreprocess._startup import exit_now, start_cli
 
+    start_cli()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     exit_now(main())

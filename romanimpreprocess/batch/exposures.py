@@ -13,7 +13,8 @@ pattern works when the shell does not expand it (or the argument list would be t
 
 Everything an `Exposure` holds is a plain value (strings, numbers, a YAML dict), so
 `Exposure.to_task` is what is shipped to a worker: paths and plain parameters, never a
-DataModel (they do not pickle, stpipe_integration.md §11).
+DataModel (a DataModel does not pickle: an opened one fails on a weak reference, one
+built in memory recurses without end).
 """
 
 import dataclasses

@@ -15,20 +15,26 @@ The check does not compare timestamps or parameters: after changing parameters o
 reference files, rerun with ``--overwrite``.
 
 A partial output cannot be mistaken for a complete one: the pipeline writes through
-`romanimpreprocess.stpipe.atomic_save`, which writes into a hidden temporary directory
-``.tmp-rip-*`` next to the output and renames the finished file over the output path in
-one step. A worker killed mid-write leaves only that hidden directory, never a file at
-the output path; the batch task removes such leftovers of its own exposure before it
-runs it again (`remove_stale_temp_dirs`).
+`romanimpreprocess.utils.atomic`, which writes into a hidden temporary directory
+``.tmp-rip-<host>-<pid>-*`` next to the output and renames the finished file over the
+output path in one step. A worker killed mid-write leaves only that hidden directory,
+never a file at the output path; the batch task removes such leftovers of its own
+exposure before it runs it again (`remove_stale_temp_dirs`), and only those made on
+this host by a process that no longer exists, so the temporary directory of a writer
+still running (a slow worker, another node) is left alone.
 """
 
 import logging
 import os
-import shutil
 
 import numpy as np
 
 from romanimpreprocess.constants import REF_BORDER
+from romanimpreprocess.utils.atomic import (
+    TEMP_PREFIX,
+    remove_stale_temporaries,
+    stale_temporaries,
+)
 
 __all__ = [
     "TEMP_PREFIX",
@@ -39,8 +45,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Prefix of the temporary directories made by romanimpreprocess.stpipe.atomic_save.
-TEMP_PREFIX = ".tmp-rip-"
 REQUIRED_ARRAYS = ("data", "dq", "err")
 
 
@@ -127,28 +131,18 @@ def output_problem(path, input_path=None):
 
 
 def stale_temp_dirs(path):
-    """Leftover ``.tmp-rip-*`` directories of an interrupted write of ``path``."""
-    directory = os.path.dirname(os.path.abspath(path))
-    base = os.path.basename(path)
-    if not os.path.isdir(directory):
-        return []
-    found = []
-    for name in sorted(os.listdir(directory)):
-        candidate = os.path.join(directory, name)
-        if (
-            name.startswith(TEMP_PREFIX)
-            and os.path.isdir(candidate)
-            and os.path.exists(os.path.join(candidate, base))
-        ):
-            found.append(candidate)
-    return found
+    """Leftover temporary directories of an interrupted write of ``path``.
+
+    Only those holding a file named like ``path``, made on this host by a process
+    that no longer exists (`romanimpreprocess.utils.atomic.stale_temporaries`).
+    """
+    path = os.path.abspath(os.fspath(path))
+    return stale_temporaries(os.path.dirname(path), holding=os.path.basename(path))
 
 
 def remove_stale_temp_dirs(path):
     """Remove the leftovers of an interrupted write of ``path``; return their paths."""
-    removed = []
-    for candidate in stale_temp_dirs(path):
-        shutil.rmtree(candidate, ignore_errors=True)
-        log.info("Removed leftover of an interrupted write: %s", candidate)
-        removed.append(candidate)
-    return removed
+    path = os.path.abspath(os.fspath(path))
+    return remove_stale_temporaries(
+        os.path.dirname(path), holding=os.path.basename(path)
+    )

@@ -60,7 +60,18 @@ WORKER_ENV = {
     "MKL_NUM_THREADS": "1",
     "OPENBLAS_NUM_THREADS": "1",
     "NUMBA_NUM_THREADS": "1",
+    # the workers are ours: the process-level savings of our command lines apply
+    # (romanimpreprocess._startup); workers of a cluster we are given are left alone
+    "RIP_PROCESS_TWEAKS": "1",
 }
+
+
+def _worker_task(task, runner):
+    """`process_exposure` on a dask worker, its process set up first if it is ours."""
+    from romanimpreprocess._startup import start_worker
+
+    start_worker()
+    return process_exposure(task, runner)
 
 
 @dataclasses.dataclass
@@ -257,7 +268,7 @@ def _run_on_client(client, tasks, runner, progress):
     futures = {}
     for task in tasks:
         future = client.submit(
-            process_exposure,
+            _worker_task,
             task,
             runner,
             key=f"rip-batch-{batch_id}-{task['name']}",

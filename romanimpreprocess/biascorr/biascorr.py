@@ -1,4 +1,4 @@
-"""Bias correction (algorithms.md §4), pure arrays."""
+"""Bias correction (docs/biascorr/description.rst), pure arrays."""
 
 import numpy as np
 from numpy.typing import NDArray

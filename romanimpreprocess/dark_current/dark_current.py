@@ -1,4 +1,4 @@
-"""Dark-current subtraction (algorithms.md §12), pure arrays."""
+"""Dark-current subtraction (docs/dark_current/index.rst), pure arrays."""
 
 import numpy as np
 from numpy.typing import NDArray

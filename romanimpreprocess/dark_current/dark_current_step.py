@@ -20,7 +20,7 @@ class DarkCurrentStep(RipStep):
     The data were IPC-deconvolved before the ramp fit, so the measured
     (IPC-convolved) dark slope is deconvolved the same way, ``R(d g)/g``. The
     median gain is stored as ``processinfo["medgain"]``: over the science pixels by
-    default, over the whole frame with ``legacy_compat`` (§18 item 14).
+    default, over the whole frame with ``legacy_compat`` (docs/dark_current/index.rst, differences from the legacy).
     """
 
     class_alias = "rip_dark_current"

@@ -73,7 +73,7 @@ def resultant_times(
     """Mean read time, variance-weighted time and frame count of each resultant.
 
     Frame index ``k`` is read at ``k * frame_time`` after the reset; each resultant is
-    the mean of the contiguous frames listed in ``read_pattern`` (algorithms.md §1).
+    the mean of the contiguous frames listed in ``read_pattern`` (docs/dq_init/index.rst).
 
     Parameters
     ----------

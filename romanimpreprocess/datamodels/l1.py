@@ -2,7 +2,7 @@
 
 The L1 file is a roman_datamodels ``ScienceRawModel`` (uint16 resultants of the full
 frame with its reference border, the amp33 reference-output block, the read pattern and
-frame time). Decoding (algorithms.md §1, step 3) adds back a stored reference read and
+frame time). Decoding (docs/dq_init/index.rst) adds back a stored reference read and
 removes the data-encoding offset, exactly once, when the ramp model is made.
 """
 

@@ -13,8 +13,6 @@ import hashlib
 import importlib.metadata
 import logging
 import os
-import shutil
-import tempfile
 
 import asdf
 import numpy as np
@@ -327,20 +325,13 @@ def write_l2(model, path, *, fits_output=False):
     together: should the second fail, the first is undone, so the ASDF and its FITS
     copy always come from the same run. A failure names the output path.
     """
-    from romanimpreprocess.stpipe.core import _temp_prefix, remove_stale_temporaries
+    from romanimpreprocess.utils.atomic import atomic_directory, replace_together
 
     path = os.path.abspath(os.fspath(path))
-    directory = os.path.dirname(path)
+    targets = [path]
     try:
-        os.makedirs(directory, exist_ok=True)
-        remove_stale_temporaries(directory)
-        tmpdir = tempfile.mkdtemp(prefix=_temp_prefix(), dir=directory)
-    except OSError as err:
-        raise OSError(err.errno, f"cannot write {path}: {err.strerror}", path) from err
-    try:
-        targets = [path]
-        temporaries = [os.path.join(tmpdir, os.path.basename(path))]
-        try:
+        with atomic_directory(path) as tmpdir:
+            temporaries = [os.path.join(tmpdir, os.path.basename(path))]
             _write_asdf(model, temporaries[0])
             if fits_output:
                 targets.insert(0, fits_path(path))
@@ -348,45 +339,17 @@ def write_l2(model, path, *, fits_output=False):
                     0, os.path.join(tmpdir, os.path.basename(targets[0]))
                 )
                 _write_fits(model, temporaries[0])
-        except OSError as err:
-            raise OSError(
-                err.errno, f"cannot write {path}: {err.strerror or err}", path
-            ) from err
-        _replace_together(temporaries, targets, tmpdir)
-        if fits_output:
-            log.info("Wrote FITS copy %s", targets[0])
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
+            replace_together(temporaries, targets, tmpdir)
+    except OSError as err:
+        if err.filename is not None and str(err.filename) in targets:
+            raise
+        raise OSError(
+            err.errno, f"cannot write {path}: {err.strerror or err}", path
+        ) from err
+    if fits_output:
+        log.info("Wrote FITS copy %s", targets[0])
     log.info("Wrote L2 product %s", path)
     return path
-
-
-def _replace_together(temporaries, targets, tmpdir):
-    """Rename each temporary over its target; on a failure put the old files back."""
-    backups = []
-    for k, target in enumerate(targets):
-        if os.path.exists(target):
-            backup = os.path.join(tmpdir, f".previous-{k}")
-            try:
-                os.link(target, backup)  # same directory, same file system
-            except OSError:  # no hard links here: a copy does the same job
-                shutil.copy2(target, backup)
-            backups.append((backup, target))
-    done = []
-    try:
-        for temporary, target in zip(temporaries, targets, strict=True):
-            os.replace(temporary, target)
-            done.append(target)
-    except OSError as err:
-        previous = {t: b for b, t in backups}
-        for target in done:
-            if target in previous:
-                os.replace(previous[target], target)
-            else:
-                os.remove(target)
-        raise OSError(
-            err.errno, f"cannot write {targets[-1]}: {err.strerror or err}", targets[-1]
-        ) from err
 
 
 def read_processinfo(path):

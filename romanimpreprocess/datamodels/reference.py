@@ -1,4 +1,4 @@
-"""One reader for every calibration reference-file type (reference_files.md §2).
+"""One reader for every calibration reference-file type (docs/reference_files.rst).
 
 Files are the legacy CALDIR layout (a plain ``roman`` tree in an ASDF file); where a
 reftype is also a CRDS type (dark, flat, gain, mask, readnoise, saturation) romancal's

@@ -1,4 +1,4 @@
-"""The exposure WCS from the legacy FITSWCS header text (algorithms.md §14).
+"""The exposure WCS from the legacy FITSWCS header text (docs/flatfield/index.rst).
 
 The header is a TAN-SIP FITS header whose CRPIX is already 0-based (pixel (0, 0) is
 the first science pixel). `gwcs_from_header` builds the equivalent gwcs for the L2's
@@ -166,7 +166,7 @@ def _astropy_wcs(header):
 
 
 def legacy_world_function(header):
-    """The legacy's WCS evaluation (algorithms.md §14), for ``legacy_compat``.
+    """The legacy's WCS evaluation (docs/flatfield/index.rst), for ``legacy_compat``.
 
     The legacy converts the header into a gwcs whose polynomials carry the CD matrix
     (``Shift(-CRPIX) | Mapping | (P_x & P_y) | TAN | Rotate(CRVAL, 180)``) and
@@ -284,7 +284,7 @@ def pixel_area_map(header, shape, *, offset: int = 0) -> NDArray[np.float64]:
     The sky positions of the grid ``x, y = offset-1 .. offset+n`` are projected with
     the equal-area (Lambert azimuthal) projection about the pole of the hemisphere of
     the first grid point; the Jacobian is taken with central differences
-    (algorithms.md §14). ``offset = 0`` is correct (pixel (0, 0) of the WCS is the
+    (docs/flatfield/index.rst). ``offset = 0`` is correct (pixel (0, 0) of the WCS is the
     first science pixel); ``offset = 4`` reproduces the legacy's shifted map.
     """
     ny, nx = shape

@@ -1,4 +1,4 @@
-"""Initial data-quality flags of a ramp (algorithms.md §1).
+"""Initial data-quality flags of a ramp (docs/dq_init/index.rst).
 
 Plain functions on arrays: the guide-window region, the bad-pixel mask and the
 EXCLUDE_FIRST convention.

@@ -1,4 +1,4 @@
-"""Flat field and pixel-area normalisation (algorithms.md §13, §14), pure arrays."""
+"""Flat field and pixel-area normalisation (docs/flatfield/index.rst), pure arrays."""
 
 import numpy as np
 from numpy.typing import NDArray

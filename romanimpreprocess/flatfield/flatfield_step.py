@@ -26,8 +26,8 @@ class FlatFieldStep(RipStep):
     pixel. The WCS is the FITSWCS header text (``wcs_header``) or, without one, the
     model's gwcs; it becomes the L2's ``meta.wcs``. Without any WCS the area
     normalisation is skipped with a warning. The area map is evaluated at science
-    pixel coordinates; ``legacy_compat`` reproduces the legacy 4-pixel shift (§18
-    item 1).
+    pixel coordinates; ``legacy_compat`` reproduces the legacy 4-pixel shift
+    (docs/flatfield/index.rst, differences from the legacy).
     """
 
     class_alias = "rip_flatfield"

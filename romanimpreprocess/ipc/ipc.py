@@ -1,4 +1,4 @@
-"""Per-pixel inter-pixel capacitance (IPC): forward operator and its inverse (§8).
+"""Per-pixel inter-pixel capacitance (IPC): forward operator and its inverse (docs/ipc/index.rst).
 
 ``K[1+dy, 1+dx, y, x]`` is the fraction of the charge collected in pixel ``(y, x)``
 that appears in pixel ``(y+dy, x+dx)``. The forward operator on an image ``I`` is

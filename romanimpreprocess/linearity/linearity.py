@@ -1,4 +1,4 @@
-"""Classical linearity correction with a per-pixel Legendre model (algorithms.md §7).
+"""Classical linearity correction with a per-pixel Legendre model (docs/linearity/index.rst).
 
 The raw signal ``S`` (DN_raw) of each pixel is mapped to ``z = -1 + 2 (S - Smin) /
 (Smax - Smin)`` and the linearised signal (DN_lin, 0 at ``Sref``) is ``Phi(S) =
@@ -199,7 +199,7 @@ def apply_linearity(
     resultant that is not SATURATED (and not resultant 0 when ``do_not_flag_first``).
 
     Default: every resultant of a pixel gets the same treatment, the extrapolated
-    ``Phi`` past the range (fixes algorithms.md §18 item 7). ``legacy_compat``: as the
+    ``Phi`` past the range (fixes docs/linearity/index.rst, differences from the legacy). ``legacy_compat``: as the
     legacy, a pixel flagged NO_LIN_CORR at resultant ``j`` gets ``S - Sref`` from
     resultant ``j + 1`` on (the linearity switches off mid-ramp).
 

@@ -1,4 +1,4 @@
-"""Grammar of the noise-layer strings (legacy ``NOISE.LAYER``, algorithms.md §17).
+"""Grammar of the noise-layer strings (legacy ``NOISE.LAYER``, docs/noise/index.rst).
 
 A layer string is a sequence of commands, each a capital letter followed by its
 lower-case/digit arguments, e.g. ``"Rz4S2C1"``, ``"O"``, ``"Prb2"``:

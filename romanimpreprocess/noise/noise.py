@@ -1,4 +1,4 @@
-"""Noise realisations of a calibrated exposure (legacy NOISE layers, algorithms.md §17).
+"""Noise realisations of a calibrated exposure (legacy NOISE layers, docs/noise/index.rst).
 
 Each layer is a (sy, sx) image in the units of the L2 ``data`` (flattened DN/s) built
 from the commands of its layer string (`romanimpreprocess.noise.layers`):
@@ -17,7 +17,7 @@ from the commands of its layer string (`romanimpreprocess.noise.layers`):
 
 Weights: a pixel whose last unsaturated resultant (``endslice``) is e uses the full
 fit weights K if it never saturates, else the two-point weights between the first used
-resultant and e (algorithms.md §9.2); pixels without a usable pair get no O/P noise.
+resultant and e (docs/ramp_fit/description.rst); pixels without a usable pair get no O/P noise.
 
 Randomness comes from one `numpy.random.Generator` consumed layer by layer in order,
 so a seed reproduces the cube exactly. The legacy tool draws from GalSim's
@@ -71,7 +71,7 @@ def weight_table(
     Row ``e`` holds the weights applied to a pixel whose last unsaturated resultant
     is ``e``: the full fit weights K for ``e = n − 1``; for ``start < e < n − 1`` the
     two-point slope between resultants ``start`` and ``e``:
-    K[e] = 1/(tbar[e] − tbar[start]), K[start] = −K[e] (algorithms.md §9.2).
+    K[e] = 1/(tbar[e] − tbar[start]), K[start] = −K[e] (docs/ramp_fit/description.rst).
 
     Parameters
     ----------
@@ -128,7 +128,7 @@ def endslice_rows(
     legacy_compat : bool
         Legacy mapping: ``endslice > 0`` selects row ``endslice``, anything else the
         full weights (so a pixel whose last good resultant is 0 counts as
-        unsaturated, algorithms.md §18.20). Default: ``endslice ≥ 0`` selects its
+        unsaturated, docs/noise/index.rst, differences from the legacy). Default: ``endslice ≥ 0`` selects its
         row and −1 the full weights.
 
     Returns
@@ -535,7 +535,7 @@ def clip_layer(layer: NDArray, k: float) -> NDArray[np.float32]:
 
 
 def sky_polynomial(image: NDArray, order: int) -> NDArray:
-    """Order-``order`` Legendre sky model of ``image`` (legacy ``medfit``, §15).
+    """Order-``order`` Legendre sky model of ``image`` (legacy ``medfit``, docs/sky/index.rst).
 
     Uses the sky step's `medfit` so the model is the one subtracted from the data.
     """
@@ -706,7 +706,7 @@ def make_noise_cube(
     border: int = REF_BORDER,
     n_channels: int = N_CHANNELS,
 ) -> NDArray[np.float32]:
-    """Build every layer (algorithms.md §17) in order from one random stream.
+    """Build every layer (docs/noise/index.rst) in order from one random stream.
 
     Parameters
     ----------

@@ -1,6 +1,6 @@
 """Zero-mean random deviates of the Pearson system with given moments.
 
-The pseudo-Poisson ("O") noise layer (algorithms.md §17) needs, for every pixel, a
+The pseudo-Poisson ("O") noise layer (docs/noise/index.rst) needs, for every pixel, a
 deviate with a prescribed variance, third and fourth central moment. The Pearson
 system covers every admissible (β₁, β₂) pair with one of a few classical families;
 which one is decided by Pearson's criterion

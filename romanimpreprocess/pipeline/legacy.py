@@ -80,7 +80,7 @@ TOP_LEVEL_KEYS = {
     "LEGACY_COMPAT": ("bool", False),
 }
 
-# CALDIR key -> required (legacy_config.md §2). ``ipc4d`` is optional here: without it
+# CALDIR key -> required (docs/legacy.rst). ``ipc4d`` is optional here: without it
 # the IPC deconvolution is skipped everywhere (the legacy crashed in the flat step).
 CALDIR_KEYS = {
     "dark": True,

@@ -1,4 +1,4 @@
-"""Jump detection on single and double resultant differences (algorithms.md §10).
+"""Jump detection on single and double resultant differences (docs/ramp_fit/description.rst).
 
 Every test is a linear statistic ``w·d`` of a pixel's resultants whose expectation is
 zero for a straight ramp; its variance is ``(f/gain) A + sigma² B`` with the
@@ -212,7 +212,7 @@ def legacy_tests(
     start: int,
     stop: int,
 ) -> JumpTests:
-    """The legacy residual tests of one ``jump_detect`` call (algorithms.md §10).
+    """The legacy residual tests of one ``jump_detect`` call (docs/ramp_fit/description.rst).
 
     Pairs ``(i, i+di)`` for ``i = start..stop-2`` with ``di in {1, 2}``, but only
     ``di = 1`` when ``i = stop-2`` or when ``stop - 1 - start == 2``; the statistic is

@@ -1,11 +1,13 @@
-"""Likelihood ramp fit with integrated jump detection, through stcal (algorithms.md §11).
+"""Likelihood ramp fit with integrated jump detection, through stcal.
+
+Described in docs/ramp_fit/description.rst (The likelihood fit).
 
 The legacy option ``romancal_ramp_fit`` called romancal 1.1.0's
 ``romancal.ramp_fitting.ramp_fit_step.likely``, which wraps stcal's
 ``likely_ramp_fit``. That wrapper mutates the model it is given (it adds a leading axis
 to ``data``/``groupdq`` and several attributes), casts ``err``/``var_poisson`` to
 float16 before returning, and is called by romancal's Step without the
-``rejection_threshold`` (stpipe_integration.md §10, traps 7-8). Here stcal is called
+``rejection_threshold`` (docs/ramp_fit/description.rst, The likelihood fit). Here stcal is called
 directly on an adapter that holds *views* of the input arrays and a *copy* of the group
 flags, with the threshold passed explicitly, so that:
 

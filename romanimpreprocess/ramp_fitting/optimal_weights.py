@@ -1,4 +1,4 @@
-"""Fixed-weight ramp-fit weights and the resultant covariance model (algorithms.md §9).
+"""Fixed-weight ramp-fit weights and the resultant covariance model (docs/ramp_fit/description.rst).
 
 A resultant ``d_i`` is the mean of ``N_i`` consecutive frames. For a pixel with count
 rate ``f`` (DN/s, Poisson variance ``f/gain`` DN²/s) and single-read noise ``sigma``
@@ -126,7 +126,7 @@ def resultant_covariance(
 def optimal_weights(
     tbar: NDArray, tau: NDArray, n_frames: NDArray, *, u: float, start: int = 0
 ) -> NDArray[np.float64]:
-    """Full-ramp slope weights K of the legacy fit (algorithms.md §9.1).
+    """Full-ramp slope weights K of the legacy fit (docs/ramp_fit/description.rst).
 
     With ``W = C⁻¹`` over the resultants ``start..n-1``, ``F0 = 1ᵀW1``,
     ``F1 = 1ᵀW tbar``, ``F2 = tbarᵀW tbar`` and ``D = F0 F2 - F1²``:
@@ -205,7 +205,7 @@ def uniform_weights(tbar: NDArray, n_frames: NDArray) -> NDArray[np.float64]:
 def two_point_weights(tbar: NDArray, first: int, last: int) -> NDArray[np.float64]:
     """Two-point slope weights between resultants ``first`` and ``last``.
 
-    The legacy refit of a ramp truncated by saturation (algorithms.md §9.2):
+    The legacy refit of a ramp truncated by saturation (docs/ramp_fit/description.rst):
     ``K_last = 1/(tbar_last - tbar_first) = -K_first``, zero elsewhere.
 
     Parameters
@@ -390,7 +390,7 @@ def slope_variance_coefficients(
     """Coefficients of the variance of a linear statistic ``w·d``.
 
     ``Var(w·d) = (f/gain) A + sigma² B`` with ``A = wᵀ P w`` (`poisson_covariance`)
-    and ``B = Σ w²/N`` (algorithms.md §9.2: ``coef = A``, ``sigma_R = sigma sqrt(B)``).
+    and ``B = Σ w²/N`` (docs/ramp_fit/description.rst: ``coef = A``, ``sigma_R = sigma sqrt(B)``).
 
     Parameters
     ----------
@@ -424,7 +424,7 @@ def legacy_slope_coefficients(
     """``coef`` and ``sqrt(ΣK²/N)`` evaluated as the legacy code does (float32).
 
     ``coef = Σ_{i=start}^{stop-1} [K_i² tau_i + 2 Σ_{j=start}^{i-1} K_i K_j tbar_j]``
-    accumulated in float32 from float32 K, tau and tbar (algorithms.md §9.2).
+    accumulated in float32 from float32 K, tau and tbar (docs/ramp_fit/description.rst).
 
     Parameters
     ----------

@@ -1,23 +1,24 @@
-"""Fixed-weight ramp fit with jump detection over a frame (algorithms.md §9.3, §10).
+"""Fixed-weight ramp fit with jump detection over a frame (docs/ramp_fit/description.rst).
 
 `fit_ramps` fits every science pixel of a ramp cube. Two behaviours:
 
-Default (legacy defects of algorithms.md §18 fixed):
+Default (the legacy's defects fixed: docs/ramp_fit/description.rst, differences from
+the legacy):
     A resultant is *used* when it is at or after ``start``, finite, and carries neither
-    SATURATED nor DO_NOT_USE (§18.4). A pixel whose used resultants are exactly
+    SATURATED nor DO_NOT_USE (docs/ramp_fit/description.rst, differences from the legacy). A pixel whose used resultants are exactly
     ``start..n-1`` gets the full-ramp weights K; a ramp cut short (saturation or a
     DO_NOT_USE resultant, then nothing usable after it) gets the two-point slope between
-    its first and last used resultant -- including ramps cut at ``2+start`` (§18.3);
+    its first and last used resultant -- including ramps cut at ``2+start`` (docs/ramp_fit/description.rst, differences from the legacy);
     any other pattern (gaps, jumps) gets the fixed-weight GLS slope with one intercept
     per segment. Jumps: the step tests of `jumps.step_tests` (two-sided), with weights
     at the pixel's own operating point ``u = max(s, 0)/gain/sigma²`` (binned); the most
     significant test above threshold is taken out -- the ramp is split there (and for
     a double difference the middle resultant dropped) -- the slope refitted and the
-    tests repeated until none fires (§18.5). JUMP_DET goes on the resultant where the
+    tests repeated until none fires (docs/ramp_fit/description.rst, differences from the legacy). JUMP_DET goes on the resultant where the
     jump appears. Pixels with no slope (fewer than two used resultants in every
     segment) get NaN and DO_NOT_USE.
 
-Legacy (``legacy=True``, algorithms.md §9.3 exactly):
+Legacy (``legacy=True``, docs/ramp_fit/description.rst exactly):
     Full-ramp K for every pixel whatever its flags; the pixels whose first SATURATED
     resultant is ``iend`` (``n-1 >= iend >= 3+start``) are refitted with the two-point
     slope over ``start..iend-1``; one-sided residual tests (`jumps.legacy_tests`)
@@ -256,7 +257,7 @@ class _Planner:
 def end_slices(groupdq: NDArray[np.uint8]) -> NDArray[np.int8]:
     """Last unsaturated resultant of each pixel, -1 when none saturates.
 
-    Legacy SLICEOUT definition (algorithms.md §16.6): for ``iend = 1..n-1`` ascending,
+    Legacy SLICEOUT definition (docs/output.rst): for ``iend = 1..n-1`` ascending,
     ``endslice = iend - 1`` where resultant ``iend`` is SATURATED and ``iend - 1`` is
     not.
 
@@ -360,7 +361,7 @@ def fit_ramps(
     Raises
     ------
     ValueError
-        With fewer than two used resultants (the legacy crashes, §18.21), or invalid
+        With fewer than two used resultants (the legacy crashes, docs/ramp_fit/description.rst, differences from the legacy), or invalid
         thresholds in default mode.
     """
     opt = RampOptPars() if opt is None else opt
@@ -605,13 +606,13 @@ def _full_labels(n, start):
 
 
 def _group_flags(gq, sat, *, start, legacy):
-    """Pixel flags that follow from the group flags alone (algorithms.md §9.3 step 3)."""
+    """Pixel flags that follow from the group flags alone (docs/ramp_fit/description.rst)."""
     n = gq.shape[0]
     nonsat = np.bitwise_or.reduce(np.where(sat, np.uint8(0), gq), axis=0)
     all_dnu = (np.bitwise_and.reduce(gq, axis=0) & _DNU) != 0
     any_sat = sat.any(axis=0)
     if legacy:
-        # Raw group bits (bit 7 WFI18_TRANSIENT lands as pixel OUTLIER, §18.19).
+        # Raw group bits (bit 7 WFI18_TRANSIENT lands as pixel OUTLIER, docs/ramp_fit/description.rst, differences from the legacy).
         out = (nonsat & ~_DNU).astype(np.uint32)
         if 1 + start < n:
             out[sat[1 + start]] |= _P_DNU  # "saturated too fast"
@@ -818,7 +819,7 @@ def _log_p_value(amp, tests, dm, u, rn2):
 def legacy_error_roundtrip(
     var_poisson: NDArray[np.float32], var_rnoise: NDArray[np.float32]
 ) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32]]:
-    """The legacy float16 round trip of the slope errors (algorithms.md §9.4, §18.8).
+    """The legacy float16 round trip of the slope errors (docs/ramp_fit/description.rst, output and differences from the legacy).
 
     The legacy stores ``err = hypot(σ_R, σ_P)`` and ``var_poisson = σ_P²`` as float16
     and rebuilds ``σ_P = sqrt(var_poisson)``, ``σ_R = sqrt(max(err² - σ_P², 0))``.

@@ -335,7 +335,7 @@ class RampFitStep(RipStep):
         return image
 
     def _processinfo(self, read_pattern, frame_time, tbar, tau, n_frames, weights):
-        """Legacy ``processinfo`` entries of the ramp fit (algorithms.md §16.5)."""
+        """Legacy ``processinfo`` entries of the ramp fit (docs/output.rst)."""
         opt = self._opt.as_dict() if self._opt is not None else None
         jdp = self._thresholds.as_dict() if self._thresholds is not None else None
         meta = {

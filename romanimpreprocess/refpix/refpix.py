@@ -1,4 +1,4 @@
-"""Reference-pixel correction (algorithms.md §3), pure arrays.
+"""Reference-pixel correction (docs/refpix/description.rst), pure arrays.
 
 Per resultant, on the frame with the amp33 block glued to its right (the dark cube
 subtracted first, so that medians see noise, not the fixed pattern):

@@ -20,9 +20,9 @@ class RefPixStep(RipStep):
 
     The dark cube is subtracted before the medians and added back. With a read-noise
     file whose ``amp33`` model is missing or invalid the row step is skipped (the
-    legacy crashed or produced NaN, algorithms.md §18 items 12-13). The dark plane
+    legacy crashed or produced NaN, docs/refpix/description.rst, differences from the legacy). The dark plane
     is aligned with the resultant (``de = n_dark - n``; ``legacy_compat`` uses plane
-    ``j`` as the legacy, §18 item 11).
+    ``j`` as the legacy, docs/refpix/description.rst, differences from the legacy).
     """
 
     class_alias = "rip_refpix"

@@ -1,4 +1,4 @@
-"""Saturation flagging of the resultants (algorithms.md §2), pure arrays.
+"""Saturation flagging of the resultants (docs/saturation/description.rst), pure arrays.
 
 The passes are those of stcal's ``flag_saturated_pixels`` as romancal calls it
 (forward threshold test with A/D floor and 3x3 growth, backward partial-saturation

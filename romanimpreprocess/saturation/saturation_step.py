@@ -21,7 +21,7 @@ class SaturationStep(RipStep):
     multi-frame resultants, second-group test) then ``backup`` passes that move the
     flag one resultant back (legacy SATURATION_BACKUP). Resultant 0 is examined
     unless it is excluded (``exclude_first`` in dq_init); ``legacy_compat`` always
-    skips it, as the legacy did (algorithms.md §18 item 2).
+    skips it, as the legacy did (docs/saturation/description.rst, differences from the legacy).
     """
 
     class_alias = "rip_saturation"

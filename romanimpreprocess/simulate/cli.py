@@ -4,17 +4,19 @@ import argparse
 import logging
 import sys
 
-from romanimpreprocess.simulate.simulate import (
-    READ_PATTERNS,
-    SimulationConfig,
-    write_simulation,
-)
-
 __all__ = ["main"]
 
 
 def main(argv=None):
     """Command line entry point; returns the exit code."""
+    # imported here: `python -m romanimpreprocess.simulate.cli` sets up its process
+    # (romanimpreprocess._startup.start_cli) before the stack loads
+    from romanimpreprocess.simulate.simulate import (
+        READ_PATTERNS,
+        SimulationConfig,
+        write_simulation,
+    )
+
     parser = argparse.ArgumentParser(
         prog="rip-simulate",
         description=(
@@ -63,4 +65,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    from romanimpreprocess._startup import start_cli
+
+    start_cli()
     sys.exit(main())

@@ -9,7 +9,7 @@ channels (seen by amp33 through ``M_PINK``) and independent per channel, and
 per-channel reference drifts linear in row. Resultants are the means of their frames,
 rounded to uint16 (saturating at the 16-bit limit).
 
-The calibration files follow the legacy CALDIR layouts (reference_files.md §2) and
+The calibration files follow the legacy CALDIR layouts (docs/reference_files.rst) and
 describe exactly the injected physics, so the pipeline's output can be compared with
 the truth: ``rate_l2`` is what a perfect calibration returns (DN/s per ideal pixel).
 """

@@ -1,4 +1,4 @@
-"""Sky level: mode estimate and Legendre polynomial sky (algorithms.md §15).
+"""Sky level: mode estimate and Legendre polynomial sky (docs/sky/index.rst).
 
 Also `pixel_mask1`, the legacy ``PixelMask1`` bad-pixel mask, used by the sky and by
 the FITS copy of the L2 product.

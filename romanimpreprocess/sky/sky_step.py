@@ -23,7 +23,7 @@ class SkyStep(RipStep):
     before subtraction is kept as ``data_withsky``. By default masked pixels are left
     out of both estimates and cells dominated by a source (residual beyond 5 robust
     sigmas) are dropped from the fit; ``legacy_compat`` includes the zero border bins
-    in the mode and every pixel and cell in the fit, as the legacy did (§18 item 15).
+    in the mode and every pixel and cell in the fit, as the legacy did (docs/sky/index.rst, differences from the legacy).
     """
 
     class_alias = "rip_sky"

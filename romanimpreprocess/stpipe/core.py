@@ -1,7 +1,7 @@
 """Offline base classes: `RipStep` and `RipPipeline`.
 
 They differ from romancal's `RomanStep`/`RomanPipeline` in what a survey run needs
-(stpipe_integration.md §4, §6–§9):
+(docs/running.rst):
 
 - CRDS is never contacted unless ``RIP_USE_CRDS`` is true: reference files come from
   ``override_<reftype>``; a missing required one is one clear error naming the step,
@@ -20,16 +20,14 @@ import gc
 import importlib.metadata
 import logging
 import os
-import shutil
-import socket
-import tempfile
-from os.path import abspath, dirname, join, split
+from os.path import abspath, join, split
 
 from roman_datamodels import datamodels as dm
 from romancal.stpipe import RomanPipeline, RomanStep
 from stpipe import Pipeline
 
 from romanimpreprocess._memory import reuse_freed_memory
+from romanimpreprocess._startup import process_tweaks_enabled
 from romanimpreprocess.datamodels import (
     ExposureInfo,
     Geometry,
@@ -42,12 +40,12 @@ from romanimpreprocess.datamodels import (
     validate_l1,
 )
 from romanimpreprocess.paths import same_file
+from romanimpreprocess.utils.atomic import atomic_write
 
 __all__ = [
     "RipPipeline",
     "RipStep",
     "atomic_save",
-    "remove_stale_temporaries",
     "use_crds",
 ]
 
@@ -61,48 +59,13 @@ def use_crds() -> bool:
     return os.environ.get("RIP_USE_CRDS", "").strip().lower() in _TRUE
 
 
-_TEMP_PREFIX = ".tmp-rip-"
-
-
-def _temp_prefix():
-    return f"{_TEMP_PREFIX}{socket.gethostname()}-{os.getpid()}-"
-
-
-def remove_stale_temporaries(directory):
-    """Remove temporary directories left in ``directory`` by killed writers.
-
-    Only directories made on this host by a process that no longer exists are
-    removed, so writers running concurrently (here or on other nodes of a shared
-    file system) are never disturbed.
-    """
-    host = socket.gethostname()
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return
-    for name in names:
-        if not name.startswith(_TEMP_PREFIX):
-            continue
-        owner, _, rest = name[len(_TEMP_PREFIX) :].rpartition("-")
-        owner_host, _, pid = owner.rpartition("-")
-        if owner_host != host or not pid.isdigit() or not rest:
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            log.info("Removing %s left by a killed writer", join(directory, name))
-            shutil.rmtree(join(directory, name), ignore_errors=True)
-        except OSError:
-            continue
-
-
 def atomic_save(model, path, writer=None):
     """Write ``model`` to ``path`` so that ``path`` is never left half-written.
 
     The file is written into a hidden temporary directory next to ``path`` under its
     final basename (``DataModel.save`` stamps ``meta.filename`` with it), then renamed
-    over ``path`` in one step. On any error the temporary files are removed and an
-    existing ``path`` is untouched.
+    over ``path`` in one step (`romanimpreprocess.utils.atomic`). On any error the
+    temporary files are removed and an existing ``path`` is untouched.
 
     Parameters
     ----------
@@ -118,21 +81,9 @@ def atomic_save(model, path, writer=None):
     str
         The absolute output path.
     """
-    path = abspath(os.fspath(path))
-    directory = dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    remove_stale_temporaries(directory)
-    tmpdir = tempfile.mkdtemp(prefix=_temp_prefix(), dir=directory)
-    try:
-        tmp_path = join(tmpdir, os.path.basename(path))
-        if writer is None:
-            model.save(tmp_path)
-        else:
-            writer(model, tmp_path)
-        os.replace(tmp_path, path)
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
-    return path
+    if writer is None:
+        return atomic_write(path, model.save)
+    return atomic_write(path, lambda tmp_path: writer(model, tmp_path))
 
 
 class RipStep(RomanStep):
@@ -154,7 +105,12 @@ class RipStep(RomanStep):
         return ("romanimpreprocess", *RomanStep.get_stpipe_loggers())
 
     def run(self, *args):
-        """stpipe's ``run``, with the imported objects out of the collector's reach.
+        """stpipe's ``run``; in our own processes, with two process-level savings.
+
+        Only where `romanimpreprocess._startup.process_tweaks_enabled` (our command
+        lines, rip-batch's own workers, or ``RIP_PROCESS_TWEAKS=1``); elsewhere this
+        is stpipe's ``run`` unchanged, so a host process (a notebook, a romancal run)
+        keeps its garbage collector and malloc as they were.
 
         stpipe runs a full garbage collection before every step. The outermost step
         freezes the objects that exist when it starts (the imported stack, ~1e6
@@ -164,6 +120,8 @@ class RipStep(RomanStep):
         It also keeps freed full-frame buffers for the next step to reuse while it
         runs (`romanimpreprocess._memory.reuse_freed_memory`).
         """
+        if not process_tweaks_enabled():
+            return super().run(*args)
         if self.parent is not None:
             # the reference trees and logs made since: out of reach too
             gc.freeze()

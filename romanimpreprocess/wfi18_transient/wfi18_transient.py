@@ -1,4 +1,4 @@
-"""WFI18 first-read transient: fit and subtract, or mask (algorithms.md §6).
+"""WFI18 first-read transient: fit and subtract, or mask (docs/wfi18_transient/index.rst).
 
 Detector WFI18 shows a transient in the first read after the reset that decays along
 the readout. The anomaly of resultant 0 is estimated per row from the backward
@@ -6,7 +6,7 @@ extrapolation of resultants 1 and 2, fitted with a double exponential in the row
 time and subtracted at every pixel's read time; when that is not possible the most
 affected rows of resultant 0 are flagged instead. This is romancal 1.1.0's
 ``correct_anomaly`` for any frame shape (per-pixel times from
-`romanimpreprocess.dark_decay.dark_decay.frame_read_times`), with its row-median slip
+`romanimpreprocess.utils.readout.frame_read_times`), with its row-median slip
 fixed unless ``legacy_compat``.
 """
 
@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 from roman_datamodels.dqflags import group
 
 from romanimpreprocess.constants import FULL_FRAME, REF_BORDER
-from romanimpreprocess.dark_decay.dark_decay import frame_read_times
+from romanimpreprocess.utils.readout import frame_read_times
 
 __all__ = [
     "MASKED_ROWS_FULL_FRAME",

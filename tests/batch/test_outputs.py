@@ -1,13 +1,13 @@
 """The resume rule (`output_problem`) and leftovers of killed writes."""
 
 import os
+import socket
 
 import numpy as np
 import pytest
 from roman_datamodels import datamodels as dm
 
 from romanimpreprocess.batch.outputs import (
-    TEMP_PREFIX,
     output_problem,
     remove_stale_temp_dirs,
     stale_temp_dirs,
@@ -15,6 +15,7 @@ from romanimpreprocess.batch.outputs import (
 from romanimpreprocess.constants import REF_BORDER
 from romanimpreprocess.stpipe import atomic_save
 from tests.conftest import make_raw_model
+from tests.utils.test_atomic import dead_pid, temp_dir
 
 SIZE = 64
 
@@ -81,18 +82,18 @@ def test_shape_must_match_the_input_science_area(tmp_path, l1):
 
 
 def test_stale_temp_dirs_only_those_holding_this_output(tmp_path):
+    host = socket.gethostname()
     out = tmp_path / "x_cal.asdf"
-    mine = tmp_path / f"{TEMP_PREFIX}abc"
-    mine.mkdir()
-    (mine / "x_cal.asdf").write_bytes(b"partial")
-    other = tmp_path / f"{TEMP_PREFIX}def"
-    other.mkdir()
-    (other / "y_cal.asdf").write_bytes(b"partial")
+    mine = temp_dir(tmp_path, host, dead_pid(), holding="x_cal.asdf")
+    other = temp_dir(tmp_path, host, dead_pid(), holding="y_cal.asdf")
+    # a writer of this output still running (this process): never touched
+    running = temp_dir(tmp_path, host, os.getpid(), holding="x_cal.asdf")
     unrelated = tmp_path / "keep"
     unrelated.mkdir()
     (unrelated / "x_cal.asdf").write_bytes(b"user file")
     assert stale_temp_dirs(str(out)) == [str(mine)]
     assert remove_stale_temp_dirs(str(out)) == [str(mine)]
     assert not mine.exists() and other.exists() and unrelated.exists()
+    assert running.exists()
     # a stray temporary directory is never taken for the output
     assert output_problem(str(out)) == "output does not exist"

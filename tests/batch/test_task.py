@@ -2,6 +2,8 @@
 
 import logging
 import os
+import pathlib
+import socket
 
 import pytest
 
@@ -10,6 +12,7 @@ from romanimpreprocess.batch.outputs import TEMP_PREFIX, output_problem
 from romanimpreprocess.batch.task import LOGGERS, log_path_for, process_exposure
 from tests.batch.stand_in import exit_runner, image_runner
 from tests.conftest import make_raw_model
+from tests.utils.test_atomic import dead_pid, temp_dir
 
 
 @pytest.fixture
@@ -113,10 +116,13 @@ def test_log_dir_option(task, tmp_path):
 def test_leftover_temp_dir_removed_before_run(task):
     out_dir = os.path.dirname(task["output"])
     os.makedirs(out_dir)
-    stale = os.path.join(out_dir, TEMP_PREFIX + "killed")
-    os.mkdir(stale)
-    with open(os.path.join(stale, os.path.basename(task["output"])), "wb") as f:
-        f.write(b"half a file")
+    # left by a worker on this host that was killed while writing this output
+    stale = temp_dir(
+        pathlib.Path(out_dir),
+        socket.gethostname(),
+        dead_pid(),
+        holding=os.path.basename(task["output"]),
+    )
     result = process_exposure(task, image_runner)
     assert result["status"] == "done"
     assert not os.path.exists(stale)

@@ -105,7 +105,7 @@ def test_truncated(tmp_path):
 
 
 def test_resultant_times_closed_form():
-    """validation.md §1.1: tbar and tau of single- and multi-frame resultants."""
+    """tbar and tau (docs/ramp_fit/description.rst, Resultant times) of single- and multi-frame resultants."""
     tbar, tau, n = resultant_times([[0], [1, 2], [3, 4, 5]], 2.0)
     np.testing.assert_allclose(tbar, [0.0, 3.0, 8.0])
     # tau = (t0 + (N-1)(2N-1)/(6N)) dt: N=2 -> 1 + 1*3/12 ; N=3 -> 3 + 2*5/18

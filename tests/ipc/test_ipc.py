@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from romanimpreprocess.ipc import ipc
-from tests.linearity.legacy import needs_legacy, run_legacy
+from tests.linearity.legacy import legacy_case
 
 
 def random_kernel(rng, shape, eps):
@@ -16,7 +16,7 @@ def random_kernel(rng, shape, eps):
 
 
 def legacy_test_kernel(shape):
-    """validation.md §1.6 kernel, the same for every pixel."""
+    """A kernel of docs/ipc/index.rst, the same for every pixel."""
     k = np.zeros((3, 3, *shape))
     k[0, 1] = k[2, 1] = 0.015
     k[1, 0] = k[1, 2] = 0.013
@@ -96,7 +96,7 @@ def test_residual_scales_as_eps_to_the_k_plus_one(rng):
 
 
 def test_legacy_kernel_delta_residual_golden():
-    # validation.md §1.6: max |R(F(delta)) - delta| = 4.07e-4 for 2 iterations.
+    # the IPC kernel and its inverse (docs/ipc/index.rst): max |R(F(delta)) - delta| = 4.07e-4 for 2 iterations.
     shape = (15, 15)
     kernel = legacy_test_kernel(shape)
     delta = np.zeros(shape)
@@ -180,24 +180,32 @@ def test_low_gain_is_clipped_and_reported(rng):
     assert not np.isfinite(legacy[:, 6, 7]).any()  # the legacy divides by 0
 
 
-@needs_legacy
-def test_legacy_compat_matches_legacy_correct_cube_bit_for_bit(rng, tmp_path):
-    import asdf
+CORRECT_CUBE_SCRIPT = """
+import asdf
+from romanimpreprocess.utils import ipc_linearity
+asdf.AsdfFile({"roman": {"data": inp["kernel"]}}).write_to("ipc.asdf")
+asdf.AsdfFile({"roman": {"data": inp["gain"]}}).write_to("gain.asdf")
+d = inp["data"].copy()
+ipc_linearity.correct_cube(d, "ipc.asdf", None, gain_file="gain.asdf")
+out["data"] = d
+"""
 
+
+def correct_cube_inputs(rng):
     ny = nx = 40
-    kernel = random_kernel(rng, (ny - 8, nx - 8), 0.02).astype(np.float32)
-    gain = rng.uniform(1.4, 1.6, (ny, nx))  # float64, as the PIT files
-    data = rng.normal(20000, 5000, (4, ny, nx)).astype(np.float32)
-    kpath, gpath = tmp_path / "ipc.asdf", tmp_path / "gain.asdf"
-    asdf.AsdfFile({"roman": {"data": kernel}}).write_to(kpath)
-    asdf.AsdfFile({"roman": {"data": gain}}).write_to(gpath)
-    script = (
-        "from romanimpreprocess.utils import ipc_linearity\n"
-        "d = inp['data'].copy()\n"
-        f"ipc_linearity.correct_cube(d, {str(kpath)!r}, None, gain_file={str(gpath)!r})\n"
-        "out['data'] = d\n"
+    return {
+        "kernel": random_kernel(rng, (ny - 8, nx - 8), 0.02).astype(np.float32),
+        "gain": rng.uniform(1.4, 1.6, (ny, nx)),  # float64, as the PIT files
+        "data": rng.normal(20000, 5000, (4, ny, nx)).astype(np.float32),
+    }
+
+
+def test_legacy_compat_matches_legacy_correct_cube_bit_for_bit(rng):
+    case = legacy_case(
+        "ipc_correct_cube", CORRECT_CUBE_SCRIPT, lambda: correct_cube_inputs(rng)
     )
-    legacy = run_legacy(tmp_path / "run", script, data=data)["data"]
+    kernel, gain, data = (case.inputs[k] for k in ("kernel", "gain", "data"))
+    legacy = case.outputs["data"]
     ours = data.copy()
     ipc.deconvolve_cube(
         ours, kernel, gain, dtype=np.result_type(data, gain), clip_gain=False

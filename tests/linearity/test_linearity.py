@@ -8,7 +8,7 @@ from numpy.polynomial import legendre
 from roman_datamodels.dqflags import group, pixel
 
 from romanimpreprocess.linearity import linearity as lin
-from tests.linearity.legacy import needs_legacy, run_legacy
+from tests.linearity.legacy import legacy_case
 
 NLC = pixel.NO_LIN_CORR
 
@@ -75,7 +75,7 @@ def run(data, coeffs, smin, smax, sref, **kwargs):
 
 
 def test_p3_continuation_golden_values():
-    # validation.md §1.5: pure P3, z = -1.5 ... 1.5 in steps of 0.1.
+    # the Legendre model (docs/linearity/index.rst): pure P3, z = -1.5 ... 1.5 in steps of 0.1.
     z = np.linspace(-1.5, 1.5, 31)
     golden = [-4.0, -3.4, -2.8, -2.2, -1.6, -1.0, -0.4725, -0.08, 0.1925, 0.36,
               0.4375, 0.44, 0.3825, 0.28, 0.1475, 0.0, -0.1475, -0.28, -0.3825,
@@ -271,10 +271,8 @@ def test_inputs_other_than_data_are_not_modified(rng):
         np.testing.assert_array_equal(a, b)
 
 
-@needs_legacy
-def test_legacy_compat_matches_legacy_multilin_bit_for_bit(rng, tmp_path):
-    import asdf
-
+def multilin_inputs(rng):
+    """A linearity file's arrays and ramps across its whole range (legacy case)."""
     shape = (48, 40)
     smin, smax, sref, coeffs = legendre_model(rng, shape, smax0=60000.0)
     nres = 6
@@ -286,35 +284,47 @@ def test_legacy_compat_matches_legacy_multilin_bit_for_bit(rng, tmp_path):
     lin_dq[0, :] = pixel.REFERENCE_PIXEL
     lin_dq[5, 5] = pixel.NO_LIN_CORR
     lin_dq[6, 6] = pixel.HOT
-    path = tmp_path / "lin.asdf"
-    asdf.AsdfFile(
-        {
-            "roman": {
-                "data": coeffs,
-                "Smin": smin,
-                "Smax": smax,
-                "Sref": sref,
-                "dq": lin_dq,
-            }
-        }
-    ).write_to(path)
+    return {
+        "raw": raw,
+        "gdq": groupdq,
+        "coeffs": coeffs,
+        "smin": smin,
+        "smax": smax,
+        "sref": sref,
+        "lin_dq": lin_dq,
+    }
+
+
+MULTILIN_SCRIPT = """
+import asdf
+from romanimpreprocess.utils import ipc_linearity
+from roman_datamodels.dqflags import pixel
+asdf.AsdfFile({"roman": {"data": inp["coeffs"], "Smin": inp["smin"],
+    "Smax": inp["smax"], "Sref": inp["sref"], "dq": inp["lin_dq"]}}).write_to("lin.asdf")
+phi, dq = ipc_linearity.multilin(inp["raw"], "lin.asdf",
+    do_not_flag_first=bool(inp["first"]), attempt_corr=~inp["gdq"] & pixel.SATURATED)
+out["phi"] = phi
+out["dq"] = dq
+"""
+
+
+def test_legacy_compat_matches_legacy_multilin_bit_for_bit(rng):
     for first in (True, False):
-        script = (
-            "from romanimpreprocess.utils import ipc_linearity\n"
-            "from roman_datamodels.dqflags import pixel\n"
-            f"phi, dq = ipc_linearity.multilin(inp['raw'], {str(path)!r}, "
-            f"do_not_flag_first={first}, attempt_corr=~inp['gdq'] & pixel.SATURATED)\n"
-            "out['phi'] = phi; out['dq'] = dq\n"
+        case = legacy_case(
+            f"linearity_multilin_first{int(first)}",
+            MULTILIN_SCRIPT,
+            lambda first=first: {**multilin_inputs(rng), "first": first},
         )
-        legacy = run_legacy(tmp_path / f"run{first}", script, raw=raw, gdq=groupdq)
+        inp, legacy = case.inputs, case.outputs
+        assert bool(inp["first"]) is first
         out, flags = run(
-            raw,
-            coeffs,
-            smin,
-            smax,
-            sref,
-            groupdq=groupdq,
-            lin_dq=lin_dq,
+            inp["raw"],
+            inp["coeffs"],
+            inp["smin"],
+            inp["smax"],
+            inp["sref"],
+            groupdq=inp["gdq"],
+            lin_dq=inp["lin_dq"],
             do_not_flag_first=first,
             legacy_compat=True,
         )

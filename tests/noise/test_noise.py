@@ -17,7 +17,7 @@ FRAME_TIME = 3.04
 
 
 def resultant_times(read_pattern, frame_time):
-    """tbar, tau and N of each resultant (algorithms.md §1, written out here)."""
+    """tbar, tau and N of each resultant (docs/dq_init/index.rst, written out here)."""
     n = np.array([len(f) for f in read_pattern], dtype=float)
     first = np.array([f[0] for f in read_pattern], dtype=float)
     tbar = (first + (n - 1) / 2) * frame_time
@@ -26,7 +26,7 @@ def resultant_times(read_pattern, frame_time):
 
 
 def optimal_weights(read_pattern, frame_time, *, u=0.4 / 1.8 / 6.5**2, start=1):
-    """GLS slope weights K of algorithms.md §9.1, computed independently here."""
+    """GLS slope weights K of docs/ramp_fit/description.rst, computed independently here."""
     tbar, tau, n = resultant_times(read_pattern, frame_time)
     idx = np.arange(start, len(read_pattern))
     cov = np.empty((idx.size, idx.size))
@@ -164,7 +164,7 @@ def test_endslice_rows_fixed_and_legacy():
     legacy = noise.endslice_rows(endslice, valid, (2, 3), legacy_compat=True)
     # Fixed: endslice 0 and 1 (no usable pair with start = 1) get no noise.
     np.testing.assert_array_equal(fixed, [[5, -1, -1], [2, 3, 4]])
-    # Legacy: endslice 0 counts as unsaturated (full weights), §18.20.
+    # Legacy: endslice 0 counts as unsaturated (full weights), docs/noise/index.rst, differences from the legacy.
     np.testing.assert_array_equal(legacy, [[5, 5, -1], [2, 3, 4]])
     np.testing.assert_array_equal(noise.endslice_rows(None, valid, (2, 3)), 5)
     with pytest.raises(ValueError, match="endslice values"):

@@ -15,7 +15,7 @@ SIGMA_READ = 7.0
 
 
 def times(read_pattern, frame_time=FRAME_TIME):
-    """tbar, tau, N written out from their definitions (validation.md §1.1)."""
+    """tbar, tau, N written out from their definitions (docs/ramp_fit/description.rst, Resultant times)."""
     n = np.array([len(r) for r in read_pattern], dtype=np.float64)
     tbar = np.array([np.mean(r) for r in read_pattern]) * frame_time
     # tau = (1/N²) Σ_{a,b} min(t_a, t_b): the variance-weighted time of the mean.

@@ -52,7 +52,7 @@ def test_false_jump_probability():
 
 
 def test_legacy_test_layout():
-    # algorithms.md §10: 2(T − start) − 3 tests; only single differences with three
+    # docs/ramp_fit/description.rst: 2(T − start) − 3 tests; only single differences with three
     # used resultants; the flag goes on the earlier resultant.
     tbar, tau, n = times(SURVEY_PATTERN, 3.04)
     k = optimal_weights(tbar, tau, n, u=U_TEST, start=1)
@@ -70,7 +70,7 @@ def test_legacy_test_layout():
 
 
 def test_legacy_variance_formula(rng):
-    # validation.md §1.4: Var δ = Σ w²(dvardt τ + σ²/N) + 2 ΣΣ_{b<a} w_a w_b dvardt tbar_b
+    # the jump-test variance (docs/ramp_fit/description.rst, Jumps): Var δ = Σ w²(dvardt τ + σ²/N) + 2 ΣΣ_{b<a} w_a w_b dvardt tbar_b
     tbar, tau, n = times(SURVEY_PATTERN, 3.04)
     k = optimal_weights(tbar, tau, n, u=U_TEST, start=1)
     tests = legacy_tests(k, tbar, tau, n, start=1, stop=6)
@@ -135,7 +135,7 @@ def test_step_tests_are_ramp_invariant_and_unit_response():
 
 @pytest.mark.parametrize("flux", [2.0, 50.0])
 def test_significance_is_unit_normal(rng, flux):
-    # validation.md §1.4: on ramps simulated from the model (Poisson per frame +
+    # the jump-test variance (docs/ramp_fit/description.rst, Jumps): on ramps simulated from the model (Poisson per frame +
     # Gaussian read noise) every test statistic has std 1 ± 0.02 with the variance
     # model, and its tail beyond 3 sigma matches the normal tail (binomial 5 sigma).
     npix = 100_000

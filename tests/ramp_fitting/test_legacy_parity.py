@@ -1,12 +1,13 @@
 """legacy_compat=True against the legacy ``utils.fitting.ramp_fit`` (romanimpreprocess
-1.0.0 in ``bench/.venv-legacy``; skipped where that venv is absent)."""
+1.0.0), through its stored goldens (tests/linearity/legacy.py): runs in every
+``make test``; ``bench/make_legacy_goldens.py`` remakes them."""
 
 import numpy as np
 from roman_datamodels.dqflags import group, pixel
 
 from romanimpreprocess.ramp_fitting import ramp_fit
 from romanimpreprocess.ramp_fitting.optimal_weights import RampOptPars
-from tests.linearity.legacy import needs_legacy, run_legacy
+from tests.linearity.legacy import legacy_case
 from tests.ramp_fitting.ramps import SURVEY_PATTERN, simulate, times, to_cube
 
 SIDE = 96  # science area; frame SIDE + 8
@@ -60,30 +61,44 @@ def scene(rng, start):
     return cube, groupdq, pdq
 
 
-@needs_legacy
-def test_legacy_compat_matches_legacy(tmp_path, rng):
+def make_case(rng, start):
+    """Inputs of one legacy run: the scene, the calibration and the weights' pars."""
+    cube, groupdq, pdq = scene(rng, start)
+    ny, nx = cube.shape[1:]
+    tbar, tau, n = times(SURVEY_PATTERN)
+    return {
+        "data": cube,
+        "rdq": groupdq,
+        "pdq": pdq,
+        "gain": rng.uniform(1.4, 1.6, (ny, nx)),  # float64, as the PIT files
+        "read": rng.uniform(6.0, 11.0, (ny, nx)).astype(np.float32),
+        "ngrp": len(tbar),
+        "N": n.astype(np.int16),
+        "tbar": tbar.astype(np.float32),
+        "tau": tau.astype(np.float32),
+        "u": OPT.u,
+        "exclude_first": bool(start),
+    }
+
+
+OPT = RampOptPars(0.4, 1.8, 7.0)
+
+
+def test_legacy_compat_matches_legacy(rng):
     for start in (1, 0):
-        cube, groupdq, pdq = scene(rng, start)
-        ny, nx = cube.shape[1:]
-        gain = rng.uniform(1.4, 1.6, (ny, nx))  # float64, as the PIT files
-        read = rng.uniform(6.0, 11.0, (ny, nx)).astype(np.float32)
-        tbar, tau, n = times(SURVEY_PATTERN)
-        opt = RampOptPars(0.4, 1.8, 7.0)
-        legacy = run_legacy(
-            tmp_path / f"start{start}",
+        case = legacy_case(
+            f"ramp_fit_start{start}",
             LEGACY_SCRIPT,
-            data=cube,
-            rdq=groupdq,
-            pdq=pdq,
-            gain=gain,
-            read=read,
-            ngrp=len(tbar),
-            N=n.astype(np.int16),
-            tbar=tbar.astype(np.float32),
-            tau=tau.astype(np.float32),
-            u=opt.u,
-            exclude_first=bool(start),
+            lambda start=start: make_case(rng, start),
         )
+        legacy, inp = case.outputs, case.inputs
+        cube, groupdq, pdq = inp["data"], inp["rdq"], inp["pdq"]
+        gain, read = inp["gain"], inp["read"]
+        tbar, tau, n = times(SURVEY_PATTERN)
+        # the stored run used this read pattern's timing
+        np.testing.assert_array_equal(inp["tbar"], tbar.astype(np.float32))
+        np.testing.assert_array_equal(inp["N"], n.astype(np.int16))
+        opt = OPT
         ours = ramp_fit.fit_ramps(
             cube, groupdq, pdq, gain, read, tbar, tau, n,
             opt=opt, start=start, legacy=True,

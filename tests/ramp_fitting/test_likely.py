@@ -129,7 +129,8 @@ def test_needs_four_resultants(rng):
 
 
 def test_rejection_threshold_is_honoured(rng):
-    # romancal's Step drops it (stpipe_integration.md §10 trap 7); we pass it through.
+    # romancal 1.1.0's RampFitStep never passes it to `likely` (so its default 4.5
+    # always applies); we pass it through.
     ramp = make_ramp(rng, np.full(SCI * SCI, 2.0))
     ramp.data[3:, 10:20, 10:20] += 60.0  # ~8 sigma jumps
     low = run(ramp, rejection_threshold=4.5)

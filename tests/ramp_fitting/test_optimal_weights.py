@@ -1,4 +1,7 @@
-"""Fixed weights and error model: golden numbers (validation.md §1.1-1.3), identities."""
+"""Fixed weights and error model: golden numbers, identities.
+
+The golden numbers are the resultant times, weights and error-model coefficients of
+docs/ramp_fit/description.rst evaluated for the survey's read patterns."""
 
 import numpy as np
 import pytest
@@ -30,7 +33,7 @@ def random_pattern(rng, nres):
 
 
 def test_times_golden():
-    # validation.md §1.1
+    # the resultant times written out (docs/ramp_fit/description.rst, Resultant times)
     tbar, tau, n = times(SURVEY_PATTERN, 3.04)
     np.testing.assert_allclose(tbar, [0, 4.56, 12.16, 24.32, 34.96, 39.52], rtol=1e-6)
     np.testing.assert_allclose(
@@ -50,7 +53,7 @@ def test_opt_pars_u():
 
 @pytest.mark.parametrize(
     ("u", "start", "golden"),
-    [  # validation.md §1.2, tolerance 1e-6 absolute
+    [  # golden numbers of the weights (docs/ramp_fit/description.rst, The optimal fit), tolerance 1e-6 absolute
         (U_DEFAULT, 1, [0, -0.0216453, -0.0169305, 0.0092658, 0.0173463, 0.0119638]),
         (U_DEFAULT, 0, [-0.0102461, -0.0151551, -0.0109561, 0.0108625, 0.0152181,
                         0.0102766]),
@@ -74,7 +77,7 @@ def test_golden_weights_second_pattern():
 
 
 def test_test_workflow_weights_bit_identical():
-    # validation.md §1.2: frame time 3.16247 s, u = 4.535147e-3, start = 1; the float32
+    # golden numbers of the weights (docs/ramp_fit/description.rst, The optimal fit): frame time 3.16247 s, u = 4.535147e-3, start = 1; the float32
     # K of the legacy test workflow's processinfo, its coef and sqrt(ΣK²/N), and the
     # two-point weights its log shows for T = 5 and T = 4.
     tbar, tau, n = times(SURVEY_PATTERN, 3.16247)
@@ -96,7 +99,7 @@ def test_test_workflow_weights_bit_identical():
 
 
 def test_uniform_limit():
-    # validation.md §1.2: u -> 0, start = 0 is romancal's uniform weighting
+    # golden numbers of the weights (docs/ramp_fit/description.rst, The optimal fit): u -> 0, start = 0 is romancal's uniform weighting
     tbar, tau, n = times(SURVEY_PATTERN, 3.04)
     golden = [-0.0099681, -0.0153355, -0.0115017, 0.0115017, 0.0153355, 0.0099681]
     np.testing.assert_allclose(uniform_weights(tbar, n), golden, atol=1e-7)
@@ -134,7 +137,7 @@ def test_needs_two_used_resultants():
 
 @pytest.mark.parametrize(
     ("u", "start", "coef", "factor"),
-    [  # validation.md §1.3
+    [  # golden numbers of the error model (docs/ramp_fit/description.rst, The optimal fit)
         (U_TEST, 1, 3.028290e-2, 2.530782e-2),
         (U_DEFAULT, 1, 3.026842e-2, 2.530922e-2),
         (U_DEFAULT, 0, 2.805371e-2, 2.246854e-2),

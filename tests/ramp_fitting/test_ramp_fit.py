@@ -20,7 +20,9 @@ from tests.ramp_fitting.ramps import (
 
 B = 4
 OPT = RampOptPars(0.4, 1.8, 7.0)  # the legacy test configuration (u = 4.535e-3)
-COEF, FACTOR = 3.028290e-2, 2.530782e-2  # validation.md §1.3 for OPT, start = 1
+# golden numbers of the error model (docs/ramp_fit/description.rst, The optimal fit)
+# for OPT, start = 1
+COEF, FACTOR = 3.028290e-2, 2.530782e-2
 SECOND_PATTERN = [[0], [1], [2, 3], list(range(4, 10)), list(range(10, 16))]
 SECOND_PATTERN += [list(range(16, 24)), list(range(24, 34)), [34]]
 FIRST_FRAMES = [r[0] for r in SURVEY_PATTERN]
@@ -82,16 +84,16 @@ def test_noiseless_ramps_exact(rng, legacy, start, pattern):
     intercept = rng.uniform(-2000, 5000, slope.size)
     d = intercept[None, :] + slope[None, :] * tbar[:, None]
     res = fit(d, shape, legacy=legacy, start=start, pattern=read_pattern)
-    # validation.md §1.2: relative 1e-6, absolute <= 1e-6 |a| / Δt
+    # golden numbers of the weights (docs/ramp_fit/description.rst, The optimal fit): relative 1e-6, absolute <= 1e-6 |a| / Δt
     atol = 1e-6 * np.abs(intercept) / (tbar[-1] - tbar[start]) + 1e-7
     assert np.all(np.abs(res.slope.ravel() - slope) <= 1e-6 * slope + atol)
     assert not jump_flagged(res).any()
 
 
 def test_saturated_ramps_two_point(rng):
-    # validation.md §2: a pixel first saturated at resultant iend has exactly the
+    # the jump-recall check on simulated ramps (docs/ramp_fit/description.rst, Validation): a pixel first saturated at resultant iend has exactly the
     # two-point slope between resultants start and iend - 1; default mode includes
-    # iend = 2 + start (algorithms.md §18.3), the legacy keeps the full-ramp value.
+    # iend = 2 + start (docs/ramp_fit/description.rst, differences from the legacy), the legacy keeps the full-ramp value.
     tbar, _, _ = times(SURVEY_PATTERN)
     n = tbar.size
     shape = (1, 5)
@@ -119,7 +121,7 @@ def test_saturated_ramps_two_point(rng):
 
 # ------------------------------------------------------------- statistics
 def predicted_chi2(flux):
-    """E[(s - f)² / err²] for the spec's error model (err from the measured slope).
+    """E[(s - f)² / err²] for the documented error model (err from the measured slope).
 
     s ~ N(f, σ_R² + c f) and err² = σ_R² + c max(s, 0) with c = coef/gain: below
     ~1 DN/s the Poisson term follows the slope's noise, so chi² departs from 1.
@@ -160,7 +162,7 @@ def test_statistics_on_simulated_ramps(rng, legacy):
         assert abs(chi2 - predicted) < 5 * np.sqrt(2 / npix) + 0.005, (flux, chi2)
         chi2_all.append(chi2)
         predicted_all.append(predicted)
-    # Pooled over the fluxes: the spec's error model expects 0.988 here (0.925 at
+    # Pooled over the fluxes: the documented error model expects 0.988 here (0.925 at
     # 0 DN/s and 0.959 at 0.1 DN/s, where the Poisson term follows the noise of the
     # measured slope), within 0.02 of 1; the measurement agrees with it (5 sigma).
     assert abs(np.mean(predicted_all) - 1) < 0.02
@@ -186,7 +188,7 @@ def test_statistics_saturating_pixels(rng):
 
 
 def test_false_jump_rate_default_thresholds(rng):
-    # Expectation from the spec: every test statistic is N(0, 1) on a clean ramp, so
+    # Expected from the documented model: every test statistic is N(0, 1) on a clean ramp, so
     # E[pixels flagged] = Σ_pixels n_t p(S(flux)), S from the log interpolation of
     # the thresholds, with n_t p = 7 Q(S) in the legacy (4 single + 3 double
     # differences of 5 used resultants, one-sided) and 5 x 2 Q(S) by default (4 single
@@ -278,7 +280,7 @@ def test_jump_recall_8_sigma_faint_matches_optimal(rng):
 
 
 def test_jump_refit_and_flags_vs_legacy(rng):
-    # algorithms.md §18.5: the default takes the jump out of the slope and flags the
+    # docs/ramp_fit/description.rst, differences from the legacy: the default takes the jump out of the slope and flags the
     # resultant where it appears; the legacy keeps the biased slope and flags the
     # earlier resultant of a pair. Negative jumps: found by the default; the legacy
     # never flags a pair across a negative jump (one-sided), only pairs elsewhere whose
@@ -324,7 +326,7 @@ def test_jump_inside_multiframe_resultant(rng):
 
 
 def test_do_not_use_resultant_is_ignored_by_default(rng):
-    # algorithms.md §18.4: a DO_NOT_USE resultant (here an A/D floor) is left out;
+    # docs/ramp_fit/description.rst, differences from the legacy: a DO_NOT_USE resultant (here an A/D floor) is left out;
     # the legacy fits it anyway.
     side = 20
     npix = side * side
@@ -348,7 +350,7 @@ def test_do_not_use_resultant_is_ignored_by_default(rng):
 
 
 def test_group_flag_translation(rng):
-    # algorithms.md §18.19: WFI18_TRANSIENT (group bit 7) leaks as pixel OUTLIER in the
+    # docs/ramp_fit/description.rst, differences from the legacy: WFI18_TRANSIENT (group bit 7) leaks as pixel OUTLIER in the
     # legacy; the default does not carry it (that resultant is not used).
     side = 8
     d = simulate(np.full(side * side, 3.0), rng)
@@ -425,7 +427,7 @@ def test_nonfinite_resultant_left_out(rng):
 
 
 def test_legacy_error_roundtrip():
-    # algorithms.md §9.4 / §18.8: float16 round trip and cancellation for
+    # docs/ramp_fit/description.rst, output and differences from the legacy: float16 round trip and cancellation for
     # Poisson-dominated pixels.
     vp = np.array([1e-3, 2.0, 400.0], np.float32)
     vr = np.array([5e-3, 0.03, 0.03], np.float32)
@@ -440,7 +442,7 @@ def test_legacy_error_roundtrip():
 
 @pytest.mark.parametrize(
     ("frame", "recall"),
-    [  # validation.md §2: flux 1 DN/s, jumps of 20, 30, 40, 60, 100 DN from `frame` on
+    [  # the jump-recall check on simulated ramps (docs/ramp_fit/description.rst, Validation): flux 1 DN/s, jumps of 20, 30, 40, 60, 100 DN from `frame` on
         (4, [0.000, 0.002, 0.018, 0.35, 0.999]),  # inside resultant [3, 4, 5]
         (9, [0.000, 0.000, 0.000, 0.003, 0.17]),  # inside resultant [6 .. 10]
     ],

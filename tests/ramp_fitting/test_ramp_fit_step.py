@@ -58,7 +58,7 @@ def l1_file(tmp_path, raw):
 
 @pytest.fixture
 def ref_files(make_ref_file, rng):
-    """Legacy-layout gain and read files (reference_files.md §2.4, §2.5)."""
+    """Legacy-layout gain and read files (docs/reference_files.rst)."""
     gain = make_ref_file("gain.asdf", {"data": np.full((SIZE, SIZE), GAIN)})
     read = make_ref_file(
         "read.asdf",
@@ -151,7 +151,7 @@ def test_saved_product_validates(l1_file, ref_files, tmp_path):
 def test_legacy_compat_float16_round_trip(l1_file, ref_files):
     image = RampFitStep.call(l1_file, legacy_compat=True, **ref_files)
     default = RampFitStep.call(l1_file, **ref_files)
-    # err and var_poisson hold float16-representable values (algorithms.md §9.4)
+    # err and var_poisson hold float16-representable values (docs/ramp_fit/description.rst)
     np.testing.assert_array_equal(image.err.astype(np.float16).astype(np.float32),
                                   image.err)  # fmt: skip
     assert not np.array_equal(
