@@ -266,7 +266,7 @@ def physical_problems(reftype, tree, border):
         errors.extend(_nonfinite(tree.get("anc"), "roman.anc"))
     if reftype == "darkdecaysignal":
         errors.extend(_nonfinite(tree.get("decay_table"), "roman.decay_table"))
-    if reftype == "ipc4d" and data is not None and len(data.shape) == 4:
+    if reftype == "ipc4d" and data is not None and tuple(data.shape[:2]) == (3, 3):
         kernel = _sample(data, 0).reshape(9, -1)
         finite = np.all(np.isfinite(kernel), axis=0)
         kernel = kernel[:, finite]
