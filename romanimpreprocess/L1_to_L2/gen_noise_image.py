@@ -18,6 +18,7 @@ import yaml
 from romanimpreprocess.noise.layers import noise_dtype, parse_layers
 
 __all__ = [
+    "calibrateimage",
     "check_noise_config",
     "generate_all_noise",
     "main",
@@ -76,6 +77,19 @@ def check_noise_config(config):
         problems.append("CALDIR: missing or not a mapping")
     if problems:
         raise ValueError("noise configuration: " + "; ".join(problems))
+
+
+def calibrateimage(config, verbose=True, *, base_dir=None):
+    """Calibrate the exposure of ``config`` (the calibration of ``gen_cal_image``).
+
+    The survey driver calls it from here as
+    ``gen_noise_image.calibrateimage(config | {"SLICEOUT": True})`` before
+    `generate_all_noise`; it is
+    `romanimpreprocess.L1_to_L2.gen_cal_image.calibrateimage`. Returns ``OUT``.
+    """
+    from romanimpreprocess.L1_to_L2.gen_cal_image import calibrateimage as calibrate
+
+    return calibrate(config, verbose, base_dir=base_dir)
 
 
 def open_l2(path):
@@ -158,8 +172,6 @@ def main(argv=None):
     if not isinstance(config, dict):
         raise TypeError(f"{args.config}: not a YAML mapping")
     check_noise_config(config)
-    from romanimpreprocess.L1_to_L2.gen_cal_image import calibrateimage
-
     calibrateimage(config | {"SLICEOUT": True})
     generate_all_noise(config)
     return 0

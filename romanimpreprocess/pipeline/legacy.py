@@ -60,6 +60,7 @@ TOP_LEVEL_KEYS = {
     "SKYORDER": ("int or null", False),
     "SLICEOUT": ("bool", False),
     "FITSOUT": ("bool", False),
+    "MASKOUT": ("bool", False),
     "NOISE": ("mapping", False),
     "NOISE_PRECISION": ("int", False),
     "LEGACY_COMPAT": ("bool", False),
@@ -451,6 +452,7 @@ def pipeline_args(config, *, base_dir=None, check_files=True, source=None):
         "legacy_compat": bool(config.get("LEGACY_COMPAT", False)),
         "fits_output": bool(config.get("FITSOUT", False)),
         "sliceout": bool(config.get("SLICEOUT", False)),
+        "mask_output": bool(config.get("MASKOUT", False)),
     }
     return PipelineArgs(
         input=paths["IN"],

@@ -61,6 +61,7 @@ def test_every_key_lands_on_its_parameter(config, tmp_path):
         "legacy_compat": True,
         "fits_output": True,
         "sliceout": True,
+        "mask_output": False,
     }
     # Every step gets every file of the reftypes it reads.
     for name, cls in L1ToL2Pipeline.step_defs.items():
