@@ -87,6 +87,13 @@ def test_every_key_lands_on_its_parameter(config, tmp_path):
     assert steps["wfi18_transient"] == {"skip": False, "mask_rows": True}
 
 
+def test_maskout_asks_for_the_mask_file(config, tmp_path):
+    (tmp_path / "out").mkdir()
+    assert pipeline_args(config | {"MASKOUT": True}).parameters["mask_output"] is True
+    with pytest.raises(LegacyConfigError, match="MASKOUT"):
+        pipeline_args(config | {"MASKOUT": "yes"})
+
+
 def test_optional_files_missing_become_not_applicable(config, tmp_path):
     (tmp_path / "out").mkdir()
     for key in ("mask", "biascorr", "dark_decay", "ipc4d"):
