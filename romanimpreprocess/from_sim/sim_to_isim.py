@@ -341,6 +341,13 @@ def read_truth(path) -> TruthImage:
     if date is not None:
         # ISO with a T (the FITS standard form; astropy warns about a space)
         wcs_header["DATE-OBS"] = str(date).strip().replace(" ", "T")
+        try:
+            from astropy.time import Time
+
+            # with MJD-OBS present astropy does not derive (and warn about) it
+            wcs_header["MJD-OBS"] = float(Time(wcs_header["DATE-OBS"], scale="utc").mjd)
+        except ValueError:
+            pass  # reported by _l1_model, which needs the date too
     return TruthImage(
         rate=data / float(exptime),
         header=header,
