@@ -128,6 +128,11 @@ def rip_quicklook():
     return _launch("romanimpreprocess.quicklook:main")
 
 
+def rip_mask():
+    """``rip-mask``."""
+    return _launch("romanimpreprocess.utils.maskhandling:main")
+
+
 def rip_legacy_to_asdf():
     """``rip-legacy-to-asdf``."""
     return _launch("romanimpreprocess.pipeline.legacy:convert_main")

@@ -46,12 +46,7 @@ ENTRY_PACKAGES = (f"{PACKAGE}.L1_to_L2", f"{PACKAGE}.batch")
 # Upward imports and circles still present on this branch, each removed by work in
 # progress on another branch: delete the entry when that is merged.
 # (importer, imported) -> why it is allowed for now.
-KNOWN_UPWARD = {
-    (f"{PACKAGE}.datamodels.l2", f"{PACKAGE}.sky.sky"): (
-        "PixelMask1 builder moving to romanimpreprocess/utils/maskhandling.py "
-        "(issue 19, driver)"
-    ),
-}
+KNOWN_UPWARD = {}
 KNOWN_CIRCLES = {}
 
 

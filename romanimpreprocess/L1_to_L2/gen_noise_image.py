@@ -40,6 +40,19 @@ def check_noise_config(config, *, source=None, base_dir=None):
     legacy.pipeline_args(config, source=source, base_dir=base_dir, require_noise=True)
 
 
+def calibrateimage(config, verbose=True, **kwargs):
+    """Calibrate the exposure of ``config`` (the calibration of ``gen_cal_image``).
+
+    The survey driver calls it from here as
+    ``gen_noise_image.calibrateimage(config | {"SLICEOUT": True})`` before
+    `generate_all_noise`; it is
+    `romanimpreprocess.L1_to_L2.gen_cal_image.calibrateimage`. Returns ``OUT``.
+    """
+    from romanimpreprocess.L1_to_L2.gen_cal_image import calibrateimage as calibrate
+
+    return calibrate(config, verbose, **kwargs)
+
+
 def open_l2(path):
     """Open an L2 file with its top-level ``processinfo`` attached to the model."""
     import roman_datamodels as rdm
@@ -105,13 +118,6 @@ def generate_all_noise(config):
     with open_l2(config["OUT"]) as l2:
         step.run(l2)
     return config["NOISE"]["OUT"]
-
-
-def calibrateimage(config, verbose=True, **kwargs):
-    """Calibrate the exposure of ``config`` (as `gen_cal_image.calibrateimage`)."""
-    from romanimpreprocess.L1_to_L2.gen_cal_image import calibrateimage as calibrate
-
-    return calibrate(config, verbose, **kwargs)
 
 
 def main(argv=None):

@@ -22,9 +22,11 @@ from romanimpreprocess.constants import OMEGA_IDEAL, REF_BORDER
 
 __all__ = [
     "FLOAT16_FIELDS",
+    "fill_no_slope",
     "finalize_l2",
     "fits_path",
     "full_frame_dq",
+    "mask_path",
     "plain_tree",
     "read_processinfo",
     "write_l2",
@@ -36,6 +38,12 @@ FLOAT16_FIELDS = ("err", "var_poisson", "var_rnoise", "var_flat")
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
 _CAL_STATES = ("INCOMPLETE", "N/A", "COMPLETE", "FAILED", "SKIPPED")
 FITS_MASKED_VALUE = -1000.0
+# Written where a pixel has no slope (and no NaN is wanted): data and data_withsky 0,
+# var_rnoise the largest float16 (a weight of ~0 for inverse-variance users),
+# var_poisson and var_flat 0, err its square root; the pixel gets DO_NOT_USE.
+NO_SLOPE_DATA = 0.0
+NO_SLOPE_VAR_RNOISE = _FLOAT16_MAX
+NO_SLOPE_ERR = float(np.sqrt(np.float32(_FLOAT16_MAX)))
 
 
 def _required_cal_steps():
@@ -98,6 +106,56 @@ def _software_versions():
     return out
 
 
+def fill_no_slope(model, *, keep_nan=False):
+    """Give the pixels without a slope finite values and DO_NOT_USE (in place).
+
+    A pixel has no slope where ``data`` is not finite. There ``data`` and
+    ``data_withsky`` become `NO_SLOPE_DATA`, ``var_rnoise`` `NO_SLOPE_VAR_RNOISE`,
+    ``var_poisson`` and ``var_flat`` 0 and ``err`` `NO_SLOPE_ERR`; any other non-finite
+    value of those arrays gets the same value. Finite values elsewhere are not
+    touched. With ``keep_nan`` nothing is changed but DO_NOT_USE. Returns the number
+    of pixels without a slope.
+    """
+    data = np.asarray(model.data)
+    no_slope = ~np.isfinite(data)
+    count = int(no_slope.sum())
+    if count:
+        model.dq = np.asarray(model.dq, dtype=np.uint32)
+        model.dq[no_slope] |= np.uint32(pixel.DO_NOT_USE)
+    if keep_nan:
+        return count
+    fills = {
+        "data": NO_SLOPE_DATA,
+        "data_withsky": NO_SLOPE_DATA,
+        "err": NO_SLOPE_ERR,
+        "var_poisson": 0.0,
+        "var_rnoise": NO_SLOPE_VAR_RNOISE,
+        "var_flat": 0.0,
+    }
+    for key, value in fills.items():
+        if key not in model or model[key] is None or np.shape(model[key]) != data.shape:
+            continue
+        array = np.asarray(model[key])
+        if array.dtype.kind != "f":
+            continue
+        bad = ~np.isfinite(array)
+        if key != "data":
+            bad |= no_slope
+        if bad.any():
+            array = np.array(array, copy=True)
+            array[bad] = value
+            model[key] = array
+    if count:
+        log.info(
+            "%d pixel(s) without a slope: data 0, var_rnoise %g, err %.6g, "
+            "DO_NOT_USE (keep_nan keeps NaN)",
+            count,
+            NO_SLOPE_VAR_RNOISE,
+            NO_SLOPE_ERR,
+        )
+    return count
+
+
 def finalize_l2(
     model,
     *,
@@ -107,6 +165,7 @@ def finalize_l2(
     references=None,
     sliceout=False,
     legacy_compat=False,
+    keep_nan=False,
 ):
     """Make the rate `ImageModel` a schema-valid L2 product (in place; returned).
 
@@ -127,9 +186,14 @@ def finalize_l2(
         Keep ``processinfo.endslice`` (legacy SLICEOUT); otherwise it is dropped.
     legacy_compat : bool
         Unused by the arrays; recorded in ``processinfo``.
+    keep_nan : bool
+        Keep NaN where a pixel has no slope; by default those pixels get the finite
+        `NO_SLOPE_DATA`, `NO_SLOPE_VAR_RNOISE`, `NO_SLOPE_ERR` (see `fill_no_slope`).
     """
     info = dict(model["processinfo"]) if "processinfo" in model else {}
     shape = model.data.shape
+    info["no_slope_pixels"] = fill_no_slope(model, keep_nan=keep_nan)
+    info["keep_nan"] = bool(keep_nan)
 
     # float16 fields, float32 originals kept
     for key in FLOAT16_FIELDS:
@@ -218,30 +282,32 @@ def fits_path(path):
 
 def full_frame_dq(model):
     """The science dq re-embedded in the frame with the border dq around it."""
+    from romanimpreprocess.utils import maskhandling
+
+    borders = {
+        key: model[key]
+        for key in (
+            f"dq_border_ref_pix_{side}" for side in ("left", "right", "bottom", "top")
+        )
+        if key in model
+    }
+    return maskhandling.full_frame_dq(model.dq, borders)
+
+
+def _science_mask(model):
+    """`PixelMask1` of the science area, border flags grown in (the FITS/mask files)."""
+    from romanimpreprocess.utils.maskhandling import PixelMask1
+
     b = REF_BORDER
-    ny, nx = model.dq.shape
-    dq = np.zeros((ny + 2 * b, nx + 2 * b), dtype=np.uint32)
-    dq[b:-b, b:-b] = model.dq
-    for side, index in (
-        ("left", (slice(None), slice(0, b))),
-        ("right", (slice(None), slice(-b, None))),
-        ("bottom", (slice(0, b), slice(None))),
-        ("top", (slice(-b, None), slice(None))),
-    ):
-        key = f"dq_border_ref_pix_{side}"
-        if key in model and model[key].shape == dq[index].shape:
-            dq[index] |= np.asarray(model[key], dtype=np.uint32)
-    return dq
+    return PixelMask1.build(full_frame_dq(model))[b:-b, b:-b]
 
 
-def _write_fits(model, path):
+def _write_fits(model, path, masked=None):
     from astropy.io import fits
 
-    from romanimpreprocess.sky.sky import pixel_mask1
-
-    b = REF_BORDER
     data = np.asarray(model.data, dtype=np.float32)
-    masked = pixel_mask1(full_frame_dq(model))[b:-b, b:-b]
+    if masked is None:
+        masked = _science_mask(model)
     good_data = np.where(masked, np.float32(FITS_MASKED_VALUE), data)
     fits.HDUList(
         [
@@ -316,14 +382,21 @@ def _arrays(node):
             yield from _arrays(value)
 
 
-def write_l2(model, path, *, fits_output=False):
-    """Write the L2 ASDF (and the FITS copy) atomically; return the ASDF path.
+def mask_path(path):
+    """Name of the mask file of an L2 file: ``<stem>_mask.fits`` (survey naming)."""
+    return os.fspath(path).removesuffix(".asdf") + "_mask.fits"
 
-    Both files are written completely into a hidden temporary directory next to
-    ``path`` before either is renamed into place, so a failed write (full disk, a
-    kill) leaves every existing file untouched. The two renames then replace the pair
-    together: should the second fail, the first is undone, so the ASDF and its FITS
-    copy always come from the same run. A failure names the output path.
+
+def write_l2(model, path, *, fits_output=False, mask_output=False):
+    """Write the L2 ASDF (and the FITS copy, the mask file) atomically; return its path.
+
+    Every file is written completely into a hidden temporary directory next to
+    ``path`` before any is renamed into place, so a failed write (full disk, a kill)
+    leaves every existing file untouched. The renames then replace the files together
+    (`romanimpreprocess.utils.atomic.replace_together`): should one fail, those done
+    are undone, so the ASDF, its FITS copy and its mask file always come from the same
+    run. A failure names the output path. The mask file (``mask_output``,
+    `mask_path`) is the `PixelMask1` file of `romanimpreprocess.utils.maskhandling`.
     """
     from romanimpreprocess.utils.atomic import atomic_directory, replace_together
 
@@ -333,12 +406,23 @@ def write_l2(model, path, *, fits_output=False):
         with atomic_directory(path) as tmpdir:
             temporaries = [os.path.join(tmpdir, os.path.basename(path))]
             _write_asdf(model, temporaries[0])
+            masked = _science_mask(model) if (fits_output or mask_output) else None
+            # the ASDF is renamed last: an ASDF that exists has its companions
             if fits_output:
                 targets.insert(0, fits_path(path))
                 temporaries.insert(
                     0, os.path.join(tmpdir, os.path.basename(targets[0]))
                 )
-                _write_fits(model, temporaries[0])
+                _write_fits(model, temporaries[0], masked)
+            if mask_output:
+                from romanimpreprocess.utils.maskhandling import fits_mask_hdus
+
+                targets.insert(0, mask_path(path))
+                temporaries.insert(
+                    0, os.path.join(tmpdir, os.path.basename(targets[0]))
+                )
+                data = np.asarray(model.data, dtype=np.float32)
+                fits_mask_hdus(data, masked).writeto(temporaries[0])
             replace_together(temporaries, targets, tmpdir)
     except OSError as err:
         if err.filename is not None and str(err.filename) in targets:
@@ -346,8 +430,8 @@ def write_l2(model, path, *, fits_output=False):
         raise OSError(
             err.errno, f"cannot write {path}: {err.strerror or err}", path
         ) from err
-    if fits_output:
-        log.info("Wrote FITS copy %s", targets[0])
+    for target in targets[:-1]:
+        log.info("Wrote %s", target)
     log.info("Wrote L2 product %s", path)
     return path
 

@@ -71,6 +71,7 @@ class NoiseStep(RipStep):
         temp = string(default=None)  # if set, keep the last R-layer L1/L2 here (NOISE.TEMP naming)
         l1_input = string(default=None)  # L1 file of the exposure (R layers); None = from the model
         legacy_compat = boolean(default=False)  # reproduce the legacy noise model where it differs
+        keep_nan = boolean(default=False)  # keep NaN in the layers where a pixel has no slope (default: 0)
         suffix = string(default="noise")  # output file suffix
     """
     reference_file_types: ClassVar = ["gain", "readnoise", "dark"]
@@ -102,6 +103,16 @@ class NoiseStep(RipStep):
             border=REF_BORDER,
             n_channels=N_CHANNELS,
         )
+        if not self.keep_nan:
+            # Pixels without a slope (NaN in the calibrations the layers come from)
+            # get 0, as the L2 data there.
+            not_finite = ~np.isfinite(cube)
+            if not_finite.any():
+                cube[not_finite] = 0.0
+                log.info(
+                    "%d non-finite noise value(s) set to 0 (keep_nan keeps them)",
+                    int(not_finite.sum()),
+                )
         path = self._noise_path(model)
         self._write(cube.astype(dtype), path, seed, model)
         self.record_cal_step(model, "COMPLETE")

@@ -14,7 +14,7 @@ import time
 import roman_datamodels.datamodels as dm
 
 from romanimpreprocess.datamodels import ExposureInfo, Geometry, open_reference
-from romanimpreprocess.datamodels.l2 import fits_path
+from romanimpreprocess.datamodels.l2 import fits_path, mask_path
 from romanimpreprocess.datamodels.wcs import read_wcs_header
 from romanimpreprocess.paths import same_file
 from romanimpreprocess.pipeline import legacy
@@ -95,6 +95,8 @@ class L1ToL2Pipeline(RipPipeline):
         legacy_compat = boolean(default=False)  # reproduce legacy 1.0.0 numbers: sets legacy_compat on every step that has it (LEGACY_COMPAT)
         fits_output = boolean(default=False)  # also write <output stem>_asdf_to.fits (FITSOUT)
         sliceout = boolean(default=False)  # store processinfo.endslice, last unsaturated resultant per pixel (SLICEOUT)
+        mask_output = boolean(default=False)  # also write the PixelMask1 file <output stem>_mask.fits (MASKOUT)
+        keep_nan = boolean(default=False)  # keep NaN where a pixel has no slope (default: finite values, DO_NOT_USE)
         legacy_config = string(default="")  # legacy gen_cal_image YAML: its keys set the output, step parameters and reference files
         suffix = string(default="cal")  # output file suffix
     """
@@ -229,6 +231,7 @@ class L1ToL2Pipeline(RipPipeline):
                 references=self._references_used(),
                 sliceout=self.sliceout,
                 legacy_compat=self.legacy_compat,
+                keep_nan=self.keep_nan,
             )
             return model
         finally:
@@ -334,6 +337,8 @@ class L1ToL2Pipeline(RipPipeline):
                 outputs["output_file"] = path
                 if self.fits_output:
                     outputs["output_file (FITS copy)"] = fits_path(path)
+                if self.mask_output:
+                    outputs["output_file (mask file)"] = mask_path(path)
         if not self.noise.skip:
             if self.noise.noise_file:
                 path = os.path.abspath(os.path.expanduser(self.noise.noise_file))
@@ -459,4 +464,6 @@ class L1ToL2Pipeline(RipPipeline):
 
         if not isinstance(model, dm.ImageModel):
             return super()._write(model, path)
-        return write_l2(model, path, fits_output=self.fits_output)
+        return write_l2(
+            model, path, fits_output=self.fits_output, mask_output=self.mask_output
+        )

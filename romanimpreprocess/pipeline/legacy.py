@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from romanimpreprocess.datamodels.l2 import fits_path
+from romanimpreprocess.datamodels.l2 import fits_path, mask_path
 from romanimpreprocess.datamodels.reference import CALDIR_TO_REFTYPE
 from romanimpreprocess.datamodels.wcs import read_wcs_header
 from romanimpreprocess.paths import same_file
@@ -75,6 +75,7 @@ TOP_LEVEL_KEYS = {
     "SKYORDER": ("int or null", False),
     "SLICEOUT": ("bool", False),
     "FITSOUT": ("bool", False),
+    "MASKOUT": ("bool", False),
     "NOISE": ("mapping", False),
     "NOISE_PRECISION": ("int", False),
     "LEGACY_COMPAT": ("bool", False),
@@ -537,6 +538,8 @@ def output_files(config, paths):
         outputs["OUT"] = paths["OUT"]
         if config.get("FITSOUT"):
             outputs["OUT (FITS copy)"] = fits_path(paths["OUT"])
+        if config.get("MASKOUT"):
+            outputs["OUT (mask file)"] = mask_path(paths["OUT"])
     if "NOISE.OUT" in paths:
         outputs["NOISE.OUT"] = paths["NOISE.OUT"]
         if config.get("FITSOUT"):
@@ -717,6 +720,7 @@ def pipeline_args(
         "legacy_compat": bool(config.get("LEGACY_COMPAT", False)),
         "fits_output": bool(config.get("FITSOUT", False)),
         "sliceout": bool(config.get("SLICEOUT", False)),
+        "mask_output": bool(config.get("MASKOUT", False)),
     }
     return PipelineArgs(
         input=paths["IN"],

@@ -606,26 +606,21 @@ def _check_directory(out_dir):
 
 
 def _l1_model(config, l1):
-    from astropy.time import Time, TimeDelta
     from roman_datamodels import datamodels as dm
+
+    from romanimpreprocess.simulate.metadata import set_exposure_metadata
 
     nres, n, _ = l1["data"].shape
     raw = dm.ScienceRawModel.create_fake_data(shape=(nres, n, n))
     raw.data = l1["data"]
     raw.amp33 = l1["amp33"]
-    exposure = raw.meta.exposure
-    exposure.read_pattern = l1["read_pattern"]
-    exposure.nresultants = nres
-    exposure.frame_time = float(config.frame_time)
-    duration = (l1["read_pattern"][-1][-1] + 1) * config.frame_time
-    exposure.exposure_time = float(duration)
-    exposure.effective_exposure_time = float(duration)
-    start = Time("2027-06-01T00:00:00", format="isot", scale="utc")
-    exposure.start_time = start
-    exposure.end_time = start + TimeDelta(duration, format="sec")
-    exposure.type = "WFI_IMAGE"
-    exposure.ma_table_name = f"SIM_{config.read_pattern}"[:30]
-    exposure.truncated = False
+    # real times (start, end, ephemeris MJD) instead of the schema's placeholders
+    set_exposure_metadata(
+        raw.meta,
+        read_pattern=l1["read_pattern"],
+        frame_time=config.frame_time,
+        ma_table_name=f"SIM_{config.read_pattern}",
+    )
     raw.meta.instrument.detector = config.detector
     raw.meta.instrument.optical_element = config.optical_element
     if "data_encoding_offset" in raw.meta.instrument:

@@ -1,83 +1,18 @@
 """Sky level: mode estimate and Legendre polynomial sky (docs/sky/index.rst).
 
-Also `pixel_mask1`, the legacy ``PixelMask1`` bad-pixel mask, used by the sky and by
-the FITS copy of the L2 product.
+The bad-pixel mask of the estimates is `PixelMask1`
+(`romanimpreprocess.utils.maskhandling`, re-exported here as `pixel_mask1` and
+`PIXEL_MASK1`).
 """
 
 import warnings
 
 import numpy as np
 from numpy.typing import NDArray
-from roman_datamodels.dqflags import pixel
 
-__all__ = ["bin4x4", "medfit", "pixel_mask1", "smooth_mode"]
+from romanimpreprocess.utils.maskhandling import PIXEL_MASK1, pixel_mask1
 
-# flag -> footprint (1 pixel, 5 plus-shape, 9 3x3, 25 5x5)
-PIXEL_MASK1 = {
-    "DO_NOT_USE": 1,
-    "JUMP_DET": 5,
-    "DROPOUT": 25,
-    "GW_AFFECTED_DATA": 1,
-    "PERSISTENCE": 1,
-    "AD_FLOOR": 5,
-    "UNRELIABLE_ERROR": 1,
-    "NON_SCIENCE": 1,
-    "DEAD": 9,
-    "HOT": 9,
-    "WARM": 1,
-    "LOW_QE": 9,
-    "TELEGRAPH": 1,
-    "NO_FLAT_FIELD": 9,
-    "NO_GAIN_VALUE": 9,
-    "NO_LIN_CORR": 9,
-    "NO_SAT_CHECK": 9,
-    "UNRELIABLE_BIAS": 1,
-    "UNRELIABLE_DARK": 9,
-    "UNRELIABLE_SLOPE": 9,
-    "UNRELIABLE_FLAT": 9,
-    "UNRELIABLE_RESET": 9,
-    "OTHER_BAD_PIXEL": 9,
-}
-
-
-def _shift_or(mask, dy, dx, out):
-    ny, nx = mask.shape
-    ys = slice(max(dy, 0), ny + min(dy, 0))
-    yd = slice(max(-dy, 0), ny + min(-dy, 0))
-    xs = slice(max(dx, 0), nx + min(dx, 0))
-    xd = slice(max(-dx, 0), nx + min(-dx, 0))
-    out[yd, xd] |= mask[ys, xs]
-
-
-def _grow(mask, footprint):
-    if footprint == 1 or not mask.any():
-        return mask
-    out = mask.copy()
-    if footprint == 5:
-        offsets = [(-1, 0), (1, 0), (0, -1), (0, 1)]
-    else:
-        r = {9: 1, 25: 2}[footprint]
-        offsets = [
-            (dy, dx)
-            for dy in range(-r, r + 1)
-            for dx in range(-r, r + 1)
-            if (dy, dx) != (0, 0)
-        ]
-    for dy, dx in offsets:
-        _shift_or(mask, dy, dx, out)
-    return out
-
-
-def pixel_mask1(dq: NDArray) -> NDArray[np.bool_]:
-    """True where a listed flag, grown by its footprint, is set (legacy PixelMask1)."""
-    dq = np.asarray(dq, dtype=np.uint32)
-    by_footprint = {}
-    for name, footprint in PIXEL_MASK1.items():
-        by_footprint[footprint] = by_footprint.get(footprint, 0) | int(pixel[name])
-    mask = np.zeros(dq.shape, dtype=bool)
-    for footprint, bits in by_footprint.items():
-        mask |= _grow((dq & np.uint32(bits)) != 0, footprint)
-    return mask
+__all__ = ["PIXEL_MASK1", "bin4x4", "medfit", "pixel_mask1", "smooth_mode"]
 
 
 def bin4x4(image: NDArray) -> NDArray:

@@ -133,3 +133,57 @@ def test_written_blocks_are_compressed_per_array_and_read_back(tmp_path):
         np.testing.assert_array_equal(roman["data"], data)
         assert roman["dq"][15, 15] == pixel.JUMP_DET
     assert kinds == {b"\0\0\0\0", b"lz4\0"}  # noise planes raw, flags lz4
+
+
+def _with_no_slope_pixels(keep_nan, seed=3):
+    model = _image(seed=seed)
+    data = np.array(model.data)
+    no_slope = np.zeros(data.shape, bool)
+    no_slope[[3, 10, 40], [7, 20, 55]] = True
+    data[no_slope] = np.nan
+    model.data = data
+    for key in ("err", "var_poisson", "var_rnoise"):
+        value = np.array(model[key])
+        value[no_slope] = np.nan
+        model[key] = value
+    withsky = data + np.float32(2.0)
+    model["data_withsky"] = withsky
+    before = {k: np.array(model[k]) for k in ("data", "err", "var_rnoise")}
+    l2.finalize_l2(model, keep_nan=keep_nan)
+    return model, no_slope, before
+
+
+def test_pixels_without_a_slope_get_the_documented_finite_values(tmp_path):
+    model, no_slope, before = _with_no_slope_pixels(keep_nan=False)
+    for key in ("data", "data_withsky", "err", "var_poisson", "var_rnoise"):
+        assert np.isfinite(np.asarray(model[key], np.float32)).all(), key
+    np.testing.assert_array_equal(model.data[no_slope], l2.NO_SLOPE_DATA)
+    np.testing.assert_array_equal(model["data_withsky"][no_slope], 0.0)
+    np.testing.assert_array_equal(model.var_poisson[no_slope], 0.0)
+    np.testing.assert_array_equal(
+        model.var_rnoise[no_slope], np.float16(l2.NO_SLOPE_VAR_RNOISE)
+    )
+    np.testing.assert_allclose(
+        np.float32(model.err[no_slope]) ** 2, l2.NO_SLOPE_VAR_RNOISE, rtol=2e-3
+    )
+    assert (model.dq[no_slope] & pixel.DO_NOT_USE).all()
+    assert not (model.dq[~no_slope] & pixel.DO_NOT_USE).any()
+    # every finite value elsewhere is untouched, bit for bit
+    np.testing.assert_array_equal(model.data[~no_slope], before["data"][~no_slope])
+    info = model["processinfo"]
+    np.testing.assert_array_equal(
+        info["err_float32"][~no_slope], before["err"][~no_slope]
+    )
+    assert info["no_slope_pixels"] == 3 and info["keep_nan"] is False
+    path = tmp_path / "finite_cal.asdf"
+    l2.write_l2(model, path)
+    with rdm.open(path) as reopened:
+        assert np.isfinite(reopened.data).all()
+
+
+def test_keep_nan_keeps_them_and_still_flags():
+    model, no_slope, _ = _with_no_slope_pixels(keep_nan=True)
+    assert np.isnan(model.data[no_slope]).all()
+    assert np.isnan(np.asarray(model.var_rnoise, np.float32)[no_slope]).all()
+    assert (model.dq[no_slope] & pixel.DO_NOT_USE).all()
+    assert model["processinfo"]["keep_nan"] is True

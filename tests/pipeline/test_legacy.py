@@ -66,6 +66,7 @@ def test_every_key_lands_on_its_parameter(config, tmp_path):
         "legacy_compat": True,
         "fits_output": True,
         "sliceout": True,
+        "mask_output": False,
     }
     # Every step gets every file of the reftypes it reads.
     for name, cls in L1ToL2Pipeline.step_defs.items():
@@ -89,6 +90,13 @@ def test_every_key_lands_on_its_parameter(config, tmp_path):
     assert steps["ramp_fit"]["ithresh_b"] == 600.0
     assert "sthresh_b" not in steps["ramp_fit"]  # missing sub-keys keep the default
     assert steps["wfi18_transient"] == {"skip": False, "mask_rows": True}
+
+
+def test_maskout_asks_for_the_mask_file(config, tmp_path):
+    (tmp_path / "out").mkdir()
+    assert pipeline_args(config | {"MASKOUT": True}).parameters["mask_output"] is True
+    with pytest.raises(LegacyConfigError, match="MASKOUT"):
+        pipeline_args(config | {"MASKOUT": "yes"})
 
 
 def test_optional_files_missing_become_not_applicable(config, tmp_path):
