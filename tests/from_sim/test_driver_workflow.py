@@ -31,7 +31,13 @@ def driver_products(tmp_path_factory):
     pattern = [list(range(READS[i], READS[i + 1])) for i in range(0, len(READS), 2)]
     sim = write_simulation(
         out / "cal",
-        SimulationConfig(size=SIZE, read_pattern=pattern, seed=5, n_sources=4),
+        SimulationConfig(
+            size=SIZE,
+            read_pattern=pattern,
+            seed=5,
+            n_sources=4,
+            detector=f"WFI{SCA:02d}",
+        ),
     )
     with open(sim.config_yaml) as f:
         base = yaml.safe_load(f)
