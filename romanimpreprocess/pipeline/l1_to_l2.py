@@ -22,6 +22,7 @@ from romanimpreprocess.flatfield import FlatFieldStep
 from romanimpreprocess.ipc import IPCStep
 from romanimpreprocess.linearity import LinearityLegendreStep
 from romanimpreprocess.noise import NoiseStep
+from romanimpreprocess.photom import PhotomStep
 from romanimpreprocess.ramp_fitting import RampFitStep
 from romanimpreprocess.refpix import RefPixStep
 from romanimpreprocess.saturation import SaturationStep
@@ -59,7 +60,7 @@ class L1ToL2Pipeline(RipPipeline):
     """Calibrate an L1 exposure into an L2 rate image (romanimpreprocess).
 
     Steps, in order: dq_init, saturation, refpix, biascorr, dark_decay,
-    wfi18_transient, linearity, ipc, ramp_fit, dark_current, flatfield, sky, and
+    wfi18_transient, linearity, ipc, ramp_fit, dark_current, flatfield, photom, sky, and
     the optional noise realisations (``steps.noise.skip=False``). The product is an ``ImageModel`` (DN/s, science area) with the legacy extras
     (``processinfo``, ``data_withsky``) and, with ``fits_output``, a FITS copy.
     """
@@ -88,6 +89,7 @@ class L1ToL2Pipeline(RipPipeline):
         "ramp_fit": RampFitStep,
         "dark_current": DarkCurrentStep,
         "flatfield": FlatFieldStep,
+        "photom": PhotomStep,
         "sky": SkyStep,
         "noise": NoiseStep,
     }
