@@ -205,6 +205,27 @@ def _limits(values):
     return float(lo), float(hi)
 
 
+def _robust_sigma(values):
+    """1.4826 x the median absolute deviation (the sky noise; sources ignored)."""
+    if values.size == 0:
+        return 0.0
+    return float(1.4826 * np.median(np.abs(values - np.median(values))))
+
+
+def _asinh_ticks(lo, hi, linear):
+    """0 and the powers of ten beyond the linear part, within [lo, hi]."""
+    ticks = [0.0]
+    power = 10.0 ** np.ceil(np.log10(2 * linear))
+    while power <= hi:
+        ticks.append(power)
+        power *= 10
+    power = 10.0 ** np.ceil(np.log10(2 * linear))
+    while -power >= lo:
+        ticks.insert(0, -power)
+        power *= 10
+    return ticks
+
+
 def _stretch(image, lo, hi):
     """asinh stretch of ``image`` to [0, 1] (NaN for masked pixels kept)."""
     scaled = np.clip((image - lo) / (hi - lo), 0, None)
@@ -224,6 +245,7 @@ def _image_only_png(product, good, png_path, max_side=1024):
 
 def _figure(product, good, path, png_path, max_side=1024):
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
@@ -234,6 +256,10 @@ def _figure(product, good, path, png_path, max_side=1024):
     ny, nx = data.shape
     extent = (-0.5, nx - 0.5, -0.5, ny - 0.5)
     lo, hi = _limits(data[good])
+    noise = _robust_sigma(data[good])
+    # asinh: linear within a few sky sigmas (the noise and faint sources visible),
+    # logarithmic beyond (bright sources not saturated)
+    linear = max(3.0 * noise, 1e-6 * max(abs(lo), abs(hi), 1e-30))
     fig, axes = plt.subplots(
         1, 3, figsize=(17, 5.8), gridspec_kw={"width_ratios": [1, 1, 0.9]}
     )
@@ -253,7 +279,6 @@ def _figure(product, good, path, png_path, max_side=1024):
     shown, step = _block(np.where(good, data, np.nan), max_side, np.nanmean)
     cmap = matplotlib.colormaps["magma"].copy()
     cmap.set_bad("0.6")
-    linear = max((hi - lo) / 10.0, 1e-30)
     norm = matplotlib.colors.AsinhNorm(linear_width=linear, vmin=lo, vmax=hi)
     im = ax.imshow(
         shown,
@@ -264,8 +289,11 @@ def _figure(product, good, path, png_path, max_side=1024):
         interpolation="nearest",
     )
     bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
+    bar.set_ticks(_asinh_ticks(lo, hi, linear))
+    bar.ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    bar.ax.yaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     bar.set_label(f"data [{product.unit}]")
-    title = "image (asinh, 1-99.5 %; grey: masked)"
+    title = "image (asinh, 1-99.5 %, linear to 3 sky sigma; grey: masked)"
     if step > 1:
         title += f", {step}x{step} means"
     ax.set_title(title, fontsize=10)
@@ -304,19 +332,23 @@ def _figure(product, good, path, png_path, max_side=1024):
     ax = axes[2]
     values = data[good]
     if values.size:
-        # the sky and the faint end; brighter pixels are counted in the title
-        span = hi - lo
-        h_lo, h_hi = lo - 0.25 * span, hi + 0.25 * span
+        # bins even in asinh(value / linear): the sky's noise and the sources' tail
+        median = float(np.median(values))
+        h_lo = min(median - 6 * noise, lo)
+        h_hi = float(np.percentile(values, 99.99))
+        if not h_hi > h_lo:
+            h_hi = h_lo + 1.0
+        edges = linear * np.sinh(
+            np.linspace(np.arcsinh(h_lo / linear), np.arcsinh(h_hi / linear), 151)
+        )
         ax.hist(
             values,
-            bins=150,
-            range=(h_lo, h_hi),
+            bins=edges,
             histtype="stepfilled",
             color="#4a6fb0",
             alpha=0.75,
             edgecolor="#203a70",
         )
-        median = float(np.median(values))
         ax.axvline(median, color="#c03030", lw=1.2, label=f"median {median:.4g}")
         ax.legend(loc="upper right", fontsize=9)
         above = int(np.count_nonzero(values > h_hi))
@@ -327,8 +359,14 @@ def _figure(product, good, path, png_path, max_side=1024):
     else:
         ax.set_title("no good pixel", fontsize=10)
     ax.set_yscale("log")
-    ax.set_xlabel(f"data [{product.unit}]")
-    ax.set_ylabel("pixels (log)")
+    ax.set_xscale("asinh", linear_width=linear)
+    if values.size:
+        ax.set_xticks(_asinh_ticks(h_lo, h_hi, linear))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.set_xlim(h_lo, h_hi)
+    ax.set_xlabel(f"data [{product.unit}] (asinh axis)")
+    ax.set_ylabel("pixels per bin (log)")
     ax.grid(alpha=0.3)
 
     fig.tight_layout()
