@@ -62,7 +62,7 @@ def _timed(cmd, cwd=None, env=None):
     }
 
 
-def _mosaic_phase(out, weight_type="ivm"):
+def _mosaic_phase(out, weight_type="ivm", skip=()):
     """Run the MosaicPipeline and the checks (in a child process); write JSON."""
     import crds
     import roman_datamodels as rdm
@@ -83,6 +83,9 @@ def _mosaic_phase(out, weight_type="ivm"):
     pipe.source_catalog.skip = True
     pipe.resample.weight_type = weight_type
     pipe.outlier_detection.weight_type = weight_type
+    for name in skip:
+        getattr(pipe, name).skip = True
+    tag = weight_type + "".join(f"_no_{name}" for name in skip)
     coadd, _, _ = pipe.run(l2_paths)
     t_mosaic = time.perf_counter() - t0
     data = np.asarray(coadd.data, dtype=np.float64)
@@ -140,9 +143,10 @@ def _mosaic_phase(out, weight_type="ivm"):
         sigma = math.sqrt(np.sum(err[cut][inside] ** 2)) * pixel_sr * 1e12
         rows.append((catalog.flux_ujy[i], flux, sigma, nearest[i], cover[i]))
     rows = np.array(rows).reshape(-1, 5)
-    np.save(os.path.join(out, f"stars_{weight_type}.npy"), rows)
+    np.save(os.path.join(out, f"stars_{tag}.npy"), rows)
     result = {
         "weight_type": weight_type,
+        "skipped": list(skip),
         "coadd_shape": [ny, nx],
         "mosaic_s": round(t_mosaic, 1),
         "finite_over_overlap": finite_overlap,
@@ -161,7 +165,7 @@ def _mosaic_phase(out, weight_type="ivm"):
         ),
     ):
         result[label] = _summary(rows[keep])
-    with open(os.path.join(out, f"mosaic_{weight_type}.json"), "w") as f:
+    with open(os.path.join(out, f"mosaic_{tag}.json"), "w") as f:
         json.dump(result, f, indent=1)
 
 
@@ -196,12 +200,15 @@ def main(argv=None):
         default="ivm,exptime",
         help="resample weight types to run the mosaic with (comma-separated)",
     )
+    parser.add_argument(
+        "--skip", default="", help="mosaic steps to skip, e.g. outlier_detection"
+    )
     args = parser.parse_args(argv)
     out = os.path.abspath(args.out)
     weight_types = [w for w in args.weight_type.split(",") if w]
     if args.phase == "mosaic":
         for weight_type in weight_types:
-            _mosaic_phase(out, weight_type)
+            _mosaic_phase(out, weight_type, [n for n in args.skip.split(",") if n])
         return 0
     env = dict(os.environ, STPIPE_DISABLE_CRDS_STEPPARS="true")
     py = sys.executable
