@@ -10,6 +10,7 @@ __all__ = [
     "AMP33_WIDTH",
     "ATOD_LIMIT",
     "FULL_FRAME",
+    "G_IDEAL",
     "N_CHANNELS",
     "OMEGA_IDEAL",
     "REF_BORDER",
@@ -32,4 +33,5 @@ AMP33_WIDTH = int(Const.AMP33_WIDTH)
 FULL_FRAME = int(Const.FULL_FRAME)
 
 ATOD_LIMIT = 65535.0  # hard DN limit of the 16-bit A-to-D converter
+G_IDEAL = 1.458  # e/DN, the gain the flat normalises to (legacy pars.g_ideal)
 OMEGA_IDEAL = 2.8440360952308436e-13  # sr, ideal pixel solid angle (0.11 arcsec)^2

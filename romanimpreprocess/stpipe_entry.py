@@ -23,6 +23,7 @@ STEPS = [
     ("romanimpreprocess.ramp_fitting.RampFitStep", "rip_ramp_fit", False),
     ("romanimpreprocess.dark_current.DarkCurrentStep", "rip_dark_current", False),
     ("romanimpreprocess.flatfield.FlatFieldStep", "rip_flatfield", False),
+    ("romanimpreprocess.photom.PhotomStep", "rip_photom", False),
     ("romanimpreprocess.sky.SkyStep", "rip_sky", False),
     ("romanimpreprocess.noise.NoiseStep", "rip_noise", False),
 ]

@@ -246,9 +246,16 @@ def finalize_l2(
     meta.calibration_software_version = importlib.metadata.version("romanimpreprocess")
     meta.product_type = "l2"
     # The data are flattened DN/s per ideal pixel (area-normalised): the pixel area
-    # that converts them to surface brightness is Omega_ideal. Conversions to MJy/sr
-    # need the filter throughput tables, which this package does not carry.
-    if "photometry" in meta:
+    # that converts them to surface brightness is Omega_ideal. The conversion to MJy/sr
+    # is the photom step's; without it an L1's value (other units) or the -999999
+    # placeholder must not reach FluxStep: None makes it stop instead.
+    if recorded.get("photom") != "COMPLETE":
+        meta.photometry = {
+            "conversion_megajanskys": None,
+            "conversion_megajanskys_uncertainty": None,
+            "pixel_area": OMEGA_IDEAL,
+        }
+    else:
         meta.photometry.pixel_area = OMEGA_IDEAL
 
     if not sliceout:

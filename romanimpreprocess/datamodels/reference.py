@@ -106,6 +106,9 @@ FIELDS: dict[str, dict[str, Field]] = {
         "t0": Field(None, "number", required=False),
     },
     "darkdecaysignal": {"decay_table": Field(None, "dict")},
+    # romancal WfiImgPhotomRefModel: phot_table[element] = photmjsr, uncertainty,
+    # pixelareasr (values checked by the photom step)
+    "photom": {"phot_table": Field(None, "dict")},
 }
 
 # Legacy CALDIR key -> reftype (the name used by ``override_<reftype>``).
@@ -120,6 +123,7 @@ CALDIR_TO_REFTYPE = {
     "flat": "flat",
     "biascorr": "biascorr",
     "dark_decay": "darkdecaysignal",
+    "photom": "photom",
 }
 
 

@@ -84,7 +84,8 @@ class L1ToL2Pipeline(RipPipeline):
     """Calibrate an L1 exposure into an L2 rate image (romanimpreprocess).
 
     Steps, in order: dq_init, saturation, refpix, biascorr, dark_decay,
-    wfi18_transient, linearity, ipc, ramp_fit, dark_current, flatfield, sky, and
+    wfi18_transient, linearity, ipc, ramp_fit, dark_current, flatfield, photom, sky,
+    and
     the optional noise realisations (``steps.noise.skip=False``). The product is an ``ImageModel`` (DN/s, science area) with the legacy extras
     (``processinfo``, ``data_withsky``) and, with ``fits_output``, a FITS copy.
     """

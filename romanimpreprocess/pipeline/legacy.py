@@ -94,6 +94,7 @@ CALDIR_KEYS = {
     "mask": False,
     "biascorr": False,
     "dark_decay": False,
+    "photom": False,
 }
 _CALDIR_IGNORED = ("NO_AMP33",)  # used only by the legacy simulator
 

@@ -13,6 +13,7 @@ from romanimpreprocess.flatfield import FlatFieldStep
 from romanimpreprocess.ipc import IPCStep
 from romanimpreprocess.linearity import LinearityLegendreStep
 from romanimpreprocess.noise import NoiseStep
+from romanimpreprocess.photom import PhotomStep
 from romanimpreprocess.ramp_fitting import RampFitStep
 from romanimpreprocess.refpix import RefPixStep
 from romanimpreprocess.saturation import SaturationStep
@@ -36,6 +37,7 @@ STEP_DEFS = {
     "ramp_fit": RampFitStep,
     "dark_current": DarkCurrentStep,
     "flatfield": FlatFieldStep,
+    "photom": PhotomStep,
     "sky": SkyStep,
     "noise": NoiseStep,
 }

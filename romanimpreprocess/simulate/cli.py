@@ -39,6 +39,7 @@ def main(argv=None):
     parser.add_argument(
         "--noiseless", action="store_true", help="no noise and no cosmic rays"
     )
+    _add_field_options(parser)
     opts = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s - %(message)s")
     try:
@@ -49,7 +50,12 @@ def main(argv=None):
             detector=opts.detector,
             sky_rate=opts.sky_rate,
             noiseless=opts.noiseless,
+            ra=opts.ra,
+            dec=opts.dec,
+            roll=opts.roll,
         )
+        if opts.dithers:
+            return _write_dithered(opts, config)
         paths = write_simulation(opts.out, config)
     except ValueError as err:
         sys.stderr.write(f"rip-simulate: {err}\n")
@@ -61,6 +67,52 @@ def main(argv=None):
         f"time:    simulate {paths.timings['simulate_s']:.1f} s, "
         f"write {paths.timings['write_s']:.1f} s\n"
     )
+    return 0
+
+
+def _add_field_options(parser):
+    parser.add_argument(
+        "--ra", type=float, default=None, help="deg, pointing (default: random)"
+    )
+    parser.add_argument("--dec", type=float, default=None, help="deg, pointing")
+    parser.add_argument(
+        "--roll", type=float, default=None, help="deg, position angle of the y axis"
+    )
+    parser.add_argument(
+        "--dithers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N dithered exposures of one field (DIR/exp<i>, DIR/catalog.asdf)",
+    )
+    parser.add_argument(
+        "--dither-step",
+        type=float,
+        default=None,
+        metavar="PX",
+        help="pixels between dithers, plus sub-pixel parts (default: 10%% of N)",
+    )
+    parser.add_argument(
+        "--n-sources", type=int, default=None, help="sources of the dither catalogue"
+    )
+
+
+def _write_dithered(opts, config):
+    from romanimpreprocess.simulate.field import write_dithered
+
+    if opts.dithers < 1:
+        raise ValueError(f"--dithers: need >= 1, got {opts.dithers}")
+    field = write_dithered(
+        opts.out,
+        config,
+        opts.dithers,
+        step=opts.dither_step,
+        n_sources=opts.n_sources,
+    )
+    lines = [f"catalog: {field.catalog}"]
+    for (dx, dy), paths in zip(field.offsets, field.exposures, strict=True):
+        lines.append(f"offset ({dx:.3f}, {dy:.3f}) px: {paths.config_yaml}")
+    sys.stdout.write("\n".join(lines) + "\n")
     return 0
 
 

@@ -94,6 +94,14 @@ class SimulationConfig:
     noiseless: bool = False  # no Poisson, read, reset, 1/f, drift noise, no CRs
     write_biascorr: bool = True
     write_dark_decay: bool = True
+    # Pointing, dithers and a shared catalogue (docs/simulate.rst, "Dithers"):
+    ra: float | None = None  # deg, sky position of the science-area centre; None random
+    dec: float | None = None  # deg
+    roll: float | None = None  # deg, position angle of the detector y axis; None random
+    dither: tuple = (0.0, 0.0)  # (dx, dy) pixels the pointing is moved by
+    catalog: object = None  # SourceCatalog: its sources replace the random ones
+    noise_seed: int | None = None  # own noise (and cosmic rays), same detector
+    zero_point: float = 26.4  # AB magnitude of a source giving 1 e/s at unit QE
 
     def __post_init__(self):
         if not isinstance(self.size, int) or self.size < 64 or self.size % N_CHANNELS:
@@ -135,6 +143,9 @@ class SimulationConfig:
         for name in ("sky_rate", "dark_rate", "read_noise", "cosmic_ray_rate"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: must be >= 0")
+        from romanimpreprocess.simulate.field import check_pointing
+
+        check_pointing(self)
 
     @property
     def pattern(self):
@@ -207,7 +218,7 @@ def wcs_header(config, ns):
 
     rng = np.random.default_rng([config.seed, 7])
     scale = 0.11 / 3600.0
-    pa = np.radians(rng.uniform(0, 360))
+    pa = np.radians(rng.uniform(0, 360) if config.roll is None else config.roll)
     h = fits.Header()
     h["WCSAXES"] = 2
     h["CTYPE1"] = "RA---TAN-SIP"
@@ -216,6 +227,8 @@ def wcs_header(config, ns):
     h["CRPIX2"] = (ns - 1) / 2.0
     h["CRVAL1"] = float(rng.uniform(0, 360))
     h["CRVAL2"] = float(rng.uniform(-60, -20))
+    if config.ra is not None:
+        h["CRVAL1"], h["CRVAL2"] = float(config.ra), float(config.dec)
     h["CD1_1"] = -scale * np.cos(pa)
     h["CD1_2"] = scale * np.sin(pa)
     h["CD2_1"] = scale * np.sin(pa)
@@ -229,7 +242,18 @@ def wcs_header(config, ns):
     h["B_2_0"] = -1.0e-8
     h["B_1_1"] = 2.0e-8
     h["B_0_2"] = 1.0e-8
+    if any(config.dither):
+        from romanimpreprocess.simulate.field import apply_dither
+
+        apply_dither(h, config.dither, ns)
     return h
+
+
+def _noise_key(config):
+    """Seed words of the noise streams: the seed, and the noise seed if set."""
+    if config.noise_seed is None:
+        return [config.seed]
+    return [config.seed, 1_000_003, int(config.noise_seed)]
 
 
 def _row_blocks(n, rows=256):
@@ -280,7 +304,7 @@ def _read_frames(
     workers = max(1, min(os.cpu_count() or 1, 4))
 
     def add_poisson(frame, y0, y1):
-        block_rng = np.random.default_rng([config.seed, 11, frame, y0])
+        block_rng = np.random.default_rng([*_noise_key(config), 11, frame, y0])
         charge[y0:y1] += block_rng.poisson(lam[y0:y1]).astype(np.float32)
 
     def read_block(frame, i, y0, y1, row_noise):
@@ -295,7 +319,7 @@ def _read_frames(
         block /= gain32[y0:y1]
         raw = sref[y0:y1] + reset[y0:y1] + _inverse_phi(block, beta32[y0:y1])
         if noisy:
-            block_rng = np.random.default_rng([config.seed, 13, frame, y0])
+            block_rng = np.random.default_rng([*_noise_key(config), 13, frame, y0])
             noise = block_rng.standard_normal((y1 - y0, n), dtype=np.float32)
             raw += noise * read_noise[y0:y1]
             raw += row_noise[y0:y1]
@@ -441,16 +465,22 @@ def simulate_exposure(config: SimulationConfig):
     # --- the scene (e/s per ideal pixel, before QE)
     scene = np.full((n, n), config.sky_rate)
     n_sources = config.n_sources
-    if n_sources is None:
-        n_sources = max(npix // 2000, 4)
-    fluxes = np.exp(
-        rng.uniform(np.log(50.0), np.log(config.max_source_flux), n_sources)
-    )
-    sigmas = np.where(
-        rng.random(n_sources) < 0.3, rng.uniform(2.0, 4.0, n_sources), 1.1
-    )
-    cy = rng.uniform(b + 8, n - b - 8, n_sources)
-    cx = rng.uniform(b + 8, n - b - 8, n_sources)
+    if config.catalog is not None:
+        from romanimpreprocess.simulate.field import catalog_on_detector
+
+        fluxes, sigmas, cy, cx, placed = catalog_on_detector(config, header, n)
+        n_sources = fluxes.size
+    else:
+        if n_sources is None:
+            n_sources = max(npix // 2000, 4)
+        fluxes = np.exp(
+            rng.uniform(np.log(50.0), np.log(config.max_source_flux), n_sources)
+        )
+        sigmas = np.where(
+            rng.random(n_sources) < 0.3, rng.uniform(2.0, 4.0, n_sources), 1.1
+        )
+        cy = rng.uniform(b + 8, n - b - 8, n_sources)
+        cx = rng.uniform(b + 8, n - b - 8, n_sources)
     half = 12
     grid = np.arange(-half, half + 1)
     for f, s, yc, xc in zip(fluxes, sigmas, cy, cx, strict=True):
@@ -471,6 +501,8 @@ def simulate_exposure(config: SimulationConfig):
     total_e[:, :b] = total_e[:, -b:] = 0
 
     # --- frames
+    if config.noise_seed is not None:
+        rng = np.random.default_rng(_noise_key(config))
     frames = _read_frames(
         config, pattern, total_e, gain, kernel, sref, beta, read_noise, rng, bad.shape
     )
@@ -561,6 +593,11 @@ def simulate_exposure(config: SimulationConfig):
         "flat": {"data": flat_file, "dq": np.zeros((n, n), np.uint32)},
         "mask": {"dq": mask_dq},
     }
+    from romanimpreprocess.simulate.field import photometry
+
+    cal["photom"], truth["photometry"] = photometry(config, gain[sci], area)
+    if config.catalog is not None:
+        truth["sources"] = placed
     if config.write_biascorr:
         # The simulated dark follows Sref + Phi^-1(dark t) from the reset exactly,
         # so the bias correction is zero (t0 = 0).
@@ -589,6 +626,8 @@ def simulate_exposure(config: SimulationConfig):
 def _plain_config(config):
     out = asdict(config)
     out["read_pattern"] = config.pattern
+    if config.catalog is not None:
+        out["catalog"] = f"{len(config.catalog)} sources (truth: sources)"
     return out
 
 
@@ -654,8 +693,11 @@ def write_simulation(
     timings["simulate_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     stem = f"sim_{config.detector}_{config.size}_s{config.seed}"
+    if config.noise_seed is not None:
+        stem += f"_n{config.noise_seed}"
     l1_path = os.path.join(out_dir, f"{stem}_uncal.asdf")
     raw = _l1_model(config, l1)
+    raw.meta.photometry = truth["photometry"]["l1"]  # romanisim's convention
     raw.save(l1_path)
     wcs_path = os.path.join(out_dir, f"{stem}_uncal_asdf_wcshead.txt")
     # As the legacy sim_to_isim writes it: FITS cards (the legacy reads it with
@@ -675,6 +717,11 @@ def write_simulation(
     }
     caldir = {}
     jobs = []
+    photom_path = os.path.join(out_dir, f"roman_wfi_photom_SIM_{config.detector}.asdf")
+    from romanimpreprocess.simulate.field import write_photom
+
+    write_photom(photom_path, cal.pop("photom"), config)
+    caldir["photom"] = photom_path
     for key, roman in cal.items():
         path = os.path.join(
             out_dir, f"roman_wfi_{names[key]}_SIM_{config.detector}.asdf"

@@ -53,18 +53,22 @@ def good_tree(reftype):
         "darkdecaysignal": {
             "decay_table": {"WFI01": {"amplitude": 1.0, "time_constant": 20.0}}
         },
+        "photom": {
+            "phot_table": {
+                "F158": {"photmjsr": 0.7, "uncertainty": 0.0, "pixelareasr": 3e-13}
+            }
+        },
     }[reftype]
 
 
 def first_array_field(reftype):
-    return (
-        next(
+    return next(
+        (
             name
             for name, field in FIELDS[reftype].items()
             if field.required and field.kind in ("f", "iu")
-        )
-        if reftype != "darkdecaysignal"
-        else None
+        ),
+        None,
     )
 
 

@@ -21,6 +21,7 @@ CALDIR = (
     "saturation",
     "biascorr",
     "dark_decay",
+    "photom",
 )
 
 
@@ -101,7 +102,7 @@ def test_maskout_asks_for_the_mask_file(config, tmp_path):
 
 def test_optional_files_missing_become_not_applicable(config, tmp_path):
     (tmp_path / "out").mkdir()
-    for key in ("mask", "biascorr", "dark_decay", "ipc4d"):
+    for key in ("mask", "biascorr", "dark_decay", "ipc4d", "photom"):
         del config["CALDIR"][key]
     for key in ("SKYORDER", "correct_wfi18_transient", "romancal_ramp_fit"):
         del config[key]
@@ -110,6 +111,7 @@ def test_optional_files_missing_become_not_applicable(config, tmp_path):
     assert steps["biascorr"]["override_biascorr"] == "N/A"
     assert steps["dark_decay"]["override_darkdecaysignal"] == "N/A"
     assert steps["ipc"]["override_ipc4d"] == "N/A"
+    assert steps["photom"]["override_photom"] == "N/A"
     assert "order" not in steps.get("sky", {})
     assert steps["wfi18_transient"]["skip"] is True  # legacy default: not run
     assert "algorithm" not in steps["ramp_fit"]
