@@ -120,7 +120,22 @@ def _load(path):
 
     from romanimpreprocess.datamodels.l2 import read_processinfo
 
-    with rdm.open(path) as model:
+    try:
+        opened = rdm.open(path)
+    except Exception as err:
+        # asdf's own messages do not name the file ("Open requires a filepath, ...")
+        raise ValueError(
+            f"not a readable ASDF product (truncated or not ASDF?): "
+            f"{type(err).__name__}: {err}"
+        ) from err
+    if not isinstance(opened, dm.ImageModel | dm.MosaicModel):
+        kind = type(opened).__name__
+        opened.close()
+        raise ValueError(
+            f"is a {kind}; rip-quicklook shows an L2 image (ImageModel) or a "
+            f"romancal mosaic (MosaicModel)"
+        )
+    with opened as model:
         meta = model.meta
         cal_step = dict(meta.cal_step) if "cal_step" in meta else {}
         flux_done = cal_step.get("flux") == "COMPLETE"

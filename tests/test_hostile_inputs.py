@@ -485,3 +485,29 @@ def test_int16_resultants_one_line(ws):
 
 def test_gen_noise_image_without_noise_block(ws):
     expect_failure(ws, ws.gen_noise_image, 2, "NOISE: required for noise layers")
+
+
+@pytest.mark.parametrize("kind", ["truncated L2", "an L1"])
+def test_rip_quicklook_on_something_else(ws, kind):
+    if kind == "an L1":
+        target = ws.data / "in_uncal.asdf"
+        expected = "ScienceRawModel"
+    else:
+        target = ws.data / "short_cal.asdf"
+        with open(ws.config["IN"], "rb") as f:
+            target.write_bytes(f.read(3000))
+        expected = "truncated or not ASDF"
+    before = ws.snapshot()
+    proc = ws.run([os.path.join(BIN, "rip-quicklook"), str(target)])
+    assert proc.returncode == 2
+    assert str(target) in proc.stderr and expected in proc.stderr
+    no_traceback(proc)
+    assert ws.snapshot() == before
+
+
+def test_mask_file_naming_a_calibration_file_is_refused(ws):
+    mask_like = ws.out / "out_cal_mask.fits"  # the saturation file, unluckily named
+    shutil.copy(ws.config["CALDIR"]["saturation"], mask_like)
+    ws.config["CALDIR"]["saturation"] = str(mask_like)
+    ws.config["MASKOUT"] = True
+    expect_failure(ws, ws.gen_cal_image, 2, "OUT (mask file)", "CALDIR.saturation")
