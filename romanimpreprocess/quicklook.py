@@ -131,7 +131,7 @@ def _load(path):
     if not isinstance(opened, dm.ImageModel | dm.MosaicModel):
         kind = type(opened).__name__
         opened.close()
-        raise ValueError(
+        raise TypeError(
             f"is a {kind}; rip-quicklook shows an L2 image (ImageModel) or a "
             f"romancal mosaic (MosaicModel)"
         )

@@ -17,10 +17,10 @@ import roman_datamodels as rdm
 from romanimpreprocess.constants import REF_BORDER
 from romanimpreprocess.pipeline import legacy
 from romanimpreprocess.simulate import SimulationConfig
+from romanimpreprocess.simulate.dithers import write_dithered
 from romanimpreprocess.simulate.field import (
     SourceCatalog,
     dither_offsets,
-    write_dithered,
 )
 
 SIZE = 128

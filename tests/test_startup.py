@@ -173,3 +173,43 @@ def test_a_step_in_a_host_process_leaves_gc_and_malloc_alone(simulated_set, twea
         assert result["malloc"] == 1
     else:
         assert result == {"gc": [], "malloc": 0}
+
+
+def _main_blocks():
+    """``(module path, calls in its if __name__ == "__main__": block)`` of the package."""
+    import ast
+    from pathlib import Path
+
+    root = Path(_startup.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in tree.body:
+            test = getattr(node, "test", None)
+            if (
+                isinstance(node, ast.If)
+                and isinstance(test, ast.Compare)
+                and getattr(test.left, "id", None) == "__name__"
+            ):
+                calls = [
+                    n.func.id
+                    for n in ast.walk(node)
+                    if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+                ]
+                yield path.relative_to(root.parent), calls
+
+
+def test_every_command_line_sets_up_its_process_first():
+    """``python -m`` programs call start_cli before their main; scripts launch via it."""
+    blocks = dict(_main_blocks())
+    for module in ("L1_to_L2/gen_cal_image.py", "L1_to_L2/gen_noise_image.py"):
+        assert f"romanimpreprocess/{module}" in {str(k) for k in blocks}
+    for path, calls in blocks.items():
+        assert "start_cli" in calls, f"{path}: __main__ block without start_cli()"
+        main = calls.index("main") if "main" in calls else len(calls)
+        assert calls.index("start_cli") < main, f"{path}: start_cli() after main()"
+    scripts = importlib.metadata.distribution("romanimpreprocess").entry_points
+    console = [ep for ep in scripts if ep.group == "console_scripts"]
+    assert console
+    for ep in console:
+        assert ep.value.startswith("romanimpreprocess._startup:"), ep
+        assert callable(ep.load())

@@ -122,6 +122,7 @@ class _CallableModule(types.ModuleType):
 sys.modules[__name__].__class__ = _CallableModule
 
 if __name__ == "__main__":
-    from romanimpreprocess._startup import exit_now
+    from romanimpreprocess._startup import exit_now, start_cli
 
+    start_cli()
     exit_now(main())

@@ -98,7 +98,7 @@ def _add_field_options(parser):
 
 
 def _write_dithered(opts, config):
-    from romanimpreprocess.simulate.field import write_dithered
+    from romanimpreprocess.simulate.dithers import write_dithered
 
     if opts.dithers < 1:
         raise ValueError(f"--dithers: need >= 1, got {opts.dithers}")

@@ -364,4 +364,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from romanimpreprocess._startup import exit_now, start_cli
+
+    start_cli()
+    exit_now(main())

@@ -9,10 +9,10 @@ from romanimpreprocess.constants import G_IDEAL, OMEGA_IDEAL
 from romanimpreprocess.photom import photom
 from romanimpreprocess.simulate import SimulationConfig, write_simulation
 from romanimpreprocess.simulate.cli import main
+from romanimpreprocess.simulate.dithers import write_dithered
 from romanimpreprocess.simulate.field import (
     SourceCatalog,
     dither_offsets,
-    write_dithered,
 )
 
 
