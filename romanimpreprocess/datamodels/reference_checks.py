@@ -53,6 +53,10 @@ DECLARED_TYPES = {
     "darkdecaysignal": "darkdecaysignal",
     "darkdecay": "darkdecaysignal",
     "dark_decay": "darkdecaysignal",
+    # romancal's WFI imaging photom reference (the photom step's optional file)
+    "photom": "photom",
+    "wfi_img_photom": "photom",
+    "wfiimgphotom": "photom",
 }
 
 # Other romancal reference types: never right in any slot of ours.
@@ -64,8 +68,6 @@ FOREIGN_TYPES = {
     "area",
     "pixelarea",
     "distortion",
-    "photom",
-    "wfi_img_photom",
     "apcorr",
     "epsf",
     "abvegaoffset",

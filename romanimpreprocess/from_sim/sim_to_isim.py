@@ -82,7 +82,7 @@ DEFAULT_SEED = 43
 DEFAULT_SKY = 1.5  # e/s per pixel, as romanimpreprocess.simulate
 _REQUIRED_CALDIR = ("gain", "read", "linearitylegendre", "dark", "flat")
 _USED_CALDIR = (*_REQUIRED_CALDIR, "ipc4d", "biascorr")
-_IGNORED_CALDIR = ("saturation", "mask", "dark_decay", "NO_AMP33")
+_IGNORED_CALDIR = ("saturation", "mask", "dark_decay", "photom", "NO_AMP33")
 _KNOWN_KEYS = (
     "IN",
     "OUT",
