@@ -14,7 +14,7 @@ for ``k > 2``).
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["deconvolve_cube_f32"]
+__all__ = ["deconvolve_cube_f32", "noise_gain_order2"]
 
 _F32 = np.float32
 
@@ -150,3 +150,52 @@ def deconvolve_cube_f32(data, kernel, gain, border, iterations):
             else:
                 _pass_to_scratch(plane, gain, kernel, image, src, dst, border)
             src = dst
+
+
+@njit(inline="always")
+def _tap(kernel, ty, tx, y, x, sy, sx):
+    """``kernel[ty, tx, y, x]``, 0 for a source pixel outside the region."""
+    if y < 0 or y >= sy or x < 0 or x >= sx:
+        return 0.0
+    return np.float64(kernel[ty, tx, y, x])
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def noise_gain_order2(kernel, gain, out):
+    """``out[p] = sum_q (R_pq g_q / g_p)^2`` for ``R = 3 - 3F + F^2`` (2 iterations).
+
+    Row ``p`` of ``R`` over its 5x5 footprint: ``F[p, p-e] = K[1+e][p-e]`` and
+    ``F^2[p, p-e-f] = sum K[1+e][p-e] K[1+f][p-e-f]`` (sources outside the region
+    contribute nothing, as in the deconvolution). float64 arithmetic.
+    """
+    sy, sx = gain.shape
+    for y in prange(sy):
+        row = np.empty((5, 5), np.float64)
+        for x in range(sx):
+            row[:, :] = 0.0
+            row[2, 2] = 3.0
+            for ey in range(-1, 2):
+                for ex in range(-1, 2):
+                    k1 = _tap(kernel, 1 + ey, 1 + ex, y - ey, x - ex, sy, sx)
+                    if k1 == 0.0:
+                        continue
+                    row[2 + ey, 2 + ex] -= 3.0 * k1
+                    for fy in range(-1, 2):
+                        for fx in range(-1, 2):
+                            k2 = _tap(
+                                kernel, 1 + fy, 1 + fx, y - ey - fy, x - ex - fx, sy, sx
+                            )
+                            row[2 + ey + fy, 2 + ex + fx] += k1 * k2
+            g0 = np.float64(gain[y, x])
+            acc = 0.0
+            for dy in range(-2, 3):
+                qy = y - dy
+                if qy < 0 or qy >= sy:
+                    continue
+                for dx in range(-2, 3):
+                    qx = x - dx
+                    if qx < 0 or qx >= sx:
+                        continue
+                    r = row[2 + dy, 2 + dx] * np.float64(gain[qy, qx])
+                    acc += r * r
+            out[y, x] = acc / (g0 * g0)

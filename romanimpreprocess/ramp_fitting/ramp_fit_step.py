@@ -9,9 +9,13 @@ import numpy as np
 from roman_datamodels import datamodels as dm
 from roman_datamodels.dqflags import group
 
-from romanimpreprocess.constants import REF_BORDER
+from romanimpreprocess.constants import (
+    IPC_NOISE_GAIN_KEY,
+    REF_BORDER,
+    REFPIX_ROW_VARIANCE_KEY,
+)
 from romanimpreprocess.datamodels import resultant_times
-from romanimpreprocess.ramp_fitting import likely, ramp_fit
+from romanimpreprocess.ramp_fitting import likely, ramp_fit, read_variance
 from romanimpreprocess.ramp_fitting.jumps import JumpThresholds
 from romanimpreprocess.ramp_fitting.optimal_weights import RampOptPars
 from romanimpreprocess.stpipe import RipStep
@@ -102,6 +106,9 @@ class RampFitStep(RipStep):
         tbar, tau, n_frames = resultant_times(read_pattern, frame_time)
         start = self._start(model)
         info = dict(model["processinfo"]) if "processinfo" in model else {}
+        # Noise models handed over by the IPC and refpix steps (not for the L2).
+        self._ipc_gain = info.pop(IPC_NOISE_GAIN_KEY, None)
+        self._row_variance = info.pop(REFPIX_ROW_VARIANCE_KEY, None)
 
         began = time.perf_counter()
         if self.algorithm == "optimal" and (
@@ -216,7 +223,10 @@ class RampFitStep(RipStep):
                 res.var_poisson, res.var_rnoise
             )
         else:
-            var_p, var_r = res.var_poisson, res.var_rnoise
+            var_p = res.var_poisson
+            var_r = self._calibration_variance(
+                model, res.var_rnoise, references, res.weights, n_frames
+            )
             err = np.sqrt(var_p + var_r)
         # Placeholders; np.zeros pages stay unallocated until written.
         arrays = {
@@ -232,6 +242,47 @@ class RampFitStep(RipStep):
         }
         self._opt, self._thresholds = opt, thresholds
         return arrays, np.asarray(res.weights, dtype=np.float32)
+
+    def _calibration_variance(self, model, var_rnoise, references, weights, n_frames):
+        """`read_variance.calibration_read_variance` with the earlier steps' models."""
+        b = REF_BORDER
+        ny, nx = model.data.shape[1:]
+        ipc_gain = self._ipc_gain
+        if ipc_gain is not None:
+            ipc_gain = np.asarray(ipc_gain)
+            if ipc_gain.shape == (ny, nx):  # kernel over the full frame
+                ipc_gain = ipc_gain[b:-b, b:-b]
+            if ipc_gain.shape != var_rnoise.shape:
+                log.warning(
+                    "IPC noise gain of shape %s does not match the science area; "
+                    "not used",
+                    ipc_gain.shape,
+                )
+                ipc_gain = None
+        row_variance = self._row_variance
+        if row_variance is not None:
+            row_variance = np.asarray(row_variance)
+        var_r = read_variance.calibration_read_variance(
+            var_rnoise,
+            np.asarray(references["readnoise"])[b:-b, b:-b],
+            np.asarray(weights, dtype=np.float64),
+            n_frames,
+            ipc_gain=ipc_gain,
+            row_variance=row_variance,
+            border=b,
+            nx=nx,
+        )
+        good = np.isfinite(var_r) & np.isfinite(var_rnoise) & (var_rnoise > 0)
+        if good.any():
+            ratio = float(np.median(var_r[good][::97] / var_rnoise[good][::97]))
+            log.info(
+                "var_rnoise through the calibration: median %.4f x the fit's white "
+                "read noise (rounding, IPC %s, refpix rows %s)",
+                ratio,
+                "on" if ipc_gain is not None else "off",
+                "on" if row_variance is not None else "off",
+            )
+        return var_r
 
     def _fit_likely(self, model, references, read_pattern, frame_time, start):
         jump_kw = likely.parse_jump_kw(self.jump_kw)

@@ -5,7 +5,11 @@ from typing import ClassVar
 
 import numpy as np
 
-from romanimpreprocess.constants import REF_BORDER
+from romanimpreprocess.constants import (
+    N_CHANNELS,
+    REF_BORDER,
+    REFPIX_ROW_VARIANCE_KEY,
+)
 from romanimpreprocess.parallel import run_in_threads
 from romanimpreprocess.refpix import refpix
 from romanimpreprocess.stpipe import RipStep
@@ -38,7 +42,9 @@ class RefPixStep(RipStep):
         """Return the reference-pixel corrected `RampModel`."""
         model = self.open_ramp(dataset)
         dark = self.load_reference(model, "dark", fields=["data"]).data
-        read = self.load_reference(model, "readnoise", fields=["data", "amp33", "anc"])
+        read = self.load_reference(
+            model, "readnoise", fields=["data", "amp33", "anc", "resetnoise"]
+        )
         n, ny, _ = model.data.shape
         offset = 0 if self.legacy_compat else dark.shape[0] - n
         amp33_model = read.get("amp33") if self.row_step else None
@@ -87,5 +93,55 @@ class RefPixStep(RipStep):
         # Resultants are corrected independently (in place), in threads: the medians
         # and array arithmetic run without the GIL. Same bits as one at a time.
         run_in_threads(correct, range(n))
+        if not self.legacy_compat:
+            # For the ramp fit's var_rnoise (taken out of processinfo there).
+            self.processinfo(model)[REFPIX_ROW_VARIANCE_KEY] = self._row_variance(
+                model,
+                read,
+                alpha if use_rows else None,
+                amp33_model if use_rows else None,
+            )
         self.record_cal_step(model, "COMPLETE")
         return model
+
+    @staticmethod
+    def _row_variance(model, read, alpha, amp33_model):
+        """`refpix.residual_row_variance` of this exposure (float32 array)."""
+        ny, nx = model.data.shape[1:]
+        width = nx // N_CHANNELS
+        b = REF_BORDER
+        read_var = np.asarray(read.data, dtype=np.float64) ** 2
+        reset = read.get("resetnoise")
+        reset = (
+            np.zeros((ny, nx)) if reset is None else np.asarray(reset, dtype=np.float64)
+        )
+
+        def per_channel(image):
+            rows = (image[:b], image[ny - b :])
+            return np.array(
+                [
+                    np.nanmedian(r.reshape(b, N_CHANNELS, width), axis=(0, 2))
+                    for r in rows
+                ]
+            )
+
+        anc = dict(read.get("anc") or {})
+        pink = {"C_PINK": anc.get("C_PINK", 0.0), "U_PINK": anc.get("U_PINK", 0.0)}
+        amp33_var = 0.0
+        if amp33_model is not None:
+            pink["M_PINK"] = amp33_model.get("M_PINK", 0.0)
+            pink["RU_PINK"] = amp33_model.get("RU_PINK", 0.0)
+            amp33_var = float(np.median(np.asarray(amp33_model["std"])) ** 2)
+        n_frames = [len(r) for r in model.meta.exposure.read_pattern]
+        return refpix.residual_row_variance(
+            n_frames,
+            ny,
+            per_channel(read_var),
+            np.sqrt(per_channel(reset**2)),
+            border=b,
+            channel_width=width,
+            pink=pink,
+            alpha=alpha,
+            amp33_white_var=amp33_var,
+            amp33_width=model.amp33.shape[-1],
+        )

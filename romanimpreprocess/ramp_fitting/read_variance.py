@@ -1,0 +1,124 @@
+"""The non-Poisson variance of a slope through the whole calibration (issue 21).
+
+The fit's own read-noise model, ``var_rnoise = σ² Σ w²/N`` for a pixel fitted with
+weights ``w``, is white read noise in the resultants. The calibration before the fit
+changes that noise, and the exposure carries more of it than the fit's model says:
+
+* **rounding** of the resultants to integers (uint16 L1): ``1/12`` DN² per
+  resultant, ``Σ w²/12`` in the slope;
+* the **IPC deconvolution** spreads the white noise of each pixel's neighbours into
+  it: the white part (read noise and rounding) is multiplied by the per-pixel map
+  ``Σ_q (R_pq g_q/g_p)²`` (`romanimpreprocess.ipc.ipc.noise_gain`);
+* the **reference-pixel correction** leaves (and adds) noise common to a row of a
+  channel: the 1/f noise it does not remove, the amp33 median noise of the row step,
+  and the noise of the channel medians (reset offsets included), per resultant
+  (`romanimpreprocess.refpix.refpix.residual_row_variance`); in the slope
+  ``Σ_k w_k² V_k(row, channel)``. A row pattern is smooth along the row, so the IPC
+  inverse passes it with gain ≈ 1.
+
+`calibration_read_variance` adds these to the fit's ``var_rnoise``. The weights are
+known per pixel only through ``b = var_rnoise / σ²`` (= ``Σ w²/N``); the terms that
+need other sums of the weights (``Σ w²``, ``Σ w_k² V_k``) use the full-ramp weights K
+scaled by ``b / ΣK²/N``, exact for the pixels fitted with K (almost all) and close for
+the others (ramps cut by saturation or split by jumps).
+"""
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["ROUNDING_VARIANCE", "calibration_read_variance", "slope_row_variance"]
+
+ROUNDING_VARIANCE = 1.0 / 12.0  # DN², a resultant rounded to an integer
+BLOCK_ROWS = 256
+
+
+def slope_row_variance(
+    row_variance: NDArray, weights: NDArray, border: int, nx: int
+) -> NDArray[np.float64]:
+    """``Σ_k K_k² V_k`` per science row and channel, spread to the science columns.
+
+    Parameters
+    ----------
+    row_variance : ndarray, shape (n, ny, nchannels)
+        Per-resultant row/channel variance (DN²) over the full-frame rows.
+    weights : ndarray, shape (n,)
+        Full-ramp weights K.
+    border : int
+        Reference border.
+    nx : int
+        Full-frame columns.
+
+    Returns
+    -------
+    ndarray, shape (ny - 2 border, nx - 2 border), float32
+    """
+    _, ny, nchan = row_variance.shape
+    w2 = np.asarray(weights, dtype=np.float64) ** 2
+    per_row = np.tensordot(w2, row_variance[:, border : ny - border], axes=1)
+    channel = (np.arange(border, nx - border) // (nx // nchan)).clip(0, nchan - 1)
+    return per_row.astype(np.float32)[:, channel]
+
+
+def calibration_read_variance(
+    var_rnoise: NDArray,
+    read_noise: NDArray,
+    weights: NDArray,
+    n_frames: NDArray,
+    *,
+    ipc_gain: NDArray | None = None,
+    row_variance: NDArray | None = None,
+    border: int = 4,
+    nx: int | None = None,
+) -> NDArray[np.float32]:
+    """The fit's ``var_rnoise`` with rounding, IPC amplification and row noise added.
+
+    Parameters
+    ----------
+    var_rnoise : ndarray, shape (sy, sx)
+        The fit's ``σ² Σ w²/N`` (DN²/s²); NaN stays NaN.
+    read_noise : ndarray, shape (sy, sx)
+        Single-read noise σ (DN) of the science pixels.
+    weights, n_frames : ndarray, shape (n,)
+        Full-ramp weights K and frames per resultant.
+    ipc_gain : ndarray, shape (sy, sx), optional
+        `ipc.noise_gain` of the deconvolution applied (None: no IPC step).
+    row_variance : ndarray, shape (n, ny, nchannels), optional
+        `refpix.residual_row_variance` of the correction applied (None: none).
+    border, nx : int
+        Reference border and full-frame width (for the channel of each column).
+
+    Returns
+    -------
+    ndarray, shape (sy, sx), float32
+    """
+    k2 = np.asarray(weights, dtype=np.float64) ** 2
+    coef_full = float(np.sum(k2 / np.asarray(n_frames, dtype=np.float64)))
+    out = np.array(var_rnoise, dtype=np.float32)
+    if coef_full <= 0:
+        return out
+    rounding = ROUNDING_VARIANCE * float(np.sum(k2)) / coef_full
+    sy, sx = out.shape
+    if nx is None:
+        nx = sx + 2 * border
+    rows = None
+    if row_variance is not None:
+        w2 = k2 / coef_full
+        per_row = np.tensordot(w2, row_variance[:, border : border + sy], axes=1)
+        nchan = row_variance.shape[-1]
+        channel = (np.arange(border, border + sx) // (nx // nchan)).clip(0, nchan - 1)
+    # Row blocks: a few float64 blocks of temporaries instead of full frames.
+    for y0 in range(0, sy, BLOCK_ROWS):
+        y1 = min(y0 + BLOCK_ROWS, sy)
+        sigma2 = np.asarray(read_noise[y0:y1], dtype=np.float64) ** 2
+        var_r = out[y0:y1].astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            # b = Σ w²/N of the pixel's own weights; K's where σ tells nothing.
+            coef = np.where(sigma2 > 0, var_r / sigma2, coef_full)
+        coef[~np.isfinite(var_r)] = np.nan
+        total = coef * (sigma2 + rounding)
+        if ipc_gain is not None:
+            total *= ipc_gain[y0:y1]
+        if rows is not None:
+            total += coef * per_row[y0:y1][:, channel]
+        out[y0:y1] = total
+    return out
