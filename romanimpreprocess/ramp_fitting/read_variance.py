@@ -26,37 +26,10 @@ the others (ramps cut by saturation or split by jumps).
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["ROUNDING_VARIANCE", "calibration_read_variance", "slope_row_variance"]
+__all__ = ["ROUNDING_VARIANCE", "calibration_read_variance"]
 
 ROUNDING_VARIANCE = 1.0 / 12.0  # DN², a resultant rounded to an integer
 BLOCK_ROWS = 256
-
-
-def slope_row_variance(
-    row_variance: NDArray, weights: NDArray, border: int, nx: int
-) -> NDArray[np.float64]:
-    """``Σ_k K_k² V_k`` per science row and channel, spread to the science columns.
-
-    Parameters
-    ----------
-    row_variance : ndarray, shape (n, ny, nchannels)
-        Per-resultant row/channel variance (DN²) over the full-frame rows.
-    weights : ndarray, shape (n,)
-        Full-ramp weights K.
-    border : int
-        Reference border.
-    nx : int
-        Full-frame columns.
-
-    Returns
-    -------
-    ndarray, shape (ny - 2 border, nx - 2 border), float32
-    """
-    _, ny, nchan = row_variance.shape
-    w2 = np.asarray(weights, dtype=np.float64) ** 2
-    per_row = np.tensordot(w2, row_variance[:, border : ny - border], axes=1)
-    channel = (np.arange(border, nx - border) // (nx // nchan)).clip(0, nchan - 1)
-    return per_row.astype(np.float32)[:, channel]
 
 
 def calibration_read_variance(
@@ -100,7 +73,7 @@ def calibration_read_variance(
     sy, sx = out.shape
     if nx is None:
         nx = sx + 2 * border
-    rows = None
+    per_row = channel = None
     if row_variance is not None:
         w2 = k2 / coef_full
         per_row = np.tensordot(w2, row_variance[:, border : border + sy], axes=1)
@@ -118,7 +91,7 @@ def calibration_read_variance(
         total = coef * (sigma2 + rounding)
         if ipc_gain is not None:
             total *= ipc_gain[y0:y1]
-        if rows is not None:
+        if per_row is not None:
             total += coef * per_row[y0:y1][:, channel]
         out[y0:y1] = total
     return out
