@@ -17,7 +17,7 @@ from romanimpreprocess.constants import (
 from romanimpreprocess.datamodels import resultant_times
 from romanimpreprocess.ramp_fitting import likely, ramp_fit, read_variance
 from romanimpreprocess.ramp_fitting.jumps import JumpThresholds
-from romanimpreprocess.ramp_fitting.optimal_weights import RampOptPars
+from romanimpreprocess.ramp_fitting.optimal_weights import RampOptPars, optimal_weights
 from romanimpreprocess.stpipe import RipStep
 
 __all__ = ["RampFitStep"]
@@ -243,8 +243,15 @@ class RampFitStep(RipStep):
         self._opt, self._thresholds = opt, thresholds
         return arrays, np.asarray(res.weights, dtype=np.float32)
 
-    def _calibration_variance(self, model, var_rnoise, references, weights, n_frames):
-        """`read_variance.calibration_read_variance` with the earlier steps' models."""
+    def _calibration_variance(
+        self, model, var_rnoise, references, weights, n_frames, read_scale=1.0
+    ):
+        """`read_variance.calibration_read_variance` with the earlier steps' models.
+
+        ``read_scale``: the fit's read noise over the file's (the likelihood fit is
+        given σ√2, as romancal does), so that the pixel's weight sum is
+        ``var_rnoise / (read_scale σ)²``.
+        """
         b = REF_BORDER
         ny, nx = model.data.shape[1:]
         ipc_gain = self._ipc_gain
@@ -264,7 +271,7 @@ class RampFitStep(RipStep):
             row_variance = np.asarray(row_variance)
         var_r = read_variance.calibration_read_variance(
             var_rnoise,
-            np.asarray(references["readnoise"])[b:-b, b:-b],
+            read_scale * np.asarray(references["readnoise"])[b:-b, b:-b],
             np.asarray(weights, dtype=np.float64),
             n_frames,
             ipc_gain=ipc_gain,
@@ -305,6 +312,18 @@ class RampFitStep(RipStep):
         )
         var_p, var_r, err = res.var_poisson, res.var_rnoise, res.err
         chisq, dumo = res.chisq, res.dumo
+        if not self.legacy_compat:
+            # The terms of the calibration, with the optimal fit's full-ramp weights
+            # standing in for the likelihood fit's (both GLS weights of the ramp).
+            tbar, tau, n_frames = resultant_times(read_pattern, frame_time)
+            opt = RampOptPars(
+                slope=self.opt_slope, gain=self.opt_gain, sigma_read=self.opt_sigma_read
+            )
+            weights = optimal_weights(tbar, tau, n_frames, u=opt.u, start=start)
+            var_r = self._calibration_variance(
+                model, var_r, references, weights, n_frames, read_scale=likely.SQRT2
+            )
+            err = np.sqrt(var_p + var_r)
         if self.legacy_compat:
             err, var_p, var_r = ramp_fit.legacy_error_roundtrip(var_p, var_r)
             chisq = chisq.astype(np.float16).astype(np.float32)

@@ -31,7 +31,7 @@ def test_pink_covariance_is_the_simulators():
 
 
 @pytest.mark.parametrize(
-    ("offset", "m"), [(0.0, 128), (0.0, 512), (10.0, 128), (10.0, 512)]
+    ("offset", "m"), [(0.0, 128), (0.0, 512), (10.0, 128), (10.0, 512), (27.5, 512)]
 )
 def test_median_variance_with_fixed_offsets(offset, m):
     """Offsets drawn once (a reset), white noise redrawn: the median's variance."""
