@@ -270,9 +270,10 @@ def noise_gain(
     iterations : int
         Fixed-point iterations of the inverse (as `deconvolve_cube`).
     engine : {"numba", "numpy"}
-        ``"numba"``: the rows of ``R`` formed per pixel (``iterations`` <= 2);
-        ``"numpy"`` (or more iterations): ``(2k+1)^2`` impulse images through
-        `ipc_inverse`, each carrying one impulse every ``2k+1`` pixels.
+        ``"numba"``: the rows of ``R`` formed per pixel in float32 (2 iterations,
+        the default); ``"numpy"`` (or other iterations): ``(2k+1)^2`` impulse images
+        through `ipc_inverse` in float64, each with one impulse every ``2k+1``
+        pixels.
 
     Returns
     -------
@@ -285,21 +286,23 @@ def noise_gain(
         raise ValueError(
             f"gain shape {gain.shape} does not match the kernel {kernel.shape[-2:]}"
         )
-    g = np.asarray(gain, dtype=np.float64)
+    if iterations == 0:
+        return np.ones(gain.shape, np.float32)
+    fast = engine == "numba" and iterations == 2
+    g = np.asarray(gain, dtype=np.float32 if fast else np.float64)
     if clip_gain:
         with np.errstate(invalid="ignore"):
-            g = np.where(g > MIN_GAIN, g, MIN_GAIN)
-    if iterations == 0:
-        return np.ones(g.shape, np.float32)
-    if engine == "numba" and iterations <= 2:
+            g = np.where(g > MIN_GAIN, g, g.dtype.type(MIN_GAIN))
+    if fast:
         from romanimpreprocess.ipc.ipc_kernels import noise_gain_order2
 
-        k = np.ascontiguousarray(kernel)
-        if iterations == 1:  # R_1 = 2 - F: the order-2 formula without the F² part
-            return _noise_gain_impulses(k, g, 1)
-        out = np.empty(g.shape, np.float64)
-        noise_gain_order2(k, g, out)
-        return out.astype(np.float32)
+        out = np.empty(g.shape, np.float32)
+        noise_gain_order2(
+            np.ascontiguousarray(kernel, dtype=np.float32),
+            np.ascontiguousarray(g),
+            out,
+        )
+        return out
     return _noise_gain_impulses(np.asarray(kernel), g, iterations)
 
 

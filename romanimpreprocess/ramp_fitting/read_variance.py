@@ -76,22 +76,29 @@ def calibration_read_variance(
     per_row = channel = None
     if row_variance is not None:
         w2 = k2 / coef_full
-        per_row = np.tensordot(w2, row_variance[:, border : border + sy], axes=1)
+        per_row = np.tensordot(
+            w2, row_variance[:, border : border + sy], axes=1
+        ).astype(np.float32)
         nchan = row_variance.shape[-1]
         channel = (np.arange(border, border + sx) // (nx // nchan)).clip(0, nchan - 1)
-    # Row blocks: a few float64 blocks of temporaries instead of full frames.
+    # Row blocks of float32 temporaries (the terms are good to far better than
+    # float32 rounding), in place where possible.
+    rounding = np.float32(rounding)
     for y0 in range(0, sy, BLOCK_ROWS):
         y1 = min(y0 + BLOCK_ROWS, sy)
-        sigma2 = np.asarray(read_noise[y0:y1], dtype=np.float64) ** 2
-        var_r = out[y0:y1].astype(np.float64)
+        sigma2 = np.square(read_noise[y0:y1], dtype=np.float32)
+        var_r = out[y0:y1]
         with np.errstate(invalid="ignore", divide="ignore"):
             # b = Σ w²/N of the pixel's own weights; K's where σ tells nothing.
-            coef = np.where(sigma2 > 0, var_r / sigma2, coef_full)
+            coef = np.divide(var_r, sigma2, dtype=np.float32)
+        np.copyto(coef, np.float32(coef_full), where=~(sigma2 > 0))
         coef[~np.isfinite(var_r)] = np.nan
-        total = coef * (sigma2 + rounding)
+        sigma2 += rounding
+        total = np.multiply(coef, sigma2, out=sigma2)
         if ipc_gain is not None:
             total *= ipc_gain[y0:y1]
         if per_row is not None:
-            total += coef * per_row[y0:y1][:, channel]
+            coef *= per_row[y0:y1][:, channel]
+            total += coef
         out[y0:y1] = total
     return out
