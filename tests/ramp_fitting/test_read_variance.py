@@ -87,15 +87,23 @@ def _robust_std(x):
 
 
 @pytest.fixture(scope="module")
-def calibrated_256(tmp_path_factory):
-    """A 256² survey6 simulation (seed 2) through the default pipeline."""
-    from romanimpreprocess.pipeline import L1ToL2Pipeline, legacy
+def simulated_256(tmp_path_factory):
+    """A 256² survey6 simulation (seed 2)."""
     from romanimpreprocess.simulate import SimulationConfig, write_simulation
 
-    paths = write_simulation(
+    return write_simulation(
         tmp_path_factory.mktemp("uncert256"), SimulationConfig(size=256, seed=2)
     )
+
+
+@pytest.fixture(scope="module", params=["optimal", "likely"])
+def calibrated_256(request, simulated_256):
+    """The simulation through the default pipeline, with either ramp fit."""
+    from romanimpreprocess.pipeline import L1ToL2Pipeline, legacy
+
+    paths = simulated_256
     args = legacy.pipeline_args(legacy.load_config(paths.config_yaml))
+    args.steps.setdefault("ramp_fit", {})["algorithm"] = request.param
     model = L1ToL2Pipeline(steps=args.steps, **args.parameters).run(args.input)
     with asdf.open(paths.truth) as af:
         truth = np.array(af["rate_l2"], np.float64)
