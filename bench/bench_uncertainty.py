@@ -45,9 +45,10 @@ def robust_std(x):
     return float((q75 - q25) / 1.3489795)
 
 
-def simulate(work, size, pattern, seed):
+def simulate(work, size, pattern, seed, sky_rate=None):
     """Simulate once (reused when the directory already holds the files)."""
-    out = Path(work) / f"sim{size}_{pattern}_s{seed}"
+    sky = "" if sky_rate is None else f"_sky{sky_rate:g}"
+    out = Path(work) / f"sim{size}_{pattern}_s{seed}{sky}"
     done = out / "paths.json"
     if done.exists():
         return json.loads(done.read_text())
@@ -66,6 +67,7 @@ def simulate(work, size, pattern, seed):
             pattern,
             "--seed",
             str(seed),
+            *([] if sky_rate is None else ["--sky-rate", str(sky_rate)]),
         ],
         check=True,
     )
@@ -210,6 +212,12 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=4096)
     parser.add_argument("--patterns", nargs="+", default=["survey6", "survey12"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--sky-rate",
+        type=float,
+        default=None,
+        help="sky of the simulation, e/s (default: the simulator's 1.5)",
+    )
     parser.add_argument("--work", default=str(BENCH / "out" / "uncertainty"))
     parser.add_argument("--no-write", action="store_true", help="leave RESULTS.md")
     parser.add_argument("--note", default="", help="conditions noted under the tables")
@@ -221,6 +229,8 @@ def main(argv=None):
         command += " --patterns " + " ".join(opts.patterns)
     if opts.seed:
         command += f" --seed {opts.seed}"
+    if opts.sky_rate is not None:
+        command += f" --sky-rate {opts.sky_rate:g}"
     results = {
         "command": command,
         "seed": opts.seed,
@@ -229,7 +239,7 @@ def main(argv=None):
         "note": opts.note,
     }
     for pattern in opts.patterns:
-        paths = simulate(opts.work, opts.size, pattern, opts.seed)
+        paths = simulate(opts.work, opts.size, pattern, opts.seed, opts.sky_rate)
         arrays, seconds = calibrate(paths["config"])
         rows, sky = pull_table(arrays, paths["truth"])
         del arrays
@@ -247,7 +257,8 @@ def main(argv=None):
         print(json.dumps(run), flush=True)
     work = Path(opts.work)
     work.mkdir(parents=True, exist_ok=True)
-    (work / f"results_{opts.size}.json").write_text(json.dumps(results, indent=2))
+    sky = "" if opts.sky_rate is None else f"_sky{opts.sky_rate:g}"
+    (work / f"results_{opts.size}{sky}.json").write_text(json.dumps(results, indent=2))
     text = section(results)
     print(text)
     if not opts.no_write:

@@ -125,6 +125,7 @@ class RampFitStep(RipStep):
             )
         elapsed = time.perf_counter() - began
 
+        self._ipc_gain = self._row_variance = None  # not held for the rest of the run
         image = self._image_model(model, arrays)
         info.update(
             self._processinfo(read_pattern, frame_time, tbar, tau, n_frames, weights)
