@@ -105,10 +105,12 @@ class RampFitStep(RipStep):
             references[reftype] = ref.data
         tbar, tau, n_frames = resultant_times(read_pattern, frame_time)
         start = self._start(model)
+        # Noise models handed over by the IPC and refpix steps (not for the L2; taken
+        # out of the ramp's processinfo so that nothing holds them after the fit).
+        handed = model.get("processinfo", {})
+        self._ipc_gain = handed.pop(IPC_NOISE_GAIN_KEY, None)
+        self._row_variance = handed.pop(REFPIX_ROW_VARIANCE_KEY, None)
         info = dict(model["processinfo"]) if "processinfo" in model else {}
-        # Noise models handed over by the IPC and refpix steps (not for the L2).
-        self._ipc_gain = info.pop(IPC_NOISE_GAIN_KEY, None)
-        self._row_variance = info.pop(REFPIX_ROW_VARIANCE_KEY, None)
 
         began = time.perf_counter()
         if self.algorithm == "optimal" and (
@@ -270,6 +272,7 @@ class RampFitStep(RipStep):
         row_variance = self._row_variance
         if row_variance is not None:
             row_variance = np.asarray(row_variance)
+        before = np.array(var_rnoise[::64, ::64], dtype=np.float64)  # for the log
         var_r = read_variance.calibration_read_variance(
             var_rnoise,
             read_scale * np.asarray(references["readnoise"])[b:-b, b:-b],
@@ -279,10 +282,12 @@ class RampFitStep(RipStep):
             row_variance=row_variance,
             border=b,
             nx=nx,
+            inplace=var_rnoise.dtype == np.float32 and var_rnoise.flags.writeable,
         )
-        good = np.isfinite(var_r) & np.isfinite(var_rnoise) & (var_rnoise > 0)
+        after = np.asarray(var_r[::64, ::64], dtype=np.float64)
+        good = np.isfinite(after) & np.isfinite(before) & (before > 0)
         if good.any():
-            ratio = float(np.median(var_r[good][::97] / var_rnoise[good][::97]))
+            ratio = float(np.median(after[good] / before[good]))
             log.info(
                 "var_rnoise through the calibration: median %.4f x the fit's white "
                 "read noise (rounding, IPC %s, refpix rows %s)",

@@ -42,6 +42,7 @@ def calibration_read_variance(
     row_variance: NDArray | None = None,
     border: int = 4,
     nx: int | None = None,
+    inplace: bool = False,
 ) -> NDArray[np.float32]:
     """The fit's ``var_rnoise`` with rounding, IPC amplification and row noise added.
 
@@ -59,6 +60,8 @@ def calibration_read_variance(
         `refpix.residual_row_variance` of the correction applied (None: none).
     border, nx : int
         Reference border and full-frame width (for the channel of each column).
+    inplace : bool
+        Overwrite ``var_rnoise`` (float32) instead of returning a new array.
 
     Returns
     -------
@@ -66,7 +69,7 @@ def calibration_read_variance(
     """
     k2 = np.asarray(weights, dtype=np.float64) ** 2
     coef_full = float(np.sum(k2 / np.asarray(n_frames, dtype=np.float64)))
-    out = np.array(var_rnoise, dtype=np.float32)
+    out = var_rnoise if inplace else np.array(var_rnoise, dtype=np.float32)
     if coef_full <= 0:
         return out
     rounding = ROUNDING_VARIANCE * float(np.sum(k2)) / coef_full
