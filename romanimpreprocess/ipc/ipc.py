@@ -298,7 +298,8 @@ def noise_gain(
 
         out = np.empty(g.shape, np.float32)
         noise_gain_order2(
-            np.ascontiguousarray(kernel, dtype=np.float32),
+            # The kernel's own dtype (a float64 file is not copied to float32).
+            np.ascontiguousarray(kernel),
             np.ascontiguousarray(g),
             out,
         )
