@@ -11,8 +11,10 @@ __all__ = [
     "ATOD_LIMIT",
     "FULL_FRAME",
     "G_IDEAL",
+    "IPC_NOISE_GAIN_KEY",
     "N_CHANNELS",
     "OMEGA_IDEAL",
+    "REFPIX_ROW_VARIANCE_KEY",
     "REF_BORDER",
     "Const",
 ]
@@ -35,3 +37,10 @@ FULL_FRAME = int(Const.FULL_FRAME)
 ATOD_LIMIT = 65535.0  # hard DN limit of the 16-bit A-to-D converter
 G_IDEAL = 1.458  # e/DN, the gain the flat normalises to (legacy pars.g_ideal)
 OMEGA_IDEAL = 2.8440360952308436e-13  # sr, ideal pixel solid angle (0.11 arcsec)^2
+
+# processinfo keys by which the IPC and refpix steps hand their noise models to the
+# ramp fit, which removes them (they are not part of the L2 product): the white-noise
+# variance gain of the IPC deconvolution (science area) and the row noise left by the
+# reference-pixel correction per resultant, row and channel.
+IPC_NOISE_GAIN_KEY = "_ipc_noise_gain"
+REFPIX_ROW_VARIANCE_KEY = "_refpix_row_variance"

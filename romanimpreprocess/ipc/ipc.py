@@ -25,6 +25,7 @@ __all__ = [
     "ipc_forward",
     "ipc_inverse",
     "kernel_border",
+    "noise_gain",
 ]
 
 DEFAULT_ITERATIONS = 2  # fixed-point iterations of the legacy inverse (order 2)
@@ -241,3 +242,81 @@ def deconvolve_cube(
 
     run_in_threads(worker, [range(k, nres, threads) for k in range(threads)], threads)
     return bad
+
+
+def noise_gain(
+    kernel: NDArray,
+    gain: NDArray,
+    *,
+    iterations: int = DEFAULT_ITERATIONS,
+    clip_gain: bool = True,
+    engine: str = "numba",
+) -> NDArray[np.float32]:
+    """Variance gain of white noise through the deconvolution, per pixel.
+
+    A resultant pixel ``q`` carrying independent noise of variance ``v`` (DN²) leaves
+    ``sum_q (R_pq g_q / g_p)^2 v`` in pixel ``p`` of ``R(g S) / g``; this returns
+    that factor (1 for the identity kernel; about ``(1 + sum of couplings)^2`` for a
+    small kernel). Noise that is the same in neighbouring pixels (a row pattern) is
+    not amplified: this applies to white noise only.
+
+    Parameters
+    ----------
+    kernel : ndarray, shape (3, 3, sy, sx)
+        Per-pixel kernel over the region it covers.
+    gain : ndarray, shape (sy, sx)
+        Gain over the same region, e/DN (clipped to `MIN_GAIN` as the deconvolution
+        does, unless ``clip_gain`` is False).
+    iterations : int
+        Fixed-point iterations of the inverse (as `deconvolve_cube`).
+    engine : {"numba", "numpy"}
+        ``"numba"``: the rows of ``R`` formed per pixel in float32 (2 iterations,
+        the default); ``"numpy"`` (or other iterations): ``(2k+1)^2`` impulse images
+        through `ipc_inverse` in float64, each with one impulse every ``2k+1``
+        pixels.
+
+    Returns
+    -------
+    ndarray, shape (sy, sx), float32
+    """
+    from romanimpreprocess.parallel import check_engine
+
+    check_engine(engine)
+    if gain.shape != kernel.shape[-2:]:
+        raise ValueError(
+            f"gain shape {gain.shape} does not match the kernel {kernel.shape[-2:]}"
+        )
+    if iterations == 0:
+        return np.ones(gain.shape, np.float32)
+    fast = engine == "numba" and iterations == 2
+    g = np.asarray(gain, dtype=np.float32 if fast else np.float64)
+    if clip_gain:
+        with np.errstate(invalid="ignore"):
+            g = np.where(g > MIN_GAIN, g, g.dtype.type(MIN_GAIN))
+    if fast:
+        from romanimpreprocess.ipc.ipc_kernels import noise_gain_order2
+
+        out = np.empty(g.shape, np.float32)
+        noise_gain_order2(
+            # The kernel's own dtype (a float64 file is not copied to float32).
+            np.ascontiguousarray(kernel),
+            np.ascontiguousarray(g),
+            out,
+        )
+        return out
+    return _noise_gain_impulses(np.asarray(kernel), g, iterations)
+
+
+def _noise_gain_impulses(kernel, g, iterations):
+    """`noise_gain` by impulses: one impulse every ``2k+1`` pixels per image."""
+    step = 2 * iterations + 1
+    total = np.zeros(g.shape, np.float64)
+    for oy in range(step):
+        for ox in range(step):
+            impulses = np.zeros(g.shape, np.float64)
+            impulses[oy::step, ox::step] = 1.0
+            response = ipc_inverse(impulses * g, kernel, iterations=iterations) / g
+            # Each output pixel sees exactly one impulse of this image: the response
+            # there is R_pq g_q / g_p for that q.
+            total += response**2
+    return total.astype(np.float32)

@@ -6,6 +6,7 @@ from typing import ClassVar
 import numpy as np
 from roman_datamodels.dqflags import pixel
 
+from romanimpreprocess.constants import IPC_NOISE_GAIN_KEY
 from romanimpreprocess.ipc import ipc
 from romanimpreprocess.stpipe.core import RipStep
 
@@ -67,6 +68,12 @@ class IPCStep(RipStep):
             dtype=dtype,
             clip_gain=not self.legacy_compat,
         )
+        if not self.legacy_compat and self.iterations > 0:
+            self.processinfo(model)[IPC_NOISE_GAIN_KEY] = ipc.noise_gain(
+                kernel,
+                np.asarray(gain)[_region(gain.shape, border)],
+                iterations=self.iterations,
+            )
         n_bad = int(np.count_nonzero(bad_gain))
         if n_bad:
             if self.legacy_compat:
@@ -86,3 +93,9 @@ class IPCStep(RipStep):
                 )
         self.record_cal_step(model, "COMPLETE")
         return model
+
+
+def _region(shape, border):
+    """Slices of the region a kernel with ``border`` covers."""
+    ny, nx = shape
+    return slice(border, ny - border), slice(border, nx - border)

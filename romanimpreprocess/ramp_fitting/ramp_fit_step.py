@@ -9,11 +9,15 @@ import numpy as np
 from roman_datamodels import datamodels as dm
 from roman_datamodels.dqflags import group
 
-from romanimpreprocess.constants import REF_BORDER
+from romanimpreprocess.constants import (
+    IPC_NOISE_GAIN_KEY,
+    REF_BORDER,
+    REFPIX_ROW_VARIANCE_KEY,
+)
 from romanimpreprocess.datamodels import resultant_times
-from romanimpreprocess.ramp_fitting import likely, ramp_fit
+from romanimpreprocess.ramp_fitting import likely, ramp_fit, read_variance
 from romanimpreprocess.ramp_fitting.jumps import JumpThresholds
-from romanimpreprocess.ramp_fitting.optimal_weights import RampOptPars
+from romanimpreprocess.ramp_fitting.optimal_weights import RampOptPars, optimal_weights
 from romanimpreprocess.stpipe import RipStep
 
 __all__ = ["RampFitStep"]
@@ -130,6 +134,11 @@ class RampFitStep(RipStep):
             references[reftype] = ref.data
         tbar, tau, n_frames = resultant_times(read_pattern, frame_time)
         start = self._start(model)
+        # Noise models handed over by the IPC and refpix steps (not for the L2; taken
+        # out of the ramp's processinfo so that nothing holds them after the fit).
+        handed = model.get("processinfo", {})
+        self._ipc_gain = handed.pop(IPC_NOISE_GAIN_KEY, None)
+        self._row_variance = handed.pop(REFPIX_ROW_VARIANCE_KEY, None)
         info = dict(model["processinfo"]) if "processinfo" in model else {}
 
         began = time.perf_counter()
@@ -147,6 +156,7 @@ class RampFitStep(RipStep):
             )
         elapsed = time.perf_counter() - began
 
+        self._ipc_gain = self._row_variance = None  # not held for the rest of the run
         image = self._image_model(model, arrays)
         info.update(
             self._processinfo(read_pattern, frame_time, tbar, tau, n_frames, weights)
@@ -245,7 +255,10 @@ class RampFitStep(RipStep):
                 res.var_poisson, res.var_rnoise
             )
         else:
-            var_p, var_r = res.var_poisson, res.var_rnoise
+            var_p = res.var_poisson
+            var_r = self._calibration_variance(
+                model, res.var_rnoise, references, res.weights, n_frames
+            )
             err = np.sqrt(var_p + var_r)
         # Placeholders; np.zeros pages stay unallocated until written.
         arrays = {
@@ -261,6 +274,57 @@ class RampFitStep(RipStep):
         }
         self._opt, self._thresholds = opt, thresholds
         return arrays, np.asarray(res.weights, dtype=np.float32)
+
+    def _calibration_variance(
+        self, model, var_rnoise, references, weights, n_frames, read_scale=1.0
+    ):
+        """`read_variance.calibration_read_variance` with the earlier steps' models.
+
+        ``read_scale``: the fit's read noise over the file's (the likelihood fit is
+        given σ√2, as romancal does), so that the pixel's weight sum is
+        ``var_rnoise / (read_scale σ)²``.
+        """
+        b = REF_BORDER
+        ny, nx = model.data.shape[1:]
+        ipc_gain = self._ipc_gain
+        if ipc_gain is not None:
+            ipc_gain = np.asarray(ipc_gain)
+            if ipc_gain.shape == (ny, nx):  # kernel over the full frame
+                ipc_gain = ipc_gain[b:-b, b:-b]
+            if ipc_gain.shape != var_rnoise.shape:
+                log.warning(
+                    "IPC noise gain of shape %s does not match the science area; "
+                    "not used",
+                    ipc_gain.shape,
+                )
+                ipc_gain = None
+        row_variance = self._row_variance
+        if row_variance is not None:
+            row_variance = np.asarray(row_variance)
+        before = np.array(var_rnoise[::64, ::64], dtype=np.float64)  # for the log
+        var_r = read_variance.calibration_read_variance(
+            var_rnoise,
+            read_scale * np.asarray(references["readnoise"])[b:-b, b:-b],
+            np.asarray(weights, dtype=np.float64),
+            n_frames,
+            ipc_gain=ipc_gain,
+            row_variance=row_variance,
+            border=b,
+            nx=nx,
+            inplace=var_rnoise.dtype == np.float32 and var_rnoise.flags.writeable,
+        )
+        after = np.asarray(var_r[::64, ::64], dtype=np.float64)
+        good = np.isfinite(after) & np.isfinite(before) & (before > 0)
+        if good.any():
+            ratio = float(np.median(after[good] / before[good]))
+            log.info(
+                "var_rnoise through the calibration: median %.4f x the fit's white "
+                "read noise (rounding, IPC %s, refpix rows %s)",
+                ratio,
+                "on" if ipc_gain is not None else "off",
+                "on" if row_variance is not None else "off",
+            )
+        return var_r
 
     def _fit_likely(self, model, references, read_pattern, frame_time, start):
         jump_kw = likely.parse_jump_kw(self.jump_kw)
@@ -283,6 +347,18 @@ class RampFitStep(RipStep):
         )
         var_p, var_r, err = res.var_poisson, res.var_rnoise, res.err
         chisq, dumo = res.chisq, res.dumo
+        if not self.legacy_compat:
+            # The terms of the calibration, with the optimal fit's full-ramp weights
+            # standing in for the likelihood fit's (both GLS weights of the ramp).
+            tbar, tau, n_frames = resultant_times(read_pattern, frame_time)
+            opt = RampOptPars(
+                slope=self.opt_slope, gain=self.opt_gain, sigma_read=self.opt_sigma_read
+            )
+            weights = optimal_weights(tbar, tau, n_frames, u=opt.u, start=start)
+            var_r = self._calibration_variance(
+                model, var_r, references, weights, n_frames, read_scale=likely.SQRT2
+            )
+            err = np.sqrt(var_p + var_r)
         if self.legacy_compat:
             err, var_p, var_r = ramp_fit.legacy_error_roundtrip(var_p, var_r)
             chisq = chisq.astype(np.float16).astype(np.float32)

@@ -19,7 +19,15 @@ from numpy.typing import NDArray
 
 from romanimpreprocess.constants import N_CHANNELS
 
-__all__ = ["channel_step", "correct_resultant", "pink_alpha", "row_step"]
+__all__ = [
+    "channel_step",
+    "correct_resultant",
+    "median_variance",
+    "pink_alpha",
+    "pink_row_covariance",
+    "residual_row_variance",
+    "row_step",
+]
 
 
 def pink_alpha(m_pink: float, ru_pink: float, c_pink: float, std: NDArray, ny: int):
@@ -129,3 +137,158 @@ def correct_resultant(
     channel_step(work, edges, border)
     np.add(work[:, :nx], dark, out=frame, casting="unsafe")
     return applied
+
+
+# ------------------------------------------------------------- noise left behind
+def pink_row_covariance(n: int) -> NDArray[np.float64]:
+    """Covariance of unit-amplitude 1/f row noise at lags ``0..n-1`` (circular).
+
+    The read-noise file's ``C_PINK``, ``U_PINK``, ``RU_PINK`` are amplitudes of 1/f
+    noise with one value per row, generated over the ``n`` rows of a frame by the
+    inverse real FFT of ``(a + ib) / sqrt(f)`` (``f = k/n``, k = 1..n/2), normalised
+    to unit variance per e-fold of frequency (``romanimpreprocess.simulate``). The
+    covariance of that process is ``(L / sum s_k^2) irfft(c) / n`` with
+    ``s_k^2 = n/k``, ``c_k = 2 s_k^2`` below Nyquist and ``c_{n/2} = s_{n/2}^2``,
+    ``L = max(ln(n/2), 1)``.
+    """
+    k = np.arange(n // 2 + 1, dtype=np.float64)
+    s2 = np.zeros_like(k)
+    s2[1:] = n / k[1:]
+    c = 2.0 * s2
+    if n % 2 == 0:
+        c[-1] = s2[-1]
+    norm = max(np.log(n / 2.0), 1.0) / np.sum(s2[1:])
+    return norm * np.fft.irfft(c, n=n) / n
+
+
+def median_variance(white_var, offset_sigma, m: int):
+    """Variance of the median of ``m`` values ``o_i + e_i`` as the ``e_i`` vary.
+
+    ``o_i`` are fixed offsets (reset noise, drawn once, Gaussian of ``offset_sigma``),
+    ``e_i`` independent white noise of variance ``white_var``. For large ``m`` the
+    median moves by ``sum_i (1/2 - [x_i < med]) / (m f(med))``, so its variance is
+    ``E_o[p (1 - p)] / (m f^2)`` with ``p = Phi((med - o) / s_e)`` and ``f`` the
+    density of ``o + e`` at the centre, in closed form
+    ``(1/4 - arcsin(s_o²/(s_o² + s_e²)) / 2 pi) 2 pi (s_o² + s_e²) / m``:
+    ``(pi/2) s_e^2 / m`` without offsets, growing like ``s_o s_e / m`` with them.
+    Arrays broadcast.
+    """
+    white_var = np.asarray(white_var, dtype=np.float64)
+    offset_var = np.asarray(offset_sigma, dtype=np.float64) ** 2
+    total = white_var + offset_var
+    # E_o[p (1 - p)] = 1/2 - P(Z1 < rT, Z2 < rT) for independent standard normals
+    # Z1, Z2, T and r = s_o/s_e: an orthant probability of two normals with
+    # correlation rho = s_o²/(s_o² + s_e²), 1/4 + arcsin(rho)/(2 pi).
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = np.where(total > 0, offset_var / total, 0.0)
+    spread = 0.25 - np.arcsin(rho) / (2.0 * np.pi)
+    return spread * 2.0 * np.pi * total / m
+
+
+def residual_row_variance(
+    n_frames,
+    ny: int,
+    channel_read_var,
+    reset_sigma,
+    *,
+    border: int,
+    channel_width: int,
+    pink: dict,
+    alpha=None,
+    amp33_white_var: float = 0.0,
+    amp33_width: int = 128,
+) -> NDArray[np.float32]:
+    """Row noise each resultant keeps after the correction, per row and channel.
+
+    Per resultant ``k`` (``N_k`` frames), row ``y`` and readout channel, the
+    variance (DN²) of what the correction leaves or adds that is common to the row
+    of the channel: the 1/f noise not removed (common mode ``(1 - alpha M) C``, the
+    amp33's own ``alpha RU`` and the channel's own ``U``, each per frame, so divided
+    by ``N_k``), the white noise of the amp33 row medians times ``alpha``, and the
+    noise of the bottom/top reference medians through the channel line
+    (`median_variance` with the reset offsets). The line is fitted to the same
+    noise, so what it removes of the 1/f is taken out exactly
+    (`pink_row_covariance`). Drifts linear in the row are removed exactly.
+
+    Parameters
+    ----------
+    n_frames : sequence of int
+        Frames per resultant.
+    ny : int
+        Rows of the frame (reference rows included).
+    channel_read_var : ndarray, shape (2, nchannels)
+        Single-read variance (DN²) of the bottom and top reference pixels of each
+        channel (median over them).
+    reset_sigma : ndarray, shape (2, nchannels)
+        Reset noise (DN) of those pixels.
+    border : int
+        Reference rows at the bottom and at the top.
+    channel_width : int
+        Columns per channel.
+    pink : dict
+        ``C_PINK``, ``U_PINK``, ``M_PINK``, ``RU_PINK`` (DN; missing = 0).
+    alpha : float or None
+        Row-step coefficient applied (None: no row step).
+    amp33_white_var : float
+        Variance (DN², one frame) of an amp33 pixel's white noise (``std²``).
+    amp33_width : int
+        Pixels per amp33 row (the row median).
+
+    Returns
+    -------
+    ndarray, shape (nresultants, ny, nchannels), float32
+    """
+    n_frames = np.asarray(n_frames, dtype=np.float64)
+    channel_read_var = np.asarray(channel_read_var, dtype=np.float64)
+    reset_sigma = np.asarray(reset_sigma, dtype=np.float64)
+    c_pink = float(pink.get("C_PINK", 0.0) or 0.0)
+    u_pink = float(pink.get("U_PINK", 0.0) or 0.0)
+    m_pink = float(pink.get("M_PINK", 0.0) or 0.0)
+    ru_pink = float(pink.get("RU_PINK", 0.0) or 0.0)
+    a = 0.0 if alpha is None else float(alpha)
+    pink_var = (1.0 - a * m_pink) ** 2 * c_pink**2 + u_pink**2 + (a * ru_pink) ** 2
+    gamma = pink_row_covariance(ny)
+    rows = np.arange(ny)
+    bottom = np.arange(border)
+    top = np.arange(ny - border, ny)
+    y_bottom = (border - 1) / 2.0
+    y_top = ny - border + (border - 1) / 2.0
+    x = (rows - y_bottom) / (y_top - y_bottom)
+
+    def mean_cov(a_rows, b_rows):
+        return np.mean(gamma[(a_rows[:, None] - b_rows[None, :]) % ny], axis=1)
+
+    g_yb = mean_cov(rows, bottom)
+    g_yt = mean_cov(rows, top)
+    g_bb = np.mean(mean_cov(bottom, bottom))
+    g_tt = np.mean(mean_cov(top, top))
+    g_bt = np.mean(mean_cov(bottom, top))
+    pink_shape = (
+        gamma[0]
+        - 2 * (1 - x) * g_yb
+        - 2 * x * g_yt
+        + (1 - x) ** 2 * g_bb
+        + x**2 * g_tt
+        + 2 * x * (1 - x) * g_bt
+    )
+    # White noise of the amp33 row median (rounded resultants: + 1/12), times alpha:
+    # its own row, and a quarter of it in each reference median.
+    in_ref = np.zeros(ny)
+    in_ref[bottom] = 1.0
+    in_ref[top] = 1.0
+    white_shape = (1.0 - in_ref) + ((1 - x) ** 2 + x**2) / border
+    m = border * channel_width
+    out = np.empty((len(n_frames), ny, channel_read_var.shape[-1]), np.float32)
+    for k, nk in enumerate(n_frames):
+        row_white = 0.0
+        if alpha is not None:
+            row_white = (
+                a**2 * (np.pi / 2) * (amp33_white_var / nk + 1 / 12) / amp33_width
+            )
+        med = median_variance(channel_read_var / nk + 1 / 12, reset_sigma, m)
+        out[k] = (
+            (pink_var / nk * pink_shape + row_white * white_shape)[:, None]
+            + ((1 - x) ** 2)[:, None] * med[0][None, :]
+            + (x**2)[:, None] * med[1][None, :]
+        )
+    return out

@@ -5,7 +5,11 @@ from typing import ClassVar
 
 import numpy as np
 
-from romanimpreprocess.constants import REF_BORDER
+from romanimpreprocess.constants import (
+    N_CHANNELS,
+    REF_BORDER,
+    REFPIX_ROW_VARIANCE_KEY,
+)
 from romanimpreprocess.parallel import run_in_threads
 from romanimpreprocess.refpix import refpix
 from romanimpreprocess.stpipe import RipStep
@@ -84,8 +88,91 @@ class RefPixStep(RipStep):
                 block_width=width,
             )
 
+        # The spread of the reference pixels before the correction (reset offsets),
+        # for the noise the correction leaves (default mode only).
+        offsets = None if self.legacy_compat else self._reset_spread(model, dark, read)
         # Resultants are corrected independently (in place), in threads: the medians
         # and array arithmetic run without the GIL. Same bits as one at a time.
         run_in_threads(correct, range(n))
+        if offsets is not None:
+            # For the ramp fit's var_rnoise (taken out of processinfo there).
+            self.processinfo(model)[REFPIX_ROW_VARIANCE_KEY] = self._row_variance(
+                model,
+                read,
+                offsets,
+                alpha if use_rows else None,
+                amp33_model if use_rows else None,
+            )
         self.record_cal_step(model, "COMPLETE")
         return model
+
+    def _reset_spread(self, model, dark, read):
+        """Spread (DN) of the fixed offsets of each channel's reference rows.
+
+        ``(2, nchannels)``: bottom and top rows (the median over the channels of each
+        row of channels). From the first resultant used
+        after the reset, minus its dark plane: the robust variance of a channel's
+        reference pixels less their white read noise and rounding (``σ²/N + 1/12``)
+        is the spread of the reset offsets the medians see (what the read-noise
+        file's ``resetnoise`` describes, measured on the exposure itself).
+        """
+        n, ny, nx = model.data.shape
+        b = REF_BORDER
+        width = nx // N_CHANNELS
+        k = 1 if n > 1 else 0
+        n_frames = len(model.meta.exposure.read_pattern[k])
+        plane = dark.shape[0] - n + k if not self.legacy_compat else k
+        out = np.zeros((2, N_CHANNELS))
+        for side, rows in enumerate((slice(0, b), slice(ny - b, ny))):
+            values = np.asarray(model.data[k, rows], np.float64) - np.asarray(
+                dark[plane, rows], np.float64
+            )
+            white = np.asarray(read.data[rows], np.float64) ** 2 / n_frames + 1 / 12
+            blocks = values.reshape(b, N_CHANNELS, width).transpose(1, 0, 2)
+            q25, q75 = np.nanpercentile(
+                blocks.reshape(N_CHANNELS, -1), [25, 75], axis=1
+            )
+            spread = ((q75 - q25) / 1.3489795) ** 2
+            white = np.nanmedian(
+                white.reshape(b, N_CHANNELS, width)
+                .transpose(1, 0, 2)
+                .reshape(N_CHANNELS, -1),
+                axis=1,
+            )
+            # One value for the row of channels: a channel's 4 x 32 ... 4 x 128 pixels
+            # give its spread to 10-25 %; the offsets are a property of the pixels.
+            out[side] = np.sqrt(max(float(np.nanmedian(spread - white)), 0.0))
+        return out
+
+    @staticmethod
+    def _row_variance(model, read, offsets, alpha, amp33_model):
+        """`refpix.residual_row_variance` of this exposure (float32 array)."""
+        ny, nx = model.data.shape[1:]
+        width = nx // N_CHANNELS
+        b = REF_BORDER
+
+        def per_channel(rows):
+            values = np.asarray(read.data[rows], dtype=np.float64) ** 2
+            return np.nanmedian(values.reshape(b, N_CHANNELS, width), axis=(0, 2))
+
+        read_var = np.array([per_channel(slice(0, b)), per_channel(slice(ny - b, ny))])
+        anc = dict(read.get("anc") or {})
+        pink = {"C_PINK": anc.get("C_PINK", 0.0), "U_PINK": anc.get("U_PINK", 0.0)}
+        amp33_var = 0.0
+        if amp33_model is not None:
+            pink["M_PINK"] = amp33_model.get("M_PINK", 0.0)
+            pink["RU_PINK"] = amp33_model.get("RU_PINK", 0.0)
+            amp33_var = float(np.median(np.asarray(amp33_model["std"])) ** 2)
+        n_frames = [len(r) for r in model.meta.exposure.read_pattern]
+        return refpix.residual_row_variance(
+            n_frames,
+            ny,
+            read_var,
+            offsets,
+            border=b,
+            channel_width=width,
+            pink=pink,
+            alpha=alpha,
+            amp33_white_var=amp33_var,
+            amp33_width=model.amp33.shape[-1],
+        )

@@ -1,11 +1,10 @@
 """R layers through the real L1ToL2Pipeline on a simulated 256² exposure.
 
-The acceptance of the read-noise layer: where the ramp fit's error model is complete
-(white read noise only: no 1/f, no reset noise, no reference-pixel medians, identity
-IPC) the layer's variance is the variance the fit reports, ``var_rnoise``, plus the
-uint16 rounding of the noise ramp (1/12 DN² per resultant, closed form). With the IPC
-deconvolution the white noise is amplified by Σ_q (R_pq g_q/g_p)², computed here from
-the kernel by applying the inverse to impulses (independently of the pipeline).
+The acceptance of the read-noise layer (issue 21): the layer's variance is the
+variance the fit reports, ``var_rnoise``, which carries the uint16 rounding of the
+ramp (1/12 DN² per resultant), the IPC deconvolution's amplification of white noise,
+Σ_q (R_pq g_q/g_p)² (checked here against the inverse applied to impulses, apart from
+the pipeline), and the noise of the reference-pixel medians with reset offsets.
 """
 
 import copy
@@ -81,8 +80,10 @@ def white_read_set(tmp_path_factory):
     }
 
 
-def _run_r_layers(white_read_set, name, *, seed, n_layers, identity_ipc):
-    """Calibrate with R layers (refpix off); return (cube, L2 model)."""
+def _run_r_layers(
+    white_read_set, name, *, seed, n_layers, identity_ipc, read=None, refpix=False
+):
+    """Calibrate with R layers (refpix off by default); return (cube, L2 model)."""
     from romanimpreprocess.pipeline import L1ToL2Pipeline, legacy
 
     config = copy.deepcopy(white_read_set["config"])
@@ -90,11 +91,11 @@ def _run_r_layers(white_read_set, name, *, seed, n_layers, identity_ipc):
     config["OUT"] = str(directory / f"{name}_cal.asdf")
     if identity_ipc:
         config["CALDIR"]["ipc4d"] = white_read_set["identity_ipc"]
+    if read is not None:
+        config["CALDIR"]["read"] = read
     args = legacy.pipeline_args(config)
     steps = copy.deepcopy(args.steps)
-    # The channel and row corrections take medians of a few reference pixels; their
-    # noise is not in the fit's error model (measured in bench/bench_noise.py).
-    steps["refpix"]["skip"] = True
+    steps["refpix"]["skip"] = not refpix
     noise_file = str(directory / f"{name}_noise.asdf")
     steps["noise"].update(
         skip=False, layers=["R"] * n_layers, seed=seed, noise_file=noise_file
@@ -106,8 +107,11 @@ def _run_r_layers(white_read_set, name, *, seed, n_layers, identity_ipc):
     return cube, model
 
 
-def _fit_terms(model, sigma):
-    """Per pixel: var_rnoise, the flat factor², σ², Σ K²/N and Σ K² of the fit."""
+def _fit_terms(model, sigma, ipc_gain=1.0):
+    """Per pixel: var_rnoise, the flat factor², σ², Σ K²/N and Σ K² of the fit.
+
+    ``ipc_gain``: the IPC amplification the fit's var_rnoise carries (1: identity).
+    """
     info = model["processinfo"]
     weights = np.asarray(info["weights"], dtype=np.float64)
     frames = np.array([len(r) for r in model.meta.exposure.read_pattern], float)
@@ -115,10 +119,12 @@ def _fit_terms(model, sigma):
     sci = (slice(BORDER, -BORDER), slice(BORDER, -BORDER))
     sigma2 = sigma[sci] ** 2
     sum_k2_n = float(np.sum(weights**2 / frames))
-    # var_rnoise = σ² Σ K²/N / f_eff² (flat and pixel area): f_eff² per pixel.
-    flat2 = sigma2 * sum_k2_n / var_rnoise
+    sum_k2 = float(np.sum(weights**2))
+    # Without refpix, var_rnoise = (σ² Σ K²/N + Σ K²/12) A / f_eff² (flat and pixel
+    # area) on the full-ramp pixels: f_eff² per pixel.
+    flat2 = (sigma2 * sum_k2_n + sum_k2 / 12) * ipc_gain / var_rnoise
     good = np.asarray(model.dq) == 0
-    return var_rnoise, flat2, sigma2, sum_k2_n, float(np.sum(weights**2)), good
+    return var_rnoise, flat2, sigma2, sum_k2_n, sum_k2, good
 
 
 def _ipc_amplification(kernel, gain, weights_per_source):
@@ -143,24 +149,28 @@ def _ipc_amplification(kernel, gain, weights_per_source):
 
 
 def test_read_layer_variance_is_the_fit_variance(white_read_set):
-    """White read noise, identity IPC: mean(layer²)/mean(var_rnoise) = 1 within 3 %."""
+    """White read noise, identity IPC: mean(layer²)/mean(var_rnoise) = 1.
+
+    var_rnoise holds the uint16 rounding of the ramp (ΣK²/12, ≈ 1.7 % here), which
+    the layer has too: the ratio is 1 to its statistical error.
+    """
     cube, model = _run_r_layers(
         white_read_set, "identity", seed=21, n_layers=N_LAYERS, identity_ipc=True
     )
-    var_rnoise, flat2, _, _, sum_k2, good = _fit_terms(model, white_read_set["sigma"])
+    var_rnoise, flat2, sigma2, sum_k2_n, _, good = _fit_terms(
+        model, white_read_set["sigma"]
+    )
     assert good.sum() >= MIN_GOOD_PIXELS
     measured = np.mean(cube[:, good] ** 2) / np.mean(var_rnoise[good])
-    # Acceptance: the fit's reported read-noise variance, within 3 %.
-    assert abs(measured - 1) < 0.03
-    # Closed form of what the layer holds: σ²ΣK²/N + ΣK²/12 (uint16 rounding of the
-    # noise ramp, ≈ 1.7 % here), through the flat.
-    expected = np.mean(var_rnoise[good] + sum_k2 / 12 / flat2[good])
-    expected /= np.mean(var_rnoise[good])
     error = np.sqrt(2 / (N_LAYERS * good.sum()))
-    assert abs(measured - expected) < 4 * error * expected
+    assert abs(measured - 1) < 4 * error
+    # Without the rounding term (the fit's white read noise alone) the layer would be
+    # 1.7 % wider: 5 statistical errors.
+    white = np.mean((sigma2 * sum_k2_n / flat2)[good]) / np.mean(var_rnoise[good])
+    assert 1 / white - 1 > 4 * error
     # Zero mean, and the layers are independent realisations.
     assert abs(cube[:, good].mean()) < 5 * np.sqrt(
-        np.mean(var_rnoise[good]) * expected / (N_LAYERS * good.sum())
+        np.mean(var_rnoise[good]) / (N_LAYERS * good.sum())
     )
     for i in range(1, N_LAYERS):
         r = np.corrcoef(cube[0, good], cube[i, good])[0, 1]
@@ -168,26 +178,66 @@ def test_read_layer_variance_is_the_fit_variance(white_read_set):
 
 
 def test_read_layer_ipc_amplification(white_read_set):
-    """With the IPC inverse the excess is the closed-form Σ (R_pq g_q/g_p)² (≈ 1.15)."""
+    """With the IPC inverse the layer is Σ_q (R_pq g_q/g_p)² (≈ 1.15) times wider,
+    and var_rnoise says so: the ratio is 1 to its statistical error."""
+    from romanimpreprocess.ipc.ipc import noise_gain
+
     cube, model = _run_r_layers(
         white_read_set, "ipc", seed=22, n_layers=N_LAYERS, identity_ipc=False
     )
+    sci = (slice(BORDER, -BORDER), slice(BORDER, -BORDER))
+    amplification = noise_gain(white_read_set["kernel"], white_read_set["gain"][sci])
     var_rnoise, flat2, sigma2, sum_k2_n, sum_k2, good = _fit_terms(
-        model, white_read_set["sigma"]
+        model, white_read_set["sigma"], amplification
     )
     assert good.sum() >= MIN_GOOD_PIXELS
-    sci = (slice(BORDER, -BORDER), slice(BORDER, -BORDER))
+    measured = np.mean(cube[:, good] ** 2) / np.mean(var_rnoise[good])
+    error = np.sqrt(2 / (N_LAYERS * good.sum()))
+    assert abs(measured - 1) < 4 * error
     # Variance of each source pixel's noise in the ramp-fit slope (read + rounding),
     # spread by the inverse and divided by the flat of the receiving pixel.
     source = sigma2 * sum_k2_n + sum_k2 / 12
     spread = _ipc_amplification(
         white_read_set["kernel"], white_read_set["gain"][sci], source
     )
-    expected = np.mean(spread[good] / flat2[good]) / np.mean(var_rnoise[good])
-    measured = np.mean(cube[:, good] ** 2) / np.mean(var_rnoise[good])
+    # Against the fit's white part alone the layer is wider by the amplification.
+    white = np.mean((source / flat2)[good])
+    expected = np.mean(spread[good] / flat2[good]) / white
     assert expected > 1.1  # the amplification is far above the statistical error
-    error = np.sqrt(2 / (N_LAYERS * good.sum()))
-    assert abs(measured - expected) < 4 * error * expected
+    assert abs(np.mean(cube[:, good] ** 2) / white - expected) < 4 * error * expected
+
+
+def test_read_layer_with_refpix_and_reset_noise(white_read_set):
+    """IPC and refpix on, 10 DN reset noise on the reference pixels: the channel
+    medians' noise (≈ 11 % of the white variance at this size) is in var_rnoise.
+
+    The R layer draws no 1/f here (C_PINK = U_PINK = 0): its 1/f model is not the
+    simulator's (see docs/noise).
+    """
+    directory = white_read_set["directory"]
+    read = str(directory / "read_reset10.asdf")
+    with asdf.open(white_read_set["config"]["CALDIR"]["read"]) as af:
+        tree = copy.deepcopy(af.tree["roman"])
+    tree["resetnoise"] = np.full_like(np.asarray(tree["resetnoise"]), 10.0)
+    asdf.AsdfFile({"roman": tree}).write_to(read)
+    cube, model = _run_r_layers(
+        white_read_set,
+        "refpix",
+        seed=24,
+        n_layers=N_LAYERS,
+        identity_ipc=False,
+        read=read,
+        refpix=True,
+    )
+    good = np.asarray(model.dq) == 0
+    assert good.sum() >= MIN_GOOD_PIXELS
+    var_rnoise = np.asarray(model["processinfo"]["var_rnoise_float32"], np.float64)
+    measured = np.mean(cube[:, good] ** 2) / np.mean(var_rnoise[good])
+    # The medians' term is one line per channel, resultant and layer: 32 x 6 x 3
+    # lines carry ~11 % of the variance, so the ratio scatters by about
+    # 0.11 sqrt(2/576) = 0.6 %; the median-variance formula is good to ~10 % of the
+    # term at 32 pixels per median (~1 %). Issue 21's 3 % holds with room.
+    assert abs(measured - 1) < 0.03, measured
 
 
 def test_read_layer_seed_through_the_pipeline(white_read_set):
