@@ -241,18 +241,19 @@ def _asinh_ticks(lo, hi, linear):
     return ticks
 
 
-def _stretch(image, lo, hi):
-    """asinh stretch of ``image`` to [0, 1] (NaN for masked pixels kept)."""
-    scaled = np.clip((image - lo) / (hi - lo), 0, None)
-    return np.clip(np.arcsinh(scaled * 10) / np.arcsinh(10), 0, 1)
+def _stretch(image, lo, hi, linear):
+    """asinh stretch of ``image`` to [0, 1], linear within ``linear`` of ``lo``."""
+    scaled = np.arcsinh(np.clip(image - lo, 0, None) / linear)
+    return np.clip(scaled / np.arcsinh((hi - lo) / linear), 0, 1)
 
 
 def _image_only_png(product, good, png_path, max_side=1024):
     """The stretched image alone (Pillow): grey, masked pixels red."""
     lo, hi = _limits(product.data[good])
+    linear = max(3.0 * _robust_sigma(product.data[good]), 1e-6 * (hi - lo))
     shown = np.where(good, product.data, np.nan)
     image, _ = _block(shown, max_side, np.nanmean)
-    grey = np.nan_to_num(_stretch(image, lo, hi), nan=0.0)
+    grey = np.nan_to_num(_stretch(image, lo, hi, linear), nan=0.0)
     rgb = np.repeat((grey * 255).astype(np.uint8)[:, :, None], 3, axis=2)
     rgb[~np.isfinite(image)] = (200, 40, 40)
     write_png(png_path, rgb[::-1])  # row 0 at the bottom, as in the figure
