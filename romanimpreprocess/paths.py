@@ -2,7 +2,7 @@
 
 import os
 
-__all__ = ["same_file"]
+__all__ = ["overwrite_problems", "same_file"]
 
 
 def same_file(a, b):
@@ -18,3 +18,35 @@ def same_file(a, b):
         return os.path.samefile(a, b)
     except OSError:  # one of them does not exist (yet)
         return False
+
+
+def overwrite_problems(outputs, inputs):
+    """Every output that would replace an input or another output.
+
+    Parameters
+    ----------
+    outputs, inputs : dict
+        ``{what: path}``; ``what`` names the key or parameter for the message.
+
+    Returns
+    -------
+    list of str
+        One message per clash, naming both sides.
+    """
+    problems = []
+    for out_key, out_path in outputs.items():
+        for in_key, in_path in inputs.items():
+            if same_file(out_path, in_path):
+                problems.append(
+                    f"{out_key}: {out_path} is {in_key} ({in_path}); it would be "
+                    f"overwritten (choose another output)"
+                )
+    keys = list(outputs)
+    for i, first in enumerate(keys):
+        for second in keys[i + 1 :]:
+            if same_file(outputs[first], outputs[second]):
+                problems.append(
+                    f"{second}: {outputs[second]} is also {first}; one would "
+                    f"overwrite the other"
+                )
+    return problems

@@ -22,7 +22,6 @@ import logging
 import os
 import subprocess
 import sys
-from unittest import mock
 
 import asdf
 import numpy as np
@@ -77,13 +76,7 @@ def refused(case, untouched, entry, *expected, code=1):
     return message
 
 
-def _edit_l1(case, function):
-    """Rewrite the private L1 with ``function(roman)``, unvalidated (a bad producer)."""
-    with asdf.open(case.config["IN"], lazy_load=False) as af:
-        tree = copy.deepcopy(af.tree)
-    function(tree["roman"])
-    with mock.patch("asdf.yamlutil.schema.validate", lambda *a, **k: None):
-        asdf.AsdfFile(tree).write_to(case.config["IN"])
+_edit_l1 = test_bad_inputs._edit_l1  # rewrite the L1 unvalidated (a bad producer)
 
 
 def rewrite_reference(case, key, edit, name=None):

@@ -16,7 +16,7 @@ import roman_datamodels.datamodels as dm
 from romanimpreprocess.datamodels import ExposureInfo, Geometry, open_reference
 from romanimpreprocess.datamodels.l2 import fits_path, mask_path
 from romanimpreprocess.datamodels.wcs import read_wcs_header
-from romanimpreprocess.paths import same_file
+from romanimpreprocess.paths import overwrite_problems
 from romanimpreprocess.pipeline import legacy
 from romanimpreprocess.pipeline.steps import STEP_DEFS
 from romanimpreprocess.stpipe import RipPipeline
@@ -373,26 +373,12 @@ class L1ToL2Pipeline(RipPipeline):
 
     def _overwrite_problems(self, dataset):
         outputs = self._output_files()
-        inputs = self._input_files(dataset)
-        problems = []
-        for out_key, out_path in outputs.items():
-            for in_key, in_path in inputs.items():
-                if same_file(out_path, in_path):
-                    problems.append(
-                        f"{out_key} {out_path} is {in_key}; it would be overwritten "
-                        f"(choose another output)"
-                    )
-                    break
-            if os.path.isdir(out_path):
-                problems.append(f"{out_key} {out_path} is an existing directory")
-        keys = list(outputs)
-        for i, first in enumerate(keys):
-            for second in keys[i + 1 :]:
-                if same_file(outputs[first], outputs[second]):
-                    problems.append(
-                        f"{second} {outputs[second]} is also {first}; one would "
-                        f"overwrite the other"
-                    )
+        problems = overwrite_problems(outputs, self._input_files(dataset))
+        problems += [
+            f"{what}: {path} is an existing directory"
+            for what, path in outputs.items()
+            if os.path.isdir(path)
+        ]
         return problems
 
     def _propagate_legacy_compat(self):

@@ -32,7 +32,7 @@ import yaml
 from romanimpreprocess.datamodels.l2 import fits_path, mask_path
 from romanimpreprocess.datamodels.reference import CALDIR_TO_REFTYPE
 from romanimpreprocess.datamodels.wcs import read_wcs_header
-from romanimpreprocess.paths import same_file
+from romanimpreprocess.paths import overwrite_problems, same_file
 from romanimpreprocess.pipeline.steps import PIPELINE_CLASS, STEP_DEFS
 
 __all__ = [
@@ -562,22 +562,7 @@ def _check_overwrites(config, paths, source, problems):
     }
     if source and os.path.isfile(os.fspath(source)):
         inputs["the config file itself"] = os.path.abspath(os.fspath(source))
-    outputs = output_files(config, paths)
-    for out_key, out_path in outputs.items():
-        for in_key, in_path in inputs.items():
-            if same_file(out_path, in_path):
-                problems.append(
-                    f"{out_key}: {out_path} is {in_key} ({in_path}); it would be "
-                    f"overwritten (choose another output)"
-                )
-    keys = list(outputs)
-    for i, first in enumerate(keys):
-        for second in keys[i + 1 :]:
-            if same_file(outputs[first], outputs[second]):
-                problems.append(
-                    f"{second}: {outputs[second]} is also {first}; one would overwrite "
-                    f"the other"
-                )
+    problems += overwrite_problems(output_files(config, paths), inputs)
 
 
 def validate(
