@@ -27,7 +27,9 @@ log = logging.getLogger(__name__)
 _LOG_FORMAT = "%(asctime)s - %(name)s - %(levelname)s - %(message)s"
 
 
-def calibrateimage(config, verbose=True, *, base_dir=None, source=None):
+def calibrateimage(
+    config, verbose=True, *, base_dir=None, source=None, require_noise=False
+):
     """Calibrate the exposure described by the legacy ``config``.
 
     Parameters
@@ -41,6 +43,9 @@ def calibrateimage(config, verbose=True, *, base_dir=None, source=None):
         Directory relative paths in ``config`` are relative to (default: cwd).
     source : str or None
         The config's file, named in messages and never overwritten.
+    require_noise : bool
+        Noise layers follow (``gen_noise_image``): the ``NOISE`` block is checked
+        with the rest, before any work.
 
     Returns
     -------
@@ -50,7 +55,7 @@ def calibrateimage(config, verbose=True, *, base_dir=None, source=None):
     from romanimpreprocess.pipeline import L1ToL2Pipeline
 
     pipeline, input_path = L1ToL2Pipeline.from_legacy_config(
-        config, base_dir=base_dir, source=source
+        config, base_dir=base_dir, source=source, require_noise=require_noise
     )
     if verbose and not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format=_LOG_FORMAT)

@@ -10,7 +10,6 @@ are checked before anything runs.
 
 import copy
 import logging
-import os
 
 __all__ = [
     "calibrateimage",
@@ -67,14 +66,14 @@ def open_l2(path):
 def _calibrate_function(config):
     """L1 model → L2 model, calibrated exactly as the exposure (``config``)."""
     from romanimpreprocess.L1_to_L2.gen_cal_image import calibrateimage
+    from romanimpreprocess.noise.noise_step import temp_files
     from romanimpreprocess.stpipe import atomic_save
 
     temp = config["NOISE"]["TEMP"]
-    stem = os.path.splitext(temp)[0]
 
     def calibrate(l1):
         atomic_save(l1, temp)
-        out = stem + "_L2.asdf"
+        out = temp_files(temp)["L2"]
         run = copy.deepcopy(config)
         run.update({"IN": temp, "OUT": out, "SLICEOUT": False, "FITSOUT": False})
         run.pop("NOISE", None)
@@ -128,8 +127,10 @@ def main(argv=None):
     def work(config_path):
         """Calibrate one L1 exposure (SLICEOUT) and write its noise layers (NOISE)."""
         config = legacy.load_config(config_path)
-        check_noise_config(config, source=config_path)
-        out = calibrateimage(config | {"SLICEOUT": True}, source=config_path)
+        # one validation before any work, the NOISE block included
+        out = calibrateimage(
+            config | {"SLICEOUT": True}, source=config_path, require_noise=True
+        )
         noise = generate_all_noise(config)
         return f"wrote {out}\nwrote {noise}"
 

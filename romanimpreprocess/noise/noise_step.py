@@ -14,11 +14,12 @@ from romanimpreprocess.datamodels import (
     raw_to_ramp,
     resultant_times,
 )
+from romanimpreprocess.datamodels.l2 import fits_path
 from romanimpreprocess.noise import layers as grammar
 from romanimpreprocess.noise import noise
 from romanimpreprocess.stpipe import RipStep, atomic_save
 
-__all__ = ["NoiseStep"]
+__all__ = ["NoiseStep", "temp_files"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,17 @@ def _l1_variant(raw, data, amp33):
             delattr(l1, name)
     l1.meta.instrument.data_encoding_offset = 0
     return l1
+
+
+def temp_files(temp):
+    """The files kept under ``NOISE.TEMP``/``temp``: ``{what: path}``.
+
+    The last R layer's L1 at ``temp`` itself and its calibrations beside it,
+    ``<stem>_L2.asdf`` (noisy) and ``<stem>_refL2.asdf`` (the noiseless reference),
+    named as the legacy names them.
+    """
+    stem = os.path.splitext(temp)[0]
+    return {"L1": temp, "L2": stem + "_L2.asdf", "reference L2": stem + "_refL2.asdf"}
 
 
 class NoiseStep(RipStep):
@@ -240,9 +252,9 @@ class NoiseStep(RipStep):
             l1 = _l1_variant(raw, data, amp33)
             result = function(l1)
             if temp:
-                atomic_save(l1, temp)
-                name = "_refL2.asdf" if reference else "_L2.asdf"
-                atomic_save(result, os.path.splitext(temp)[0] + name)
+                files = temp_files(temp)
+                atomic_save(l1, files["L1"])
+                atomic_save(result, files["reference L2" if reference else "L2"])
             return np.asarray(result.data, dtype=np.float32)
 
         return calibrate
@@ -280,16 +292,12 @@ class NoiseStep(RipStep):
         if self.fits_output:
             from astropy.io import fits
 
-            fits_path = (
-                path[:-5] + "_asdf_to.fits"
-                if path.endswith(".asdf")
-                else (path + "_asdf_to.fits")
-            )
+            fits_copy = fits_path(path)
 
             def fits_writer(data, tmp_path):
                 fits.HDUList([fits.PrimaryHDU(data.astype(np.float32))]).writeto(
                     tmp_path
                 )
 
-            atomic_save(cube, fits_path, writer=fits_writer)
-            log.info("Wrote FITS copy %s", fits_path)
+            atomic_save(cube, fits_copy, writer=fits_writer)
+            log.info("Wrote FITS copy %s", fits_copy)

@@ -16,6 +16,7 @@ import roman_datamodels.datamodels as dm
 from romanimpreprocess.datamodels import ExposureInfo, Geometry, open_reference
 from romanimpreprocess.datamodels.l2 import fits_path, mask_path
 from romanimpreprocess.datamodels.wcs import read_wcs_header
+from romanimpreprocess.noise.noise_step import temp_files
 from romanimpreprocess.paths import overwrite_problems
 from romanimpreprocess.pipeline import legacy
 from romanimpreprocess.pipeline.steps import STEP_DEFS
@@ -153,18 +154,31 @@ class L1ToL2Pipeline(RipPipeline):
             Absolute path of the L1 exposure (``IN``); run it with
             ``pipeline.run(input)``.
         """
+        pipeline = cls(**parameters)
+        input_path = pipeline.apply_legacy_config(
+            config, source=source, base_dir=base_dir, require_noise=require_noise
+        )
+        if output_file:
+            pipeline.output_file = os.fspath(output_file)
+        return pipeline, input_path
+
+    def apply_legacy_config(
+        self, config, *, source=None, base_dir=None, require_noise=False
+    ):
+        """Validate a legacy config (dict or YAML path), apply it; return its IN.
+
+        Step and pipeline parameters, reference files and the output come from the
+        config, which is kept for ``processinfo.config``; ``save_results`` is on.
+        """
         if isinstance(config, str | os.PathLike):
             source = os.fspath(config)
             config = legacy.load_config(source)
         args = legacy.pipeline_args(
             config, source=source, base_dir=base_dir, require_noise=require_noise
         )
-        pipeline = cls(**parameters)
-        pipeline.apply_legacy_args(args)
-        if output_file:
-            pipeline.output_file = os.fspath(output_file)
-        pipeline.save_results = True
-        return pipeline, args.input
+        self.apply_legacy_args(args)
+        self.save_results = True
+        return args.input
 
     def apply_legacy_args(self, args):
         """Set step parameters, pipeline parameters and output from `PipelineArgs`."""
@@ -186,12 +200,9 @@ class L1ToL2Pipeline(RipPipeline):
         ``gen_cal_image cfg.yaml`` does.
         """
         if self.legacy_config:
-            config = legacy.load_config(self.legacy_config)
-            legacy_args = legacy.pipeline_args(config, source=self.legacy_config)
-            self.apply_legacy_args(legacy_args)
-            self.save_results = True
+            input_path = self.apply_legacy_config(self.legacy_config)
             if not args or args[0] is None:
-                args = (legacy_args.input, *args[1:])
+                args = (input_path, *args[1:])
             # applied once: a second run of this object must not re-read the file
             self.legacy_config = ""
         return super().run(*args)
@@ -348,10 +359,9 @@ class L1ToL2Pipeline(RipPipeline):
                     outputs["steps.noise.noise_file (FITS copy)"] = fits_path(path)
             if self.noise.temp:
                 temp = os.path.abspath(os.path.expanduser(self.noise.temp))
-                stem = os.path.splitext(temp)[0]
-                outputs["steps.noise.temp"] = temp
-                outputs["steps.noise.temp (L2)"] = stem + "_L2.asdf"
-                outputs["steps.noise.temp (reference L2)"] = stem + "_refL2.asdf"
+                for what, path in temp_files(temp).items():
+                    key = "steps.noise.temp" + ("" if what == "L1" else f" ({what})")
+                    outputs[key] = path
         return outputs
 
     def _input_files(self, dataset):

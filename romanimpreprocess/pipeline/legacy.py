@@ -32,6 +32,7 @@ import yaml
 from romanimpreprocess.datamodels.l2 import fits_path, mask_path
 from romanimpreprocess.datamodels.reference import CALDIR_TO_REFTYPE
 from romanimpreprocess.datamodels.wcs import read_wcs_header
+from romanimpreprocess.noise.noise_step import temp_files
 from romanimpreprocess.paths import overwrite_problems, same_file
 from romanimpreprocess.pipeline.steps import PIPELINE_CLASS, STEP_DEFS
 
@@ -546,10 +547,8 @@ def output_files(config, paths):
         if config.get("FITSOUT"):
             outputs["NOISE.OUT (FITS copy)"] = fits_path(paths["NOISE.OUT"])
     if "NOISE.TEMP" in paths:
-        stem = os.path.splitext(paths["NOISE.TEMP"])[0]
-        outputs["NOISE.TEMP"] = paths["NOISE.TEMP"]
-        outputs["NOISE.TEMP (L2)"] = stem + "_L2.asdf"
-        outputs["NOISE.TEMP (reference L2)"] = stem + "_refL2.asdf"
+        for what, path in temp_files(paths["NOISE.TEMP"]).items():
+            outputs["NOISE.TEMP" if what == "L1" else f"NOISE.TEMP ({what})"] = path
     return outputs
 
 

@@ -39,7 +39,7 @@ from romanimpreprocess.datamodels import (
     raw_to_ramp,
     validate_l1,
 )
-from romanimpreprocess.paths import same_file
+from romanimpreprocess.paths import overwrite_problems
 from romanimpreprocess.utils.atomic import atomic_write
 
 __all__ = [
@@ -358,16 +358,14 @@ class RipStep(RomanStep):
         inputs = {"the input": self.search_attr("_input_filename")}
         for reftype in self.reference_file_types:
             inputs[f"override_{reftype}"] = self.get_ref_override(reftype)
-        for what, source in inputs.items():
-            if (
-                isinstance(source, str)
-                and source not in ("", "N/A")
-                and same_file(path, source)
-            ):
-                raise ValueError(
-                    f"output_file {path} is {what} ({source}); it would be "
-                    f"overwritten (choose another output)"
-                )
+        inputs = {
+            what: source
+            for what, source in inputs.items()
+            if isinstance(source, str) and source not in ("", "N/A")
+        }
+        problems = overwrite_problems({"output_file": path}, inputs)
+        if problems:
+            raise ValueError(problems[0])
 
     def _write(self, model, path):
         """Write ``model`` to ``path`` atomically; return the absolute path."""
