@@ -17,8 +17,8 @@ def truth_header(size, *, ra=9.5, dec=-44.0, pa=30.0, exptime=139.8, filter="H15
     """FITS header of a ``size`` x ``size`` truth image (0.11 arcsec pixels)."""
     from astropy.io import fits
 
-    scale = 0.11 / 3600.0
-    angle = np.radians(pa)
+    from romanimpreprocess.simulate.field import tan_sip_header
+
     h = fits.Header()
     h["EXPTIME"] = (float(exptime), "s")
     h["FILTER"] = filter
@@ -26,25 +26,7 @@ def truth_header(size, *, ra=9.5, dec=-44.0, pa=30.0, exptime=139.8, filter="H15
     h["DEC_TARG"] = float(dec)
     h["PA_OBSY"] = float(pa)
     h["DATE-OBS"] = "2026-03-01 12:00:00.000"
-    h["WCSAXES"] = 2
-    h["CTYPE1"] = "RA---TAN-SIP"
-    h["CTYPE2"] = "DEC--TAN-SIP"
-    h["CRPIX1"] = (size + 1) / 2.0
-    h["CRPIX2"] = (size + 1) / 2.0
-    h["CRVAL1"] = float(ra)
-    h["CRVAL2"] = float(dec)
-    h["CD1_1"] = -scale * np.cos(angle)
-    h["CD1_2"] = scale * np.sin(angle)
-    h["CD2_1"] = scale * np.sin(angle)
-    h["CD2_2"] = scale * np.cos(angle)
-    h["A_ORDER"] = 2
-    h["B_ORDER"] = 2
-    h["A_2_0"] = 2.0e-8
-    h["A_1_1"] = -1.0e-8
-    h["A_0_2"] = 1.5e-8
-    h["B_2_0"] = -1.0e-8
-    h["B_1_1"] = 2.0e-8
-    h["B_0_2"] = 1.0e-8
+    tan_sip_header(ra, dec, np.radians(pa), (size + 1) / 2.0, header=h)
     return h
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "PSF_SIGMA",
     "SourceCatalog",
     "dither_offsets",
+    "tan_sip_header",
 ]
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,39 @@ class SourceCatalog:
         except (OSError, KeyError, ValueError) as err:
             raise ValueError(f"catalog {path}: cannot be read ({err})") from err
         return cls(**cols)
+
+
+def tan_sip_header(ra, dec, pa, crpix, header=None):
+    """The simulated detector's TAN-SIP WCS cards, added to ``header`` (or a new one).
+
+    ``PIXEL_SCALE`` pixels rotated by ``pa`` radians, the reference pixel ``crpix``
+    (0-based for our FITSWCS files, 1-based for a FITS image) at (``ra``, ``dec``), and
+    a small fixed distortion (~1 px at the corner of a full frame).
+    """
+    from astropy.io import fits
+
+    h = fits.Header() if header is None else header
+    scale = PIXEL_SCALE / 3600.0
+    h["WCSAXES"] = 2
+    h["CTYPE1"] = "RA---TAN-SIP"
+    h["CTYPE2"] = "DEC--TAN-SIP"
+    h["CRPIX1"] = crpix
+    h["CRPIX2"] = crpix
+    h["CRVAL1"] = float(ra)
+    h["CRVAL2"] = float(dec)
+    h["CD1_1"] = -scale * np.cos(pa)
+    h["CD1_2"] = scale * np.sin(pa)
+    h["CD2_1"] = scale * np.sin(pa)
+    h["CD2_2"] = scale * np.cos(pa)
+    h["A_ORDER"] = 2
+    h["B_ORDER"] = 2
+    h["A_2_0"] = 2.0e-8
+    h["A_1_1"] = -1.0e-8
+    h["A_0_2"] = 1.5e-8
+    h["B_2_0"] = -1.0e-8
+    h["B_1_1"] = 2.0e-8
+    h["B_0_2"] = 1.0e-8
+    return h
 
 
 def check_pointing(config):

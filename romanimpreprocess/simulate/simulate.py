@@ -31,6 +31,7 @@ from romanimpreprocess.constants import (
     OMEGA_IDEAL,
     REF_BORDER,
 )
+from romanimpreprocess.simulate.field import apply_dither, tan_sip_header
 
 __all__ = [
     "READ_PATTERNS",
@@ -214,37 +215,13 @@ def _inverse_phi(lin, beta):
 
 def wcs_header(config, ns):
     """A TAN-SIP header of the science area (CRPIX 0-based, at its centre)."""
-    from astropy.io import fits
-
     rng = np.random.default_rng([config.seed, 7])
-    scale = 0.11 / 3600.0
     pa = np.radians(rng.uniform(0, 360) if config.roll is None else config.roll)
-    h = fits.Header()
-    h["WCSAXES"] = 2
-    h["CTYPE1"] = "RA---TAN-SIP"
-    h["CTYPE2"] = "DEC--TAN-SIP"
-    h["CRPIX1"] = (ns - 1) / 2.0
-    h["CRPIX2"] = (ns - 1) / 2.0
-    h["CRVAL1"] = float(rng.uniform(0, 360))
-    h["CRVAL2"] = float(rng.uniform(-60, -20))
+    ra, dec = float(rng.uniform(0, 360)), float(rng.uniform(-60, -20))
     if config.ra is not None:
-        h["CRVAL1"], h["CRVAL2"] = float(config.ra), float(config.dec)
-    h["CD1_1"] = -scale * np.cos(pa)
-    h["CD1_2"] = scale * np.sin(pa)
-    h["CD2_1"] = scale * np.sin(pa)
-    h["CD2_2"] = scale * np.cos(pa)
-    h["A_ORDER"] = 2
-    h["B_ORDER"] = 2
-    # Small distortion: ~1 px at the corner of a full frame.
-    h["A_2_0"] = 2.0e-8
-    h["A_1_1"] = -1.0e-8
-    h["A_0_2"] = 1.5e-8
-    h["B_2_0"] = -1.0e-8
-    h["B_1_1"] = 2.0e-8
-    h["B_0_2"] = 1.0e-8
+        ra, dec = float(config.ra), float(config.dec)
+    h = tan_sip_header(ra, dec, pa, (ns - 1) / 2.0)
     if any(config.dither):
-        from romanimpreprocess.simulate.field import apply_dither
-
         apply_dither(h, config.dither, ns)
     return h
 
