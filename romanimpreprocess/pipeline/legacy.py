@@ -35,6 +35,7 @@ from romanimpreprocess.datamodels.wcs import read_wcs_header
 from romanimpreprocess.noise.noise_step import temp_files
 from romanimpreprocess.paths import overwrite_problems, same_file
 from romanimpreprocess.pipeline.steps import PIPELINE_CLASS, STEP_DEFS
+from romanimpreprocess.utils.atomic import atomic_write
 
 __all__ = [
     "CALDIR_KEYS",
@@ -748,16 +749,10 @@ def write_parameter_file(args, path):
     }
     path = os.path.abspath(os.fspath(path))
     directory = os.path.dirname(path)
+    # a parameter file goes where the user said: no directory is made for it
     if not os.path.isdir(directory):
         raise FileNotFoundError(2, "directory does not exist", directory)
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
-    try:
-        asdf.AsdfFile(tree).write_to(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return atomic_write(path, asdf.AsdfFile(tree).write_to)
 
 
 def convert_main(argv=None):
