@@ -70,9 +70,7 @@ def test_values_beyond_float16_are_clipped_and_flagged():
     assert model["processinfo"]["var_poisson_float32"][3, 4] == np.float32(1e6)
 
 
-@pytest.mark.parametrize(
-    "flag", [pixel.DEAD, pixel.NO_GAIN_VALUE, pixel.NO_FLAT_FIELD]
-)
+@pytest.mark.parametrize("flag", [pixel.DEAD, pixel.NO_GAIN_VALUE, pixel.NO_FLAT_FIELD])
 def test_unusable_pixels_get_do_not_use_outside_legacy_compat(flag):
     flags = {(3, 4): flag | pixel.HOT, (5, 6): pixel.HOT, (7, 8): pixel.LOW_QE}
     for legacy_compat in (False, True):
