@@ -9,6 +9,11 @@ Usage::
 
     python bench/profile_run.py bench/out/4096_survey6/sim/sim_WFI01_4096_s0.yaml
     python bench/profile_run.py CONFIG.yaml --markdown   # a table for RESULTS.md
+    python bench/profile_run.py CONFIG.yaml --part-peaks # peak within each part
+
+With ``--part-peaks`` the peak column is the peak of each part alone (the kernel's
+high-water mark is reset when a part starts, ``/proc/self/clear_refs``), which shows
+which part sets the run's peak; the whole run's peak is then the largest of them.
 """
 
 import argparse
@@ -37,6 +42,14 @@ def _memory():
 
 
 ROWS = []
+PART_PEAKS = False
+
+
+def _reset_peak():
+    """Start a new high-water mark of the resident memory (Linux >= 4.0)."""
+    if PART_PEAKS:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
 
 
 def _record(name, before, memory=True):
@@ -57,6 +70,7 @@ def _wrap(owner, name, label=None):
     original = getattr(owner, name)
 
     def wrapper(*args, **kwargs):
+        _reset_peak()
         before = _usage()
         try:
             return original(*args, **kwargs)
@@ -70,7 +84,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config", help="legacy gen_cal_image YAML")
     parser.add_argument("--markdown", action="store_true", help="print a table")
+    parser.add_argument(
+        "--part-peaks", action="store_true", help="peak memory of each part alone"
+    )
     args = parser.parse_args(argv)
+    global PART_PEAKS
+    PART_PEAKS = args.part_peaks
 
     start = (_T0, 0.0, 0.0, 0)
     import stpipe.step
@@ -87,6 +106,7 @@ def main(argv=None):
     def run(self, *run_args):
         if self.parent is None:
             return base_run(self, *run_args)
+        _reset_peak()
         before = _usage()
         try:
             return base_run(self, *run_args)

@@ -24,6 +24,7 @@ from romanimpreprocess.datamodels.checksums import block_checksum_problems
 from romanimpreprocess.datamodels.errors import ReferenceFileError
 from romanimpreprocess.datamodels.geometry import Geometry
 from romanimpreprocess.datamodels.reference_checks import ExposureInfo
+from romanimpreprocess.utils.mapped import release_pages
 
 __all__ = ["FIELDS", "ExposureInfo", "ReferenceFile", "open_reference"]
 
@@ -394,10 +395,10 @@ class ReferenceFile:
             ) from exc
         spec = FIELDS[self.reftype].get(name)
         if spec is not None and spec.finite and isinstance(value, np.ndarray):
-            bad = ~np.isfinite(value)
-            if bad.any():
+            n_bad = _count_nonfinite(value)
+            if n_bad:
                 raise self._error(
-                    f"{int(bad.sum())} non-finite value(s) (NaN or inf)", field=where
+                    f"{n_bad} non-finite value(s) (NaN or inf)", field=where
                 )
         self._cache[name] = value
         return value
@@ -416,6 +417,23 @@ class ReferenceFile:
 
     def __repr__(self):
         return f"<ReferenceFile {self.reftype} {self.path}>"
+
+
+def _count_nonfinite(array) -> int:
+    """Non-finite values of ``array``, counted one plane at a time.
+
+    A cube (the 24-resultant bias correction is 1.6 GiB) is never tested whole: no
+    cube-sized boolean array, and a memory-mapped plane's pages are given back once
+    checked (`romanimpreprocess.utils.mapped`); the steps read the planes again one
+    at a time.
+    """
+    if array.ndim < 3:
+        return int(np.count_nonzero(~np.isfinite(array)))
+    total = 0
+    for plane in array.reshape(-1, *array.shape[-2:]):
+        total += int(np.count_nonzero(~np.isfinite(plane)))
+        release_pages(plane)
+    return total
 
 
 def _to_plain(node):
