@@ -295,38 +295,62 @@ def _screen_compiled(inputs, full, planner, start, thresholds, frame, threads):
     ``inputs`` = (data, groupdq, gain, read_noise, border, matrix); the outputs of
     ``frame`` (a `ramp_fit_frame.FrameFit`) are filled in place.
     """
-    data, groupdq, gain, read_noise, border, matrix = inputs
-    slope, endslice = frame.slope, frame.endslice
     from romanimpreprocess.parallel import kernel_threads
-    from romanimpreprocess.ramp_fitting.ramp_fit_kernels import (
-        screen_ramps,
-        structured_tests,
-    )
+    from romanimpreprocess.ramp_fitting import ramp_fit_kernels as kernels
 
-    sy, sx = slope.shape
-    special = np.zeros((sy, sx), bool)
-    group_to_pixel = np.array(
-        [[int(g), int(p)] for g, p in _GROUP_TO_PIXEL], dtype=np.int64
-    ).reshape(-1, 2)
-    bits = np.array(
-        [int(SAT), int(_DNU), int(_UNUSABLE), int(P_DNU), int(P_SAT)], np.int64
+    data, groupdq, gain, read_noise, border, matrix = inputs
+    pixels = kernels.ScreenInputs(
+        np.ascontiguousarray(data),
+        np.ascontiguousarray(groupdq),
+        np.ascontiguousarray(gain),
+        np.ascontiguousarray(read_noise),
+        int(border),
     )
-    limits = np.array(
-        [
-            thresholds.sthresh_a,
-            thresholds.sthresh_b,
-            thresholds.ithresh_a,
-            thresholds.ithresh_b,
-        ],
-        dtype=np.float64,
+    pattern = _screen_pattern(full, planner, start, matrix)
+    rules = kernels.ScreenRules(
+        thresholds=np.array(
+            [
+                thresholds.sthresh_a,
+                thresholds.sthresh_b,
+                thresholds.ithresh_a,
+                thresholds.ithresh_b,
+            ],
+            dtype=np.float64,
+        ),
+        margin=float(SCREEN_MARGIN),
+        gain_clip=np.array(GAIN_CLIP, dtype=np.float64),
+        group_to_pixel=np.array(
+            [[int(g), int(p)] for g, p in _GROUP_TO_PIXEL], dtype=np.int64
+        ).reshape(-1, 2),
+        bits=np.array(
+            [int(SAT), int(_DNU), int(_UNUSABLE), int(P_DNU), int(P_SAT)], np.int64
+        ),
     )
-    no_endslice = np.zeros((1, 1), np.int8)
+    outputs = kernels.ScreenOutputs(
+        slope=frame.slope,
+        var_poisson=frame.var_poisson,
+        var_rnoise=frame.var_rnoise,
+        flags=frame.flags,
+        endslice=frame.endslice
+        if frame.endslice is not None
+        else np.zeros((1, 1), np.int8),
+        special=np.zeros(frame.slope.shape, bool),
+    )
+    with kernel_threads(threads):
+        kernels.screen_ramps(pixels, pattern, rules, outputs)
+    return np.flatnonzero(outputs.special)
+
+
+def _screen_pattern(full, planner, start, matrix):
+    """The full ramp's constants for the compiled pass (`ramp_fit_kernels`)."""
+    from romanimpreprocess.ramp_fitting import ramp_fit_kernels as kernels
+
     n, ntests = matrix.shape[1], matrix.shape[0] - 1
     used = n - start
     # the statistics through C⁻¹ d where that is fewer operations than dot products
     structure = None
     if 7 * used + 4 * ntests < used * ntests:
-        structure = structured_tests(
+        structure = kernels.structured_tests(
             full.tests.weights,
             full.tests.flag,
             full.tests.double,
@@ -347,36 +371,18 @@ def _screen_compiled(inputs, full, planner, start, thresholds, frame, threads):
         factors = np.stack(
             [structure[k] for k in ("inv_dprime", "lower", "inv_diag", "upper", "tbar")]
         )
-    with kernel_threads(threads):
-        screen_ramps(
-            np.ascontiguousarray(data),
-            np.ascontiguousarray(groupdq),
-            np.ascontiguousarray(gain),
-            np.ascontiguousarray(read_noise),
-            int(border),
-            np.ascontiguousarray(matrix, dtype=np.float64),
-            np.ascontiguousarray(full.tests.poisson, dtype=np.float64),
-            np.ascontiguousarray(full.tests.read, dtype=np.float64),
-            factors,
-            structure["coefs"],
-            structure["step_at"],
-            structure["free_at"],
-            float(full.coef_poisson),
-            float(full.coef_read),
-            int(start),
-            limits,
-            float(SCREEN_MARGIN),
-            np.array(GAIN_CLIP, dtype=np.float64),
-            group_to_pixel,
-            bits,
-            slope,
-            frame.var_poisson,
-            frame.var_rnoise,
-            frame.flags,
-            endslice if endslice is not None else no_endslice,
-            special,
-        )
-    return np.flatnonzero(special)
+    return kernels.ScreenPattern(
+        start=int(start),
+        matrix=np.ascontiguousarray(matrix, dtype=np.float64),
+        test_poisson=np.ascontiguousarray(full.tests.poisson, dtype=np.float64),
+        test_read=np.ascontiguousarray(full.tests.read, dtype=np.float64),
+        coef_poisson=float(full.coef_poisson),
+        coef_read=float(full.coef_read),
+        structure=factors,
+        coefs=structure["coefs"],
+        step_at=structure["step_at"],
+        free_at=structure["free_at"],
+    )
 
 
 def _full_labels(n, start):
