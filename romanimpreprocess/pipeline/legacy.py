@@ -26,6 +26,7 @@ import numbers
 import os
 import sys
 from dataclasses import dataclass, field
+from functools import partial
 
 import yaml
 
@@ -652,11 +653,32 @@ def pipeline_args(
     if problems:
         raise LegacyConfigError(problems, source=source)
 
+    steps = _reference_overrides(config, paths)
+    _set_step_parameters(config, paths, steps)
+
+    parameters = {
+        "legacy_compat": bool(config.get("LEGACY_COMPAT", False)),
+        "fits_output": bool(config.get("FITSOUT", False)),
+        "sliceout": bool(config.get("SLICEOUT", False)),
+        "mask_output": bool(config.get("MASKOUT", False)),
+    }
+    return PipelineArgs(
+        input=paths["IN"],
+        output=paths["OUT"],
+        parameters=parameters,
+        steps=steps,
+        config=copy.deepcopy(config),
+    )
+
+
+def _setp(steps, step, name, value):
+    steps.setdefault(step, {})[name] = value
+
+
+def _reference_overrides(config, paths):
+    """``{step: {override_<reftype>: path or "N/A"}}`` from CALDIR."""
     steps = {}
-
-    def setp(step, name, value):
-        steps.setdefault(step, {})[name] = value
-
+    setp = partial(_setp, steps)
     # Calibration files: every step gets the files of the reftypes it reads; an
     # optional file that is not given is explicitly N/A (no CRDS lookup, one log line).
     caldir = config["CALDIR"]
@@ -672,7 +694,12 @@ def pipeline_args(
                 setp(step, f"override_{reftype}", by_reftype[reftype])
             elif reftype in optional:
                 setp(step, f"override_{reftype}", "N/A")
+    return steps
 
+
+def _set_step_parameters(config, paths, steps):
+    """Add the step parameters that the legacy keys map to (docs/legacy.rst)."""
+    setp = partial(_setp, steps)
     if "FITSWCS" in paths:
         setp("flatfield", "wcs_header", paths["FITSWCS"])
     if "EXCLUDE_FIRST" in config:
@@ -701,20 +728,6 @@ def pipeline_args(
             setp("ramp_fit", name, float(config["JUMP_DETECT_PARS"][key]))
     if config.get("SKYORDER") is not None:
         setp("sky", "order", int(config["SKYORDER"]))
-
-    parameters = {
-        "legacy_compat": bool(config.get("LEGACY_COMPAT", False)),
-        "fits_output": bool(config.get("FITSOUT", False)),
-        "sliceout": bool(config.get("SLICEOUT", False)),
-        "mask_output": bool(config.get("MASKOUT", False)),
-    }
-    return PipelineArgs(
-        input=paths["IN"],
-        output=paths["OUT"],
-        parameters=parameters,
-        steps=steps,
-        config=copy.deepcopy(config),
-    )
 
 
 # ---------------------------------------------------------------- converter

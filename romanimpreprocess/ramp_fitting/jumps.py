@@ -7,15 +7,12 @@ coefficients of `optimal_weights.slope_variance_coefficients`, so its significan
 test fires when ``z`` exceeds a threshold that is interpolated in log slope between
 ``SthreshA`` (at slopes <= ``IthreshA``) and ``SthreshB`` (at slopes >= ``IthreshB``).
 
-Two families of tests are built here:
-
-* `legacy_tests` -- the legacy statistic: the slope of the pair ``(i, i+di)`` minus
-  the fitted slope, ``w = (e_{i+di} - e_i)/Δ - K``; one-sided; flags the earlier
-  resultant ``i``.
-* `step_tests` -- the default: the amplitude of a step between two consecutive used
-  resultants (single difference) or across one dropped resultant (double difference),
-  fitted together with the ramp (fixed-weight GLS; the likelihood-ratio test of a jump
-  there). Two-sided; flags the resultant where the jump appears.
+The tests built here, `step_tests`, are the default: the amplitude of a step between
+two consecutive used resultants (single difference) or across one dropped resultant
+(double difference), fitted together with the ramp (fixed-weight GLS; the
+likelihood-ratio test of a jump there). Two-sided; they flag the resultant where the
+jump appears. (The legacy's one-sided residual tests are
+`ramp_fit_legacy.legacy_tests`.)
 """
 
 import math
@@ -27,7 +24,6 @@ from numpy.typing import NDArray
 from romanimpreprocess.ramp_fitting.optimal_weights import (
     gls_estimators,
     resultant_covariance,
-    slope_variance_coefficients,
     variance_coefficients,
 )
 
@@ -38,7 +34,6 @@ __all__ = [
     "empty_tests",
     "false_jump_probability",
     "jump_threshold",
-    "legacy_tests",
     "step_tests",
 ]
 
@@ -200,73 +195,6 @@ def empty_tests(n: int) -> JumpTests:
         outlier=np.zeros((0, n)),
         outlier_poisson=np.zeros(0),
         outlier_read=np.zeros(0),
-    )
-
-
-def legacy_tests(
-    weights: NDArray,
-    tbar: NDArray,
-    tau: NDArray,
-    n_frames: NDArray,
-    *,
-    start: int,
-    stop: int,
-) -> JumpTests:
-    """The legacy residual tests of one ``jump_detect`` call (docs/ramp_fit/description.rst).
-
-    Pairs ``(i, i+di)`` for ``i = start..stop-2`` with ``di in {1, 2}``, but only
-    ``di = 1`` when ``i = stop-2`` or when ``stop - 1 - start == 2``; the statistic is
-    ``δ = (d_{i+di} - d_i)/Δ - s`` with ``s = K·d``, i.e. ``w = (e_{i+di} - e_i)/Δ - K``;
-    the flag goes on resultant ``i``.
-
-    Parameters
-    ----------
-    weights : ndarray, shape (n,)
-        Slope weights K of the call (zero beyond ``stop``).
-    tbar, tau : ndarray, shape (n,)
-        Mean and variance-weighted read times, s.
-    n_frames : ndarray, shape (n,)
-        Frames per resultant.
-    start : int
-        First used resultant.
-    stop : int
-        Resultants ``< stop`` are used (``T`` of the legacy; ``n`` for the full ramp).
-
-    Returns
-    -------
-    JumpTests
-        ``2 (stop - start) - 3`` tests (fewer when ``stop - start <= 3``).
-    """
-    k = np.asarray(weights, dtype=np.float64)
-    tbar64 = np.asarray(tbar, dtype=np.float64)
-    rows = []
-    for i in range(start, stop - 1):
-        steps = (1,) if (i == stop - 2 or stop - 1 - start == 2) else (1, 2)
-        for di in steps:
-            j = i + di
-            w = -k.copy()
-            delta = tbar64[j] - tbar64[i]
-            w[j] += 1.0 / delta
-            w[i] -= 1.0 / delta
-            rows.append((w, i, di == 2))
-    if not rows:
-        return JumpTests(
-            weights=np.zeros((0, k.size)),
-            poisson=np.zeros(0),
-            read=np.zeros(0),
-            flag=np.zeros(0, np.intp),
-            double=np.zeros(0, bool),
-        )
-    weights = np.array([r[0] for r in rows])
-    # One vector at a time: legacy_compat reproduces the legacy's float32 threshold
-    # comparison from exactly these coefficient values.
-    pairs = [slope_variance_coefficients(w, tbar, tau, n_frames) for w in weights]
-    return JumpTests(
-        weights=weights,
-        poisson=np.array([c[0] for c in pairs]),
-        read=np.array([c[1] for c in pairs]),
-        flag=np.array([r[1] for r in rows], dtype=np.intp),
-        double=np.array([r[2] for r in rows], dtype=bool),
     )
 
 

@@ -14,7 +14,7 @@ single-read variance: ``C_ii = 1/N_i + u tau_i``, ``C_ij = u tbar_min(i,j)``.
 
 Every function here works on per-exposure vectors of length ``nresultants`` and returns
 float64 (the legacy stores the full-ramp weights as float32; see
-`legacy_slope_coefficients`).
+`ramp_fit_legacy.legacy_slope_coefficients`).
 """
 
 from dataclasses import dataclass
@@ -26,7 +26,6 @@ __all__ = [
     "RampOptPars",
     "gls_estimator",
     "gls_estimators",
-    "legacy_slope_coefficients",
     "optimal_weights",
     "poisson_covariance",
     "resultant_covariance",
@@ -410,47 +409,3 @@ def slope_variance_coefficients(
     a = float(w @ poisson_covariance(tbar, tau) @ w)
     b = float(np.sum(w * w / np.asarray(n_frames, dtype=np.float64)))
     return a, b
-
-
-def legacy_slope_coefficients(
-    weights32: NDArray[np.float32],
-    tbar: NDArray,
-    tau: NDArray,
-    n_frames: NDArray,
-    *,
-    start: int,
-    stop: int,
-) -> tuple[np.float32, np.float32]:
-    """``coef`` and ``sqrt(ΣK²/N)`` evaluated as the legacy code does (float32).
-
-    ``coef = Σ_{i=start}^{stop-1} [K_i² tau_i + 2 Σ_{j=start}^{i-1} K_i K_j tbar_j]``
-    accumulated in float32 from float32 K, tau and tbar (docs/ramp_fit/description.rst).
-
-    Parameters
-    ----------
-    weights32 : ndarray, shape (n,), float32
-        Weights as the legacy stores them.
-    tbar, tau : ndarray, shape (n,)
-        Read times (cast to float32 as the legacy stores them).
-    n_frames : ndarray, shape (n,)
-        Frames per resultant.
-    start, stop : int
-        Resultants ``start..stop-1`` enter the sums.
-
-    Returns
-    -------
-    tuple of numpy.float32
-        ``(coef, sqrt(Σ K²/N))``.
-    """
-    k = np.asarray(weights32, dtype=np.float32)
-    t32 = np.asarray(tbar, dtype=np.float32)
-    tau32 = np.asarray(tau, dtype=np.float32)
-    nf = np.asarray(n_frames)
-    coef = np.float32(0.0)
-    ksq = np.float32(0.0)
-    for i in range(start, stop):
-        coef += k[i] * k[i] * tau32[i]
-        for j in range(start, i):
-            coef += np.float32(2.0) * k[i] * k[j] * t32[j]
-        ksq += k[i] * k[i] / np.float32(nf[i])
-    return np.float32(coef), np.float32(np.sqrt(ksq))

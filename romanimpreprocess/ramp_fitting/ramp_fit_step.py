@@ -18,6 +18,8 @@ from romanimpreprocess.datamodels import resultant_times
 from romanimpreprocess.ramp_fitting import likely, ramp_fit, read_variance
 from romanimpreprocess.ramp_fitting.jumps import JumpThresholds
 from romanimpreprocess.ramp_fitting.optimal_weights import RampOptPars, optimal_weights
+from romanimpreprocess.ramp_fitting.ramp_fit_frame import MAX_ENDSLICE_RESULTANTS
+from romanimpreprocess.ramp_fitting.ramp_fit_legacy import legacy_error_roundtrip
 from romanimpreprocess.stpipe import RipStep
 
 __all__ = ["RampFitStep"]
@@ -251,9 +253,7 @@ class RampFitStep(RipStep):
         )
         log.info("Pixels by kind of fit: %s", res.counts)
         if self.legacy_compat:
-            err, var_p, var_r = ramp_fit.legacy_error_roundtrip(
-                res.var_poisson, res.var_rnoise
-            )
+            err, var_p, var_r = legacy_error_roundtrip(res.var_poisson, res.var_rnoise)
         else:
             var_p = res.var_poisson
             var_r = self._calibration_variance(
@@ -360,13 +360,13 @@ class RampFitStep(RipStep):
             )
             err = np.sqrt(var_p + var_r)
         if self.legacy_compat:
-            err, var_p, var_r = ramp_fit.legacy_error_roundtrip(var_p, var_r)
+            err, var_p, var_r = legacy_error_roundtrip(var_p, var_r)
             chisq = chisq.astype(np.float16).astype(np.float32)
             dumo = dumo.astype(np.float16).astype(np.float32)
         b = REF_BORDER
         endslice = (
             ramp_fit.end_slices(model.groupdq[:, b:-b, b:-b])
-            if model.data.shape[0] < ramp_fit.MAX_ENDSLICE_RESULTANTS
+            if model.data.shape[0] < MAX_ENDSLICE_RESULTANTS
             else None
         )
         jumped = np.unique(res.jumps[:, 1:], axis=0).shape[0] if res.jumps.size else 0

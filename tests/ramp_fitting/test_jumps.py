@@ -9,7 +9,6 @@ from romanimpreprocess.ramp_fitting.jumps import (
     JumpThresholds,
     false_jump_probability,
     jump_threshold,
-    legacy_tests,
     step_tests,
 )
 from romanimpreprocess.ramp_fitting.optimal_weights import (
@@ -17,6 +16,7 @@ from romanimpreprocess.ramp_fitting.optimal_weights import (
     optimal_weights,
     segment_weights,
 )
+from romanimpreprocess.ramp_fitting.ramp_fit_legacy import legacy_tests
 from tests.ramp_fitting.ramps import GAIN, SIGMA_READ, SURVEY_PATTERN, simulate, times
 
 U_TEST = RampOptPars(0.4, 1.8, 7.0).u

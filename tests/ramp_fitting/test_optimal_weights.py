@@ -9,7 +9,6 @@ import pytest
 from romanimpreprocess.ramp_fitting.optimal_weights import (
     RampOptPars,
     gls_estimators,
-    legacy_slope_coefficients,
     optimal_weights,
     poisson_covariance,
     segment_weights,
@@ -17,6 +16,7 @@ from romanimpreprocess.ramp_fitting.optimal_weights import (
     two_point_weights,
     uniform_weights,
 )
+from romanimpreprocess.ramp_fitting.ramp_fit_legacy import legacy_slope_coefficients
 from tests.ramp_fitting.ramps import SURVEY_PATTERN, times
 
 U_DEFAULT = 5.259698e-3  # RAMP_OPT_PARS defaults 0.4 / 1.8 / 6.5

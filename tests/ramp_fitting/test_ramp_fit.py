@@ -7,7 +7,7 @@ import pytest
 from roman_datamodels.dqflags import group, pixel
 from scipy import integrate, stats
 
-from romanimpreprocess.ramp_fitting import ramp_fit
+from romanimpreprocess.ramp_fitting import ramp_fit, ramp_fit_frame, ramp_fit_legacy
 from romanimpreprocess.ramp_fitting.optimal_weights import RampOptPars, optimal_weights
 from tests.ramp_fitting.ramps import (
     GAIN,
@@ -404,7 +404,7 @@ def test_block_size_does_not_matter(rng, monkeypatch):
     gdq[4:, ::11] = group.SATURATED
     for legacy in (False, True):
         ref = fit(d, (side, side), gdq=gdq, legacy=legacy)
-        monkeypatch.setattr(ramp_fit, "BLOCK_PIXELS", 37)
+        monkeypatch.setattr(ramp_fit_frame, "BLOCK_PIXELS", 37)
         small = fit(d, (side, side), gdq=gdq, legacy=legacy)
         monkeypatch.undo()
         for key in ("slope", "var_poisson", "var_rnoise", "dq", "endslice"):
@@ -431,7 +431,7 @@ def test_legacy_error_roundtrip():
     # Poisson-dominated pixels.
     vp = np.array([1e-3, 2.0, 400.0], np.float32)
     vr = np.array([5e-3, 0.03, 0.03], np.float32)
-    err, vp2, vr2 = ramp_fit.legacy_error_roundtrip(vp, vr)
+    err, vp2, vr2 = ramp_fit_legacy.legacy_error_roundtrip(vp, vr)
     err16 = np.hypot(np.sqrt(vr), np.sqrt(vp)).astype(np.float16)
     np.testing.assert_allclose(err, err16.astype(np.float32), rtol=2e-7)
     np.testing.assert_allclose(vp2, vp.astype(np.float16).astype(np.float32), rtol=1e-6)

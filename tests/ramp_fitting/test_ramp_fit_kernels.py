@@ -6,6 +6,7 @@ from roman_datamodels.dqflags import group
 
 from romanimpreprocess.ramp_fitting import ramp_fit, ramp_fit_kernels
 from romanimpreprocess.ramp_fitting.jumps import JumpThresholds
+from romanimpreprocess.ramp_fitting.ramp_fit_frame import FrameFit
 
 PATTERNS = {
     "survey6": [
@@ -108,7 +109,7 @@ def _full_plan(pattern, start):
     tbar = np.array([np.mean(r) * FRAME_TIME for r in pattern])
     n_frames = np.array([len(r) for r in pattern])
     tau = tbar - FRAME_TIME * (n_frames - 1) * (n_frames + 1) / (6 * n_frames)
-    planner = ramp_fit._Planner(tbar, tau, n_frames, u=5e-3, start=start, legacy=False)
+    planner = ramp_fit._Planner(tbar, tau, n_frames, u=5e-3, start=start)
     return planner, planner.plan(ramp_fit._full_labels(n, start))
 
 
@@ -182,18 +183,13 @@ def test_structured_screening_marks_the_same_pixels(monkeypatch, thresholds):
 
     def screen():
         sy = sx = 64 - 2 * ramp_fit.REF_BORDER
-        outputs = (
-            np.empty((sy, sx), np.float32),
-            np.empty((sy, sx), np.float32),
-            np.empty((sy, sx), np.float32),
-            np.zeros((sy, sx), np.uint32),
-            np.empty((sy, sx), np.int8),
-        )
+        frame = FrameFit(len(pattern), sy, sx)
         inputs = (data, groupdq, gain, read_noise, ramp_fit.REF_BORDER, matrix)
         special = ramp_fit._screen_compiled(
-            inputs, full, planner, 1, thresholds, outputs, 2
+            inputs, full, planner, 1, thresholds, frame, 2
         )
-        return special, outputs
+        outputs = (frame.slope, frame.var_poisson, frame.var_rnoise, frame.flags)
+        return special, (*outputs, frame.endslice)
 
     structured, out_s = screen()
     monkeypatch.setattr(ramp_fit_kernels, "structured_tests", lambda *a, **k: None)
