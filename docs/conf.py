@@ -2,6 +2,8 @@
 
 project = "romanimpreprocess"
 author = "romanimpreprocess developers"
-extensions = []
+extensions = ["sphinx.ext.autodoc", "sphinx.ext.napoleon"]
+napoleon_google_docstring = False
+autodoc_member_order = "bysource"
 exclude_patterns = ["_build"]
 html_theme = "alabaster"

@@ -282,7 +282,7 @@ def type4_parameters(
 def type4_log_norm(m: NDArray[np.float64], nu: NDArray[np.float64]) -> NDArray:
     """log ∫_{−π/2}^{π/2} cos^(2m−2)θ · exp(−νθ) dθ.
 
-    Closed form π Γ(2m − 1) / (2^(2m−2) |Γ(m + iν/2)|²) (Heinrich 2004, eq. 4 in θ).
+    Closed form ``π Γ(2m − 1) / (2^(2m−2) |Γ(m + iν/2)|²)`` (Heinrich 2004, eq. 4 in θ).
     """
     m = np.asarray(m, dtype=np.float64)
     nu = np.asarray(nu, dtype=np.float64)
