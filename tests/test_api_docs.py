@@ -23,7 +23,9 @@ def test_every_step_package_is_found():
 def test_step_api_page_lists_every_module(package):
     page = ROOT / "docs" / DOCS_FOLDER.get(package, package) / "api.rst"
     assert page.is_file(), f"{page} is missing"
-    documented = set(re.findall(r"^\.\. automodule:: (\S+)$", page.read_text(), re.M))
+    documented = set(
+        re.findall(r"^\.\. automodule:: (\S+)$", page.read_text(), re.MULTILINE)
+    )
     modules = {
         f"romanimpreprocess.{package}.{p.stem}"
         for p in (PACKAGE / package).glob("*.py")
@@ -32,4 +34,6 @@ def test_step_api_page_lists_every_module(package):
     assert modules - documented == set(), f"{page}: modules without an API entry"
     assert documented - modules == set(), f"{page}: entries for modules that are gone"
     index = page.with_name("index.rst").read_text()
-    assert re.search(r"^\s+api\s*$", index, re.M), f"{page.parent}/index.rst: no api entry"
+    assert re.search(r"^\s+api\s*$", index, re.MULTILINE), (
+        f"{page.parent}/index.rst: no api entry"
+    )
