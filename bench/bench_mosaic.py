@@ -4,6 +4,9 @@ Usage::
 
     python bench/bench_mosaic.py [--size 4096] [--count 2] [--out bench/out/mosaic]
 
+``--phase pipeline`` starts at 2. on the exposures already simulated in ``--out``;
+``--phase mosaic`` runs only 3.
+
 1. ``rip-simulate --dithers COUNT`` (one field, same detector, own noise, one
    catalogue in µJy), under ``/usr/bin/time -v``;
 2. our pipeline (``gen_cal_image``, SKYORDER 0) on each exposure, under
@@ -141,8 +144,8 @@ def _mosaic_phase(out, weight_type="ivm", skip=()):
         background = np.nanmedian(values[ring])
         flux = np.sum(values[inside] - background) * pixel_sr * 1e12
         sigma = math.sqrt(np.sum(err[cut][inside] ** 2)) * pixel_sr * 1e12
-        rows.append((catalog.flux_ujy[i], flux, sigma, nearest[i], cover[i]))
-    rows = np.array(rows).reshape(-1, 5)
+        rows.append((catalog.flux_ujy[i], flux, sigma, nearest[i], cover[i], i))
+    rows = np.array(rows).reshape(-1, 6)
     np.save(os.path.join(out, f"stars_{tag}.npy"), rows)
     result = {
         "weight_type": weight_type,
@@ -151,7 +154,10 @@ def _mosaic_phase(out, weight_type="ivm", skip=()):
         "mosaic_s": round(t_mosaic, 1),
         "finite_over_overlap": finite_overlap,
         "overlap_pixels_sampled": int(overlap.sum()),
-        "columns": "catalogue uJy, measured uJy, sigma uJy, nearest source px, cover",
+        "columns": (
+            "catalogue uJy, measured uJy, sigma uJy, nearest source px, cover, "
+            "catalogue index"
+        ),
         "conversion_megajanskys": [
             float(rdm.open(p).meta.photometry.conversion_megajanskys) for p in l2_paths
         ],
@@ -194,7 +200,7 @@ def main(argv=None):
     parser.add_argument("--count", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(Path(__file__).parent / "out" / "mosaic"))
-    parser.add_argument("--phase", default="all", choices=["all", "mosaic"])
+    parser.add_argument("--phase", default="all", choices=["all", "pipeline", "mosaic"])
     parser.add_argument(
         "--weight-type",
         default="ivm,exptime",
@@ -212,22 +218,24 @@ def main(argv=None):
         return 0
     env = dict(os.environ, STPIPE_DISABLE_CRDS_STEPPARS="true")
     py = sys.executable
-    sim = _timed(
-        [
-            py,
-            "-m",
-            "romanimpreprocess.simulate.cli",
-            "--out",
-            out,
-            "--size",
-            str(args.size),
-            "--seed",
-            str(args.seed),
-            "--dithers",
-            str(args.count),
-        ],
-        env=env,
-    )
+    sim = None
+    if args.phase == "all":
+        sim = _timed(
+            [
+                py,
+                "-m",
+                "romanimpreprocess.simulate.cli",
+                "--out",
+                out,
+                "--size",
+                str(args.size),
+                "--seed",
+                str(args.seed),
+                "--dithers",
+                str(args.count),
+            ],
+            env=env,
+        )
     runs = []
     import yaml
 
@@ -261,7 +269,8 @@ def main(argv=None):
         with open(os.path.join(out, f"mosaic_{weight_type}.json")) as f:
             result[f"mosaic_{weight_type}"] = {**json.load(f), "process": mosaic}
     for item in (sim, *runs):
-        item.pop("output")
+        if item is not None:
+            item.pop("output")
     result.update({"simulate": sim, "pipeline": runs})
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(result, f, indent=1)

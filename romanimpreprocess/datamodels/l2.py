@@ -7,6 +7,10 @@ the float32 arrays in ``processinfo`` (``err_float32``, ``var_poisson_float32``,
 ``var_rnoise_float32``). `write_l2` writes the ASDF file with ``processinfo`` as a
 top-level branch beside ``roman`` (the legacy layout) and, on request, the legacy FITS
 copy; both files are written to a temporary directory and renamed into place.
+
+Outside ``legacy_compat``, `finalize_l2` also gives DO_NOT_USE to every pixel whose
+flags say its value means nothing (`UNUSABLE_FLAGS`), so that downstream tools that
+skip only DO_NOT_USE (romancal's resample) skip them too.
 """
 
 import hashlib
@@ -22,9 +26,11 @@ from romanimpreprocess.constants import OMEGA_IDEAL, REF_BORDER
 
 __all__ = [
     "FLOAT16_FIELDS",
+    "UNUSABLE_FLAGS",
     "fill_no_slope",
     "finalize_l2",
     "fits_path",
+    "flag_unusable",
     "full_frame_dq",
     "mask_path",
     "plain_tree",
@@ -44,6 +50,13 @@ FITS_MASKED_VALUE = -1000.0
 NO_SLOPE_DATA = 0.0
 NO_SLOPE_VAR_RNOISE = _FLOAT16_MAX
 NO_SLOPE_ERR = float(np.sqrt(np.float32(_FLOAT16_MAX)))
+# Flags whose pixel value carries no information about the sky: a dead pixel (no
+# response, its data ~0), a gain or a flat outside the accepted range (clipped, so
+# the value is scaled by a made-up number). romancal's tools skip only DO_NOT_USE
+# (resample's good_bits, outlier_detection, skymatch), and a mask reference file may
+# set these flags without DO_NOT_USE (the simulator's and, nothing in romancal forbids
+# it, a real one): without DO_NOT_USE a dead pixel's zero is coadded.
+UNUSABLE_FLAGS = pixel.DEAD | pixel.NO_GAIN_VALUE | pixel.NO_FLAT_FIELD
 
 
 def _required_cal_steps():
@@ -156,6 +169,25 @@ def fill_no_slope(model, *, keep_nan=False):
     return count
 
 
+def flag_unusable(dq):
+    """OR DO_NOT_USE into ``dq`` (in place) where one of `UNUSABLE_FLAGS` is set.
+
+    Parameters
+    ----------
+    dq : ndarray of uint32
+        Pixel flags of the L2, modified in place.
+
+    Returns
+    -------
+    int
+        The number of pixels that got DO_NOT_USE (they did not have it before).
+    """
+    unusable = (dq & np.uint32(UNUSABLE_FLAGS)) != 0
+    newly = unusable & ((dq & np.uint32(pixel.DO_NOT_USE)) == 0)
+    dq[unusable] |= np.uint32(pixel.DO_NOT_USE)
+    return int(newly.sum())
+
+
 def finalize_l2(
     model,
     *,
@@ -185,7 +217,9 @@ def finalize_l2(
     sliceout : bool
         Keep ``processinfo.endslice`` (legacy SLICEOUT); otherwise it is dropped.
     legacy_compat : bool
-        Unused by the arrays; recorded in ``processinfo``.
+        Recorded in ``processinfo``. When False, pixels with one of
+        `UNUSABLE_FLAGS` get DO_NOT_USE (`flag_unusable`); the legacy 1.0.0 leaves
+        them without it, and so does ``legacy_compat=True``.
     keep_nan : bool
         Keep NaN where a pixel has no slope; by default those pixels get the finite
         `NO_SLOPE_DATA`, `NO_SLOPE_VAR_RNOISE`, `NO_SLOPE_ERR` (see `fill_no_slope`).
@@ -193,6 +227,15 @@ def finalize_l2(
     info = dict(model["processinfo"]) if "processinfo" in model else {}
     shape = model.data.shape
     info["no_slope_pixels"] = fill_no_slope(model, keep_nan=keep_nan)
+    if not legacy_compat:
+        model.dq = np.asarray(model.dq, dtype=np.uint32)
+        count = flag_unusable(model.dq)
+        if count:
+            log.info(
+                "%d DEAD / NO_GAIN_VALUE / NO_FLAT_FIELD pixel(s) flagged DO_NOT_USE "
+                "(downstream tools skip them)",
+                count,
+            )
     info["keep_nan"] = bool(keep_nan)
 
     # float16 fields, float32 originals kept

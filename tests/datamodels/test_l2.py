@@ -70,6 +70,23 @@ def test_values_beyond_float16_are_clipped_and_flagged():
     assert model["processinfo"]["var_poisson_float32"][3, 4] == np.float32(1e6)
 
 
+@pytest.mark.parametrize("flag", [pixel.DEAD, pixel.NO_GAIN_VALUE, pixel.NO_FLAT_FIELD])
+def test_unusable_pixels_get_do_not_use_outside_legacy_compat(flag):
+    flags = {(3, 4): flag | pixel.HOT, (5, 6): pixel.HOT, (7, 8): pixel.LOW_QE}
+    for legacy_compat in (False, True):
+        model = _image()
+        for where, value in flags.items():
+            model.dq[where] = value
+        l2.finalize_l2(model, cal_steps={}, legacy_compat=legacy_compat)
+        expected = {k: np.uint32(v) for k, v in flags.items()}
+        if not legacy_compat:
+            # the legacy leaves the dq as the mask and the steps made it
+            expected[3, 4] |= np.uint32(pixel.DO_NOT_USE)
+        for where, value in expected.items():
+            assert model.dq[where] == value, (legacy_compat, where)
+        assert (model.dq != 0).sum() == len(flags)
+
+
 def test_sliceout_keeps_endslice():
     model = _image()
     l2.finalize_l2(model, cal_steps={}, sliceout=True)

@@ -87,6 +87,19 @@ def test_rate_matches_the_simulated_truth(legacy_run, simulated_set):
     assert abs(medsky - sky) < 0.005 * sky, (medsky, sky)
 
 
+def test_dead_pixels_of_the_mask_are_do_not_use_in_the_l2(legacy_run, simulated_set):
+    """The simulator's mask flags DEAD alone; romancal's resample skips only DO_NOT_USE."""
+    with asdf.open(simulated_set.caldir["mask"]) as af:
+        mask_dq = np.array(af.tree["roman"]["dq"])[4:-4, 4:-4]
+    dead = (mask_dq & dqflags.pixel.DEAD) != 0
+    assert dead.any()
+    assert not (mask_dq[dead] & dqflags.pixel.DO_NOT_USE).any()
+    with rdm.open(legacy_run[0]["OUT"]) as model:
+        dq = np.array(model.dq)
+    assert ((dq[dead] & dqflags.pixel.DEAD) != 0).all()
+    assert ((dq[dead] & dqflags.pixel.DO_NOT_USE) != 0).all()
+
+
 def test_three_ways_give_identical_arrays(legacy_run, simulated_set, tmp_path):
     config, cfg = legacy_run
     reference = _arrays(config["OUT"])
