@@ -41,7 +41,7 @@ __all__ = [
 # reads) has no power: its statistic vanishes identically (e.g. two usable resultants).
 _MIN_READ_COEF = 1e-10
 # Used resultants required on each side of the resultant a double difference drops.
-DOUBLE_MIN_SIDE = 2
+DOUBLE_MIN_SIDE = 1
 
 
 @dataclass(frozen=True)
@@ -163,6 +163,14 @@ class JumpTests:
         difference, which adds two parameters.
     outlier_poisson, outlier_read : ndarray, shape (t,), float64, or None
         Variance coefficients of ``outlier``.
+    position_weights : ndarray, shape (q, n), float64, or None
+        Amplitude weights of the jump models that rank the tests (`step_tests`
+        only): a jump between two frames, with the fraction of the frames of a
+        resultant read after it, in the current segments.
+    position_poisson, position_read : ndarray, shape (q,), float64, or None
+        Variance coefficients of ``position_weights``.
+    position_test : ndarray of int, shape (q,), or None
+        Test whose remedy takes out the jump of each position model.
     """
 
     weights: NDArray[np.float64]
@@ -175,6 +183,10 @@ class JumpTests:
     outlier: NDArray[np.float64] | None = None
     outlier_poisson: NDArray[np.float64] | None = None
     outlier_read: NDArray[np.float64] | None = None
+    position_weights: NDArray[np.float64] | None = None
+    position_poisson: NDArray[np.float64] | None = None
+    position_read: NDArray[np.float64] | None = None
+    position_test: NDArray[np.intp] | None = None
 
     @property
     def count(self) -> int:
@@ -195,6 +207,10 @@ def empty_tests(n: int) -> JumpTests:
         outlier=np.zeros((0, n)),
         outlier_poisson=np.zeros(0),
         outlier_read=np.zeros(0),
+        position_weights=np.zeros((0, n)),
+        position_poisson=np.zeros(0),
+        position_read=np.zeros(0),
+        position_test=np.zeros(0, np.intp),
     )
 
 
@@ -351,6 +367,23 @@ def step_tests(
     after[:, labels < 0] = -1
     after[np.flatnonzero(double), dropped[double]] = -1
     outlier_poisson, outlier_read = variance_coefficients(outlier, tbar, tau, n_frames)
+    position_test, columns_of = _position_columns(
+        labels, usable, first_new, dropped, np.asarray(n_frames)
+    )
+    position_weights = np.zeros((position_test.size, n))
+    if position_test.size:
+        design = np.concatenate(
+            [
+                np.broadcast_to(base, (position_test.size, m, p - 1)),
+                columns_of[:, :, None],
+            ],
+            axis=2,
+        )
+        est, _ = gls_estimators(design, cov[np.ix_(usable, usable)], p - 1)
+        position_weights[:, usable] = est
+    position_poisson, position_read = variance_coefficients(
+        position_weights, tbar, tau, n_frames
+    )
     return JumpTests(
         weights=weights,
         poisson=poisson,
@@ -362,4 +395,67 @@ def step_tests(
         outlier=outlier,
         outlier_poisson=outlier_poisson,
         outlier_read=outlier_read,
+        position_weights=position_weights,
+        position_poisson=position_poisson,
+        position_read=position_read,
+        position_test=position_test,
     )
+
+
+def _position_columns(labels, usable, first_new, dropped, n_frames):
+    """The jump positions each test's remedy takes out, as step columns.
+
+    A jump between two frames adds ``J`` to every later frame, so to a resultant of
+    ``N`` frames it adds ``J`` times the fraction of its frames read after the jump:
+    1 for the resultants after it, ``(N - j)/N`` (``j = 1..N-1`` frames before the
+    jump) for the resultant it falls in, 0 before. Each position is one model with one
+    parameter, so their fit improvements compare directly (most likely position).
+    The remedy of a double difference dropping ``r`` takes out a jump anywhere inside
+    ``r``; the remedy of a single difference at ``q`` one at the boundary before
+    ``q``, and also one inside the resultant before ``q`` when that is the first of
+    its segment, or inside ``q`` when ``q`` is the last (either is then left alone
+    in a segment of its own). A dropped resultant of one frame has no inside: its
+    double difference takes out a jump at either of its boundaries.
+
+    Returns
+    -------
+    position_test : ndarray of int, shape (q,)
+        Test of each position.
+    columns : ndarray, shape (q, m), float64
+        Step column of each position on the usable resultants ``usable``.
+    """
+    segs = labels[usable]
+    tests, columns = [], []
+
+    def add(test, after, inside):
+        # `after`: first used resultant with the whole jump; `inside`: the resultant
+        # the jump falls in (or -1 for a boundary)
+        whole = (usable >= after) & (segs == labels[after])
+        if inside < 0:
+            tests.append(test)
+            columns.append(whole.astype(np.float64))
+            return
+        frames = int(n_frames[inside])
+        for j in range(1, frames):
+            tests.append(test)
+            columns.append(np.where(usable == inside, (frames - j) / frames, whole))
+
+    for test, (after, drop) in enumerate(zip(first_new, dropped, strict=True)):
+        if drop >= 0 and n_frames[drop] > 1:
+            add(test, after, drop)
+            continue
+        if drop >= 0:
+            # one frame: nothing inside; the jumps it takes out are at its boundaries
+            add(test, drop, -1)
+            add(test, after, -1)
+            continue
+        add(test, after, -1)
+        members = usable[segs == labels[after]]
+        before = members[np.searchsorted(members, after) - 1]
+        if before == members[0]:
+            add(test, after, before)
+        if after == members[-1]:
+            add(test, after, after)
+    if not tests:
+        return np.zeros(0, np.intp), np.zeros((0, usable.size))
+    return np.array(tests, np.intp), np.array(columns, np.float64)

@@ -30,7 +30,6 @@ import logging
 import numpy as np
 from numpy.typing import NDArray
 from roman_datamodels.dqflags import group, pixel
-from scipy import special
 
 from romanimpreprocess.constants import REF_BORDER
 from romanimpreprocess.parallel import check_engine
@@ -77,6 +76,14 @@ SPECIAL_CHUNK = 2**14
 U_STEP = 3.0
 U_BINS = 12
 U_FLOOR = 1e-4  # 1/s, grid start if RAMP_OPT_PARS slope is 0
+# Ranking of the firing jump tests (`_chosen_tests`): a double difference (it drops a
+# resultant) and a negative jump (cosmic rays add charge) are each charged this
+# fraction of the squared threshold S², the improvement of a step of S/2. Without
+# them noise picks between nearly equivalent remedies: a jump at the first frame of
+# a resultant and one at the last frame of the resultant before it, or a step up
+# near one end of a short ramp and a step down near the other (chosen on simulated
+# ramps: docs/ramp_fit/description.rst, Jumps).
+RANK_CHARGE = 0.25
 # The block pass screens with the weights at u_opt and a threshold lowered by this
 # many sigma, so that no pixel whose own-u test would fire is missed.
 SCREEN_MARGIN = 2.0
@@ -494,16 +501,21 @@ def _chosen_tests(d, g, rn2, s_out, members, tests, u_bin, thresholds):
     # its own model (with the step), which the jump it looks for does not bias.
     dvardt_t = np.maximum((tests.slopes @ dm) / g[members], 0.0)
     z = np.abs(significance(amp, tests, dvardt_t, rn2[members]))
-    fire = z > jump_threshold(s_out[members], thresholds)
-    # Which firing test to act on: the most significant improvement of the fit, all
-    # models compared under the covariance the weights assume (u of the bin): chi²
-    # gain z² with one degree of freedom for a single difference; for a double
-    # difference the gain of also freeing the dropped resultant is added, with two
-    # degrees of freedom. (Comparing z alone favours double differences, whose models
-    # have fewer residual degrees of freedom, and per-test variances favour wrong
-    # models whose slope comes out low.)
-    score = _log_p_value(amp, tests, dm, u_bin, rn2[members])
-    return _choose(-score, fire)
+    # Which firing test to act on: the one whose remedy takes out the most likely
+    # jump. A jump between two frames gives the resultant it falls in the fraction of
+    # its frames read after it; each such position is a model with one parameter, so
+    # the fit improvements (under the covariance the weights assume, u of the bin)
+    # compare directly, and a test ranks by the best position its remedy takes out
+    # (`jumps.step_tests`, position models). Ranking the tests' own models instead
+    # favours a double difference next to a short end of the ramp, whose model keeps
+    # almost no residual freedom and absorbs a jump elsewhere as well as the right
+    # model (docs/ramp_fit/description.rst, Jumps).
+    threshold = jump_threshold(s_out[members], thresholds)
+    fire = z > threshold
+    charge = RANK_CHARGE * np.square(threshold)
+    gain = _position_gain(tests, dm, u_bin, rn2[members], charge)
+    gain -= charge * tests.double[:, None]
+    return _choose(gain, fire)
 
 
 def _choose(rank, fire):
@@ -514,23 +526,19 @@ def _choose(rank, fire):
     return np.where(ok, best, -1)
 
 
-def _log_p_value(amp, tests, dm, u, rn2):
-    """Log p-value of each test's fit improvement under the bin's covariance."""
+def _position_gain(tests, dm, u, rn2, charge):
+    """Best chi² improvement of the jump positions each test takes out, (t, m).
+
+    A negative jump is charged ``charge`` (per pixel): after the ramp is taken out a
+    step down near one end of a short ramp looks much like a step up near the other,
+    and the wrong remedy leaves the jump in a segment too short to find it.
+    """
     dvardt = u * rn2  # the covariance σ²(diag(1/N) + u P) of the test weights
-    chi2 = np.square(significance(amp, tests, dvardt, rn2))
-    double = tests.double
-    if double.any():
-        out_tests = JumpTests(
-            weights=tests.outlier[double],
-            poisson=tests.outlier_poisson[double],
-            read=tests.outlier_read[double],
-            flag=tests.flag[double],
-            double=double[double],
-        )
-        free = significance(out_tests.weights @ dm, out_tests, dvardt, rn2)
-        chi2[double] += np.square(free)
-    logp = np.empty_like(chi2)
-    # chi² survival: one dof 2 Φ(-√x), two dof exp(-x/2)
-    logp[~double] = special.log_ndtr(-np.sqrt(chi2[~double])) + np.log(2.0)
-    logp[double] = -0.5 * chi2[double]
-    return logp
+    var = np.multiply.outer(tests.position_poisson, dvardt)
+    var += np.multiply.outer(tests.position_read, rn2)
+    amp = tests.position_weights @ dm
+    with np.errstate(invalid="ignore", divide="ignore"):
+        chi2 = np.square(amp) / var - np.where(amp < 0, charge, 0.0)
+    gain = np.full((tests.count, dm.shape[1]), -np.inf)
+    np.maximum.at(gain, tests.position_test, np.where(var > 0, chi2, -np.inf))
+    return gain

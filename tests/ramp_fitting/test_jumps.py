@@ -101,10 +101,10 @@ def test_step_tests_are_ramp_invariant_and_unit_response():
     tbar, tau, n = times(SURVEY_PATTERN, 3.04)
     labels = np.array([-1, 0, 0, 0, 0, 0], np.int8)
     tests = step_tests(labels, tbar, tau, n, u=U_TEST)
-    # 4 single differences of 5 used resultants; one double difference (dropping the
-    # middle one: two used resultants must remain on each side)
-    assert tests.count == 4 + 1
-    np.testing.assert_array_equal(tests.flag, [2, 3, 4, 5, 3])
+    # 4 single differences of 5 used resultants; 3 double differences (dropping each
+    # resultant with a used one on each side)
+    assert tests.count == 4 + 3
+    np.testing.assert_array_equal(tests.flag, [2, 3, 4, 5, 2, 3, 4])
     res = np.arange(6)
     for w, flag, double, after, slope, outlier in _each_test(tests):
         np.testing.assert_allclose(w @ np.ones(6), 0, atol=1e-10)

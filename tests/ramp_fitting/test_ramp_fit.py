@@ -191,8 +191,8 @@ def test_false_jump_rate_default_thresholds(rng):
     # Expected from the documented model: every test statistic is N(0, 1) on a clean ramp, so
     # E[pixels flagged] = Σ_pixels n_t p(S(flux)), S from the log interpolation of
     # the thresholds, with n_t p = 7 Q(S) in the legacy (4 single + 3 double
-    # differences of 5 used resultants, one-sided) and 5 x 2 Q(S) by default (4 single
-    # + 1 double difference, two-sided); overlaps between tests are O(p²),
+    # differences of 5 used resultants, one-sided) and 7 x 2 Q(S) by default (4 single
+    # + 3 double differences, two-sided); overlaps between tests are O(p²),
     # negligible. Poisson bounds at 1e-4.
     side = 100
     npix = side * side
@@ -204,7 +204,7 @@ def test_false_jump_rate_default_thresholds(rng):
             x = np.clip(np.log(max(flux, 1.0)) / np.log(1000.0), 0, 1)
             s_thr = 5.5 - x
             q = 0.5 * math.erfc(s_thr / math.sqrt(2))
-            expected += npix * (7 * q if legacy else 5 * 2 * q)
+            expected += npix * (7 * q if legacy else 7 * 2 * q)
             observed += int(jump_flagged(res).sum())
         lo, hi = stats.poisson.ppf([1e-4, 1 - 1e-4], expected)
         assert lo <= observed <= hi, (legacy, observed, expected)
@@ -460,3 +460,33 @@ def test_legacy_recall_table(rng, frame, recall):
         observed = jump_flagged(fit(d, (100, 200), legacy=True)).mean()
         tol = 4 * np.sqrt(max(expected, 1e-3) * (1 - expected) / npix) + 0.003
         assert abs(observed - expected) < tol, (frame, jump, observed)
+
+
+# survey6 of the simulator: resultants of 1, 4, 8, 8, 12, 12 frames; resultants 2 and 4
+# have a single used resultant on one side
+SURVEY6 = [[0], [1, 2, 3, 4]] + [list(range(a, a + b)) for a, b in ((5, 8), (13, 8))]
+SURVEY6 += [list(range(21, 33)), list(range(33, 45))]
+
+
+@pytest.mark.parametrize(("flux", "jump"), [(1.0, 1000.0), (10.0, 300.0)])
+def test_jump_inside_resultant_next_to_short_side(rng, flux, jump):
+    # A cosmic ray inside resultant 2 or 4 of survey6 (frames 6-12, 22-32): flagged
+    # and taken out of the slope. Ranking the tests by their own fit left 73-100 % of
+    # the slopes of hits in frames 10-12 and 23-28 beyond 5 sigma (1000 DN, 1 DN/s)
+    # before double differences with one used resultant on a side were allowed and
+    # the tests ranked by jump position.
+    frames = np.repeat(np.r_[6:13, 22:33], 300)
+    d = simulate(
+        np.full(frames.size, flux),
+        rng,
+        read_pattern=SURVEY6,
+        jump=np.full(frames.size, jump),
+        jump_frame=frames,
+    )
+    res = fit(d, (frames.size // 100, 100), pattern=SURVEY6)
+    z = (res.slope.ravel() - flux) / err_of(res)
+    assert jump_flagged(res).mean() > 0.97
+    for f in np.unique(frames):
+        zf = z[frames == f]
+        assert np.mean(np.abs(zf) > 5) < 0.02, (f, np.mean(np.abs(zf) > 5))
+        assert abs(np.median(zf)) < 0.5, (f, np.median(zf))
