@@ -58,13 +58,25 @@ def temp_owner(name: str):
 
 
 def _process_exists(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie, dead but not yet reaped, is not).
+
+    A killed writer stays a zombie until its parent (e.g. a dask nanny) reaps it;
+    ``kill(pid, 0)`` succeeds on a zombie, so without the state check its temporary
+    directory would look like the work of a running writer for that while.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except OSError:  # e.g. PermissionError: it exists, owned by someone else
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            # "pid (comm) state ...": comm may hold spaces and parentheses
+            state = stat.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc (not Linux): trust kill()
+    return state not in (b"Z", b"X")
 
 
 def stale_temporaries(directory, holding=None) -> list[str]:

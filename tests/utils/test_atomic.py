@@ -62,6 +62,24 @@ def test_only_dead_writers_of_this_host_are_stale(tmp_path):
         assert kept.exists()
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc (Linux)")
+def test_a_dead_writer_not_yet_reaped_is_stale(tmp_path):
+    # a killed worker stays a zombie until its parent reaps it: its leftover is stale
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        for _ in range(500):  # wait until it has ended, without reaping it
+            with open(f"/proc/{proc.pid}/stat", "rb") as stat:
+                if stat.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                    break
+            subprocess.run(["sleep", "0.01"], check=True)
+        else:
+            pytest.fail("the child did not end")
+        left = temp_dir(tmp_path, socket.gethostname(), proc.pid, holding="z.asdf")
+        assert stale_temporaries(tmp_path, holding="z.asdf") == [str(left)]
+    finally:
+        proc.wait()
+
+
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     target = tmp_path / "out.bin"
     target.write_bytes(b"old")
