@@ -108,6 +108,8 @@ def run_workers(work, config, n, workers):
         print(f"  {r['name']}: {r['status']} {r['error']}", flush=True)
     task_walls = [r["wall_time"] for r in report.results]
     rss = [r["peak_rss_mb"] for r in report.results if r["peak_rss_mb"]]
+    user = [r["cpu_user_s"] for r in report.results if r["cpu_user_s"] is not None]
+    system = [r["cpu_sys_s"] for r in report.results if r["cpu_sys_s"] is not None]
     return {
         "workers": workers,
         "exposures": n,
@@ -117,6 +119,8 @@ def run_workers(work, config, n, workers):
         "task_wall_median_s": round(statistics.median(task_walls), 2),
         "task_wall_max_s": round(max(task_walls), 2),
         "task_wall_sum_s": round(sum(task_walls), 2),
+        "task_user_median_s": round(statistics.median(user), 2) if user else None,
+        "task_sys_median_s": round(statistics.median(system), 2) if system else None,
         "peak_rss_mb_max": round(max(rss), 1) if rss else None,
         "estimate_mb": round(per_exposure / 2**20, 1),
         "statuses": {s: statuses.count(s) for s in set(statuses)},
@@ -263,18 +267,21 @@ def markdown(results, args):
         ),
         "",
         (
-            "| workers | wall (s) | exposures/min | speed-up | task median (s) "
-            "| task max (s) | cluster start (s) | peak RSS / exposure (MiB) "
-            "| estimate (MiB) |"
+            "| workers | wall (s) | exposures/h | exposures/h per core | speed-up "
+            "| task median (s) | task max (s) | task CPU user / sys, median (s) "
+            "| cluster start (s) | peak RSS / exposure (MiB) | estimate (MiB) |"
         ),
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     base = results["runs"][0]["wall_s"]
     for r in results["runs"]:
+        per_hour = 3600 * r["exposures"] / r["wall_s"]
         lines.append(
-            f"| {r['workers']} | {r['wall_s']} | {r['throughput_per_min']} | "
+            f"| {r['workers']} | {r['wall_s']} | {per_hour:.0f} | "
+            f"{per_hour / r['workers']:.0f} | "
             f"{base / r['wall_s']:.2f}× | {r['task_wall_median_s']} | "
-            f"{r['task_wall_max_s']} | {r['cluster_startup_s']} | "
+            f"{r['task_wall_max_s']} | {r.get('task_user_median_s')} / "
+            f"{r.get('task_sys_median_s')} | {r['cluster_startup_s']} | "
             f"{r['peak_rss_mb_max']} | {r['estimate_mb']} |"
         )
     if results.get("reference_timing"):

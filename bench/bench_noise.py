@@ -221,7 +221,7 @@ def budget_case(work, size, seed, values, sim_ipc, refpix, n_layers):
     info = model["processinfo"]
     weights = np.asarray(info["weights"], np.float64)
     n_frames = np.array([len(r) for r in model.meta.exposure.read_pattern], float)
-    var_r = np.asarray(info["var_rnoise_float32"], np.float64)
+    var_r = np.asarray(model.var_rnoise, np.float64)
     good = np.asarray(model.dq) == 0
     b = 4
     with asdf.open(caldir["read"]) as af:

@@ -90,7 +90,7 @@ def _compare_with_truth(paths, info):
     with rdm.open(paths.out) as model:
         data = np.array(model.data_withsky, dtype=np.float64)
         dq = np.array(model.dq)
-    err = np.asarray(info["err_float32"], dtype=np.float64)
+        err = np.array(model.err, dtype=np.float64)
     bad = pixel.DO_NOT_USE | pixel.JUMP_DET | pixel.SATURATED
     good = ((dq & bad) == 0) & np.isfinite(err) & (err > 0) & ~bad_pixels
     pull = (data - truth)[good] / err[good]

@@ -248,6 +248,8 @@ def _failed_from_exception(task, exc, start):
         "log": task.get("log"),
         "worker": None,
         "peak_rss_mb": None,
+        "cpu_user_s": None,
+        "cpu_sys_s": None,
     }
 
 

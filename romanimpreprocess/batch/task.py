@@ -52,6 +52,8 @@ RESULT_FIELDS = (
     "log",
     "worker",
     "peak_rss_mb",
+    "cpu_user_s",
+    "cpu_sys_s",
 )
 # Loggers whose records go to the per-exposure log (RipStep.get_stpipe_loggers()).
 LOGGERS = (
@@ -117,6 +119,16 @@ def _reset_peak_rss():
         return True
     except OSError:
         return False
+
+
+def _cpu_times():
+    """(user, system) CPU seconds of this process so far, or None if unknown."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return None
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime, usage.ru_stime
 
 
 def _peak_rss_mb():
@@ -231,12 +243,23 @@ def process_exposure(task, runner=None):
         "log": None,
         "worker": f"{socket.gethostname()}:{os.getpid()}",
         "peak_rss_mb": None,
+        "cpu_user_s": None,
+        "cpu_sys_s": None,
     }
+    cpu_start = _cpu_times()
 
     def finish(status, error=None):
         result["status"] = status
         result["error"] = error
         result["wall_time"] = time.perf_counter() - start
+        # CPU of the worker process during the task (its one task thread and any
+        # library threads): against wall_time it tells computing from waiting, and
+        # tasks of 1 and 2 workers compared tell contention for the cores' shared
+        # resources from overhead (bench/bench_batch.py)
+        if cpu_start is not None:
+            user, system = _cpu_times()
+            result["cpu_user_s"] = user - cpu_start[0]
+            result["cpu_sys_s"] = system - cpu_start[1]
         return result
 
     if task.get("error"):

@@ -2,9 +2,10 @@
 
 The in-memory rate image carries err and the variances in float32; the rdm 1.1.0
 schema stores them as float16. `finalize_l2` casts them (values beyond the float16
-range are clipped to its maximum and flagged UNRELIABLE_ERROR, never inf) and keeps
-the float32 arrays in ``processinfo`` (``err_float32``, ``var_poisson_float32``,
-``var_rnoise_float32``). `write_l2` writes the ASDF file with ``processinfo`` as a
+range are clipped to its maximum and flagged UNRELIABLE_ERROR, never inf); with
+``float32_errors`` it also keeps the float32 arrays in ``processinfo``
+(``err_float32``, ``var_poisson_float32``, ``var_rnoise_float32``: 200 MB on a full
+frame, which is why they are not kept by default, docs/output.rst). `write_l2` writes the ASDF file with ``processinfo`` as a
 top-level branch beside ``roman`` (the legacy layout) and, on request, the legacy FITS
 copy; both files are written to a temporary directory and renamed into place.
 
@@ -198,6 +199,7 @@ def finalize_l2(
     sliceout=False,
     legacy_compat=False,
     keep_nan=False,
+    float32_errors=False,
 ):
     """Make the rate `ImageModel` a schema-valid L2 product (in place; returned).
 
@@ -223,6 +225,10 @@ def finalize_l2(
     keep_nan : bool
         Keep NaN where a pixel has no slope; by default those pixels get the finite
         `NO_SLOPE_DATA`, `NO_SLOPE_VAR_RNOISE`, `NO_SLOPE_ERR` (see `fill_no_slope`).
+    float32_errors : bool
+        Also keep err, var_poisson and var_rnoise in float32 in ``processinfo``
+        (``<name>_float32``). Off by default: the three planes are 200 MB of a full
+        frame's L2 and do not compress (docs/output.rst, "File size").
     """
     info = dict(model["processinfo"]) if "processinfo" in model else {}
     shape = model.data.shape
@@ -237,8 +243,9 @@ def finalize_l2(
                 count,
             )
     info["keep_nan"] = bool(keep_nan)
+    info["float32_errors"] = bool(float32_errors)
 
-    # float16 fields, float32 originals kept
+    # float16 fields; the float32 originals kept only on request
     for key in FLOAT16_FIELDS:
         if key in model and model[key] is not None and model[key].shape == shape:
             value = np.asarray(model[key], dtype=np.float32)
@@ -246,7 +253,7 @@ def finalize_l2(
             value = np.zeros(shape, dtype=np.float32)
         else:
             continue
-        if key != "var_flat":
+        if float32_errors and key != "var_flat":
             # the model gets a float16 array below: the float32 one is not copied
             info[f"{key}_float32"] = value
         too_big = np.abs(value) > _FLOAT16_MAX
@@ -254,10 +261,11 @@ def finalize_l2(
             model.dq[too_big] |= np.uint32(pixel.UNRELIABLE_ERROR)
             log.warning(
                 "%s: %d value(s) beyond the float16 range clipped to %g and flagged "
-                "UNRELIABLE_ERROR (float32 values in processinfo)",
+                "UNRELIABLE_ERROR%s",
                 key,
                 int(too_big.sum()),
                 _FLOAT16_MAX,
+                " (float32 values in processinfo)" if float32_errors else "",
             )
         half = np.empty(shape, dtype=np.float16)
         np.clip(value, -_FLOAT16_MAX, _FLOAT16_MAX, out=half, casting="unsafe")

@@ -1,5 +1,6 @@
 """Noise-realisation step (legacy NOISE layers, off by default in the pipeline)."""
 
+import gc
 import logging
 import os
 from typing import ClassVar
@@ -7,7 +8,7 @@ from typing import ClassVar
 import asdf
 import numpy as np
 
-from romanimpreprocess.constants import N_CHANNELS, REF_BORDER
+from romanimpreprocess.constants import ATOD_LIMIT, N_CHANNELS, REF_BORDER
 from romanimpreprocess.datamodels import (
     MissingReferenceError,
     open_l1,
@@ -18,6 +19,7 @@ from romanimpreprocess.datamodels.l2 import fits_path
 from romanimpreprocess.noise import layers as grammar
 from romanimpreprocess.noise import noise
 from romanimpreprocess.stpipe import RipStep, atomic_save
+from romanimpreprocess.utils.atomic import atomic_directory, replace_together
 
 __all__ = ["NoiseStep", "temp_files"]
 
@@ -42,6 +44,33 @@ def _l1_variant(raw, data, amp33):
             delattr(l1, name)
     l1.meta.instrument.data_encoding_offset = 0
     return l1
+
+
+def _copied(node):
+    """A dict of a reference file with its arrays copied (the file may be closed)."""
+    if hasattr(node, "items"):
+        return {key: _copied(value) for key, value in node.items()}
+    if hasattr(node, "shape") and hasattr(node, "dtype"):
+        return np.array(node)
+    return node
+
+
+def _fits_stream(path, n_layers, shape):
+    """A FITS primary HDU of ``n_layers`` float32 images written one at a time."""
+    from astropy.io import fits
+
+    header = fits.Header(
+        [
+            ("SIMPLE", True),
+            ("BITPIX", -32),
+            ("NAXIS", 3),
+            ("NAXIS1", int(shape[1])),
+            ("NAXIS2", int(shape[0])),
+            ("NAXIS3", int(n_layers)),
+            ("EXTEND", True),
+        ]
+    )
+    return fits.StreamingHDU(path, header)
 
 
 def temp_files(temp):
@@ -107,28 +136,47 @@ class NoiseStep(RipStep):
         rng = np.random.default_rng(seed)
 
         inputs = self._inputs(model, layers)
-        cube = noise.make_noise_cube(
-            layers,
-            inputs,
-            rng,
-            legacy_compat=self.legacy_compat,
-            border=REF_BORDER,
-            n_channels=N_CHANNELS,
-        )
-        if not self.keep_nan:
-            # Pixels without a slope (NaN in the calibrations the layers come from)
-            # get 0, as the L2 data there.
-            not_finite = ~np.isfinite(cube)
-            if not_finite.any():
-                cube[not_finite] = 0.0
-                log.info(
-                    "%d non-finite noise value(s) set to 0 (keep_nan keeps them)",
-                    int(not_finite.sum()),
-                )
+        # The reference files' arrays the layers use are copies: unmapping the files
+        # (a standalone run's cache; inside L1ToL2Pipeline the pipeline's) frees their
+        # pages before the layers' calibrations run.
+        self.close_references()
         path = self._noise_path(model)
-        self._write(cube.astype(dtype), path, seed, model)
+        self._write(self._layers(layers, inputs, rng), dtype, path, seed, model)
         self.record_cal_step(model, "COMPLETE")
         return model
+
+    def _layers(self, layers, inputs, rng):
+        """Yield the noise layers one at a time, in order, from the one stream ``rng``.
+
+        Each `noise.make_noise_cube` call makes one layer; the calls share ``rng``,
+        which only the layers consume, so the layers are those of one call with every
+        layer (same bits). The R layers' noiseless reference is calibrated once
+        (`_array_calibration`). One layer is in memory at a time, not the cube.
+        """
+        not_finite_total = 0
+        for index, layer in enumerate(layers):
+            log.info("Noise layer %d of %d: %r", index + 1, len(layers), layer.text)
+            one = noise.make_noise_cube(
+                [layer],
+                inputs,
+                rng,
+                legacy_compat=self.legacy_compat,
+                border=REF_BORDER,
+                n_channels=N_CHANNELS,
+            )[0]
+            if not self.keep_nan:
+                # Pixels without a slope (NaN in the calibrations the layers come
+                # from) get 0, as the L2 data there.
+                not_finite = ~np.isfinite(one)
+                if not_finite.any():
+                    one[not_finite] = 0.0
+                    not_finite_total += int(not_finite.sum())
+            yield one
+        if not_finite_total:
+            log.info(
+                "%d non-finite noise value(s) set to 0 (keep_nan keeps them)",
+                not_finite_total,
+            )
 
     def save_model(self, model, *args, **kwargs):
         """The step's product is the noise cube (written by `process`), not the L2."""
@@ -181,6 +229,13 @@ class NoiseStep(RipStep):
                     "O and P layers need processinfo.endslice: run the calibration "
                     "with slice output (legacy SLICEOUT: True)"
                 )
+            if weights is None:
+                # checked before any layer is made (an R layer first costs a
+                # calibration)
+                raise ValueError(
+                    "O and P layers need the ramp-fit weights K (processinfo.weights); "
+                    "the likelihood ramp fit has none: use the optimal (legacy) fit"
+                )
             inputs.endslice = np.asarray(info["endslice"])
             gain = self._require(model, "gain", "O and P layers use the gain", ["data"])
             inputs.gain = np.asarray(gain.data[sci], dtype=np.float64)
@@ -201,20 +256,43 @@ class NoiseStep(RipStep):
         read = self._require(model, "readnoise", why)
         dark = self._require(model, "dark", why + " on the dark ramp", ["data"])
         anc = read.get("anc") or {}
-        inputs.read_noise = np.asarray(read.data, dtype=np.float32)
+        # copies: the reference files are closed before the layers are made
+        inputs.read_noise = np.array(read.data, dtype=np.float32)
         reset = read.get("resetnoise")
-        inputs.reset_noise = None if reset is None else np.asarray(reset, np.float32)
+        inputs.reset_noise = None if reset is None else np.array(reset, np.float32)
         inputs.c_pink = float(anc.get("C_PINK", 0.0))
         inputs.u_pink = float(anc.get("U_PINK", 0.0))
-        inputs.amp33_model = read.get("amp33")
-        inputs.dark = dark.data
+        amp33 = read.get("amp33")
+        inputs.amp33_model = None if amp33 is None else _copied(amp33)
+        inputs.dark = self._dark_cube(dark.data)
 
         raw = self._l1_model(model, info)
         ramp = raw_to_ramp(raw)
         inputs.l1_data = np.clip(np.round(ramp.data), 0, 65535).astype(np.uint16)
         inputs.l1_amp33 = np.asarray(ramp.amp33, dtype=np.uint16)
         del ramp
-        inputs.calibrate = self._array_calibration(raw)
+        # The L1 the layers' ramps go into, holding the decoded arrays just made: the
+        # raw arrays (as many bytes again) are not kept while the layers are made.
+        template = _l1_variant(raw, inputs.l1_data, inputs.l1_amp33)
+        del raw
+        inputs.calibrate = self._array_calibration(template)
+
+    def _dark_cube(self, dark):
+        """The dark cube as the R layers use it: rounded to uint16 by default.
+
+        Outside ``legacy_compat`` the layers read the dark cube only rounded to
+        uint16 (`noise.make_noise_cube`), which rounding again leaves as it is: the
+        cube is held in 2 bytes a pixel instead of 4 (235 MB instead of 470 MB on a
+        full frame of 6 resultants). ``legacy_compat`` also puts the float values in
+        the border of ``Ra`` ramps: kept as they are.
+        """
+        if self.legacy_compat:
+            return np.array(dark, dtype=np.float32)
+        rounded = np.empty(np.shape(dark), dtype=np.uint16)
+        for plane in range(rounded.shape[0]):
+            values = np.round(np.asarray(dark[plane], dtype=np.float32))
+            rounded[plane] = np.clip(values, 0, ATOD_LIMIT)
+        return rounded
 
     def _l1_model(self, model, info):
         source = self.l1 if self.l1 is not None else self.l1_input
@@ -244,18 +322,32 @@ class NoiseStep(RipStep):
         )
 
     def _array_calibration(self, raw):
-        """``calibrate(data_uint16, amp33_uint16) -> L2 data`` for `make_noise_cube`."""
+        """``calibrate(data_uint16, amp33_uint16) -> L2 data`` for `make_noise_cube`.
+
+        The noiseless reference (``reference=True``, the same dark ramp for every R
+        layer) is calibrated once and its data kept for the next layers.
+        """
         function = self._calibration_function()
         temp = self.temp
+        kept = {}
 
         def calibrate(data, amp33, *, reference=False):
+            if reference and "reference" in kept:
+                return kept["reference"]
             l1 = _l1_variant(raw, data, amp33)
             result = function(l1)
             if temp:
                 files = temp_files(temp)
                 atomic_save(l1, files["L1"])
                 atomic_save(result, files["reference L2" if reference else "L2"])
-            return np.asarray(result.data, dtype=np.float32)
+            out = np.asarray(result.data, dtype=np.float32)
+            # the rest of the L2 (err, variances, dq: 0.2 GB on a full frame) goes
+            # now, not at the next garbage collection
+            del l1, result
+            gc.collect()
+            if reference:
+                kept["reference"] = out
+            return out
 
         return calibrate
 
@@ -272,7 +364,17 @@ class NoiseStep(RipStep):
         directory = self.output_dir or os.getcwd()
         return os.path.join(directory, f"{stem}_{self.suffix or 'noise'}.asdf")
 
-    def _write(self, cube, path, seed, model):
+    def _write(self, layers, dtype, path, seed, model):
+        """Write the layers (an iterator) to ``path`` as they come, and the FITS copy.
+
+        The ASDF file's ``noise`` is an asdf stream block (read back as an ordinary
+        (nlayer, sy, sx) array, asdf's standard): each layer is appended as soon as
+        it is made, so the cube is never in memory. Both files are written in a
+        temporary directory and renamed into place together at the end, the ASDF
+        last (as `romanimpreprocess.datamodels.l2.write_l2`).
+        """
+        from asdf.tags.core import Stream
+
         config = self.config_tree
         if config is None:
             config = {
@@ -282,22 +384,28 @@ class NoiseStep(RipStep):
                 "legacy_compat": bool(self.legacy_compat),
                 "input": str(getattr(model.meta, "filename", "") or ""),
             }
-        tree = {"config": config, "noise": cube}
-
-        def writer(tree_, tmp_path):
-            asdf.AsdfFile(tree_).write_to(tmp_path)
-
-        atomic_save(tree, path, writer=writer)
-        log.info("Wrote %d noise layers %s to %s", cube.shape[0], cube.dtype, path)
+        shape = np.shape(model.data)
+        targets = [path]
         if self.fits_output:
-            from astropy.io import fits
-
-            fits_copy = fits_path(path)
-
-            def fits_writer(data, tmp_path):
-                fits.HDUList([fits.PrimaryHDU(data.astype(np.float32))]).writeto(
-                    tmp_path
-                )
-
-            atomic_save(cube, fits_copy, writer=fits_writer)
-            log.info("Wrote FITS copy %s", fits_copy)
+            targets.insert(0, fits_path(path))
+        count = 0
+        with atomic_directory(path) as tmpdir:
+            temporaries = [os.path.join(tmpdir, os.path.basename(t)) for t in targets]
+            tree = {"config": config, "noise": Stream(list(shape), dtype)}
+            with open(temporaries[-1], "wb") as out:
+                asdf.AsdfFile(tree).write_to(out)
+                fits_copy = None
+                if self.fits_output:
+                    fits_copy = _fits_stream(temporaries[0], len(self.layers), shape)
+                for layer in layers:
+                    out.write(np.ascontiguousarray(layer, dtype=dtype).tobytes())
+                    if fits_copy is not None:
+                        # float32, as the legacy's copy of a float16 cube too
+                        fits_copy.write(np.asarray(layer, dtype=dtype).astype(">f4"))
+                    count += 1
+                if fits_copy is not None:
+                    fits_copy.close()
+            replace_together(temporaries, targets, tmpdir)
+        log.info("Wrote %d noise layers %s to %s", count, np.dtype(dtype), path)
+        if self.fits_output:
+            log.info("Wrote FITS copy %s", targets[0])

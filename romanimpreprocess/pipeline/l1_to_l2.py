@@ -99,6 +99,7 @@ class L1ToL2Pipeline(RipPipeline):
         sliceout = boolean(default=False)  # store processinfo.endslice, last unsaturated resultant per pixel (SLICEOUT)
         mask_output = boolean(default=False)  # also write the PixelMask1 file <output stem>_mask.fits (MASKOUT)
         keep_nan = boolean(default=False)  # keep NaN where a pixel has no slope (default: finite values, DO_NOT_USE)
+        float32_errors = boolean(default=False)  # also keep err and the variances in float32 in processinfo (200 MB more on a full frame; FLOAT32_ERRORS)
         legacy_config = string(default="")  # legacy gen_cal_image YAML: its keys set the output, step parameters and reference files
         suffix = string(default="cal")  # output file suffix
     """
@@ -244,6 +245,7 @@ class L1ToL2Pipeline(RipPipeline):
                 sliceout=self.sliceout,
                 legacy_compat=self.legacy_compat,
                 keep_nan=self.keep_nan,
+                float32_errors=self.float32_errors,
             )
             return model
         finally:

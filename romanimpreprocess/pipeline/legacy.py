@@ -79,6 +79,7 @@ TOP_LEVEL_KEYS = {
     "SLICEOUT": ("bool", False),
     "FITSOUT": ("bool", False),
     "MASKOUT": ("bool", False),
+    "FLOAT32_ERRORS": ("bool", False),
     "NOISE": ("mapping", False),
     "NOISE_PRECISION": ("int", False),
     "LEGACY_COMPAT": ("bool", False),
@@ -661,6 +662,7 @@ def pipeline_args(
         "fits_output": bool(config.get("FITSOUT", False)),
         "sliceout": bool(config.get("SLICEOUT", False)),
         "mask_output": bool(config.get("MASKOUT", False)),
+        "float32_errors": bool(config.get("FLOAT32_ERRORS", False)),
     }
     return PipelineArgs(
         input=paths["IN"],

@@ -37,6 +37,7 @@ def test_done_then_skipped_then_overwritten(task):
     assert first["error"] is None and calls == ["e_uncal"]
     assert output_problem(task["output"], task["input"]) is None
     assert first["peak_rss_mb"] is None or first["peak_rss_mb"] > 10
+    assert first["cpu_user_s"] >= 0 and first["cpu_sys_s"] >= 0
 
     second = process_exposure(task, runner)
     assert second["status"] == "skipped" and calls == ["e_uncal"]

@@ -33,6 +33,7 @@ def test_finalized_product_validates_and_reopens(tmp_path):
         cal_steps={"ramp_fit": "COMPLETE", "sky": "SKIPPED"},
         config={"IN": "x.asdf", "SKYORDER": np.int64(2)},
         references={"gain": __file__},
+        float32_errors=True,
     )
     path = tmp_path / "out_cal.asdf"
     l2.write_l2(model, path)
@@ -61,7 +62,7 @@ def test_values_beyond_float16_are_clipped_and_flagged():
     model = _image()
     model.var_poisson[3, 4] = 1e6
     model.err[5, 6] = np.float32(7e4)
-    l2.finalize_l2(model, cal_steps={})
+    l2.finalize_l2(model, cal_steps={}, float32_errors=True)
     assert np.isfinite(model.var_poisson).all()
     assert model.var_poisson[3, 4] == np.float16(65504)
     assert model.dq[3, 4] & pixel.UNRELIABLE_ERROR
@@ -85,6 +86,32 @@ def test_unusable_pixels_get_do_not_use_outside_legacy_compat(flag):
         for where, value in expected.items():
             assert model.dq[where] == value, (legacy_compat, where)
         assert (model.dq != 0).sum() == len(flags)
+
+
+def test_float32_copies_only_on_request(tmp_path):
+    """By default the file holds err and the variances once, as float16 (the legacy
+    layout); ``float32_errors`` adds the float32 planes, equal to the inputs."""
+    model = _image(seed=3)
+    before = {k: np.array(model[k]) for k in ("err", "var_poisson", "var_rnoise")}
+    l2.finalize_l2(model, cal_steps={})
+    info = model["processinfo"]
+    assert info["float32_errors"] is False
+    assert not [k for k in info if k.endswith("_float32")]
+    for key, value in before.items():
+        np.testing.assert_array_equal(model[key], value.astype(np.float16))
+    small, large = tmp_path / "small_cal.asdf", tmp_path / "large_cal.asdf"
+    l2.write_l2(model, small)
+
+    model = _image(seed=3)
+    l2.finalize_l2(model, cal_steps={}, float32_errors=True)
+    l2.write_l2(model, large)
+    info = l2.read_processinfo(large)
+    assert info["float32_errors"] is True
+    for key, value in before.items():
+        np.testing.assert_array_equal(info[f"{key}_float32"], value)
+    planes = 3 * model.data.size * 4
+    grown = os.path.getsize(large) - os.path.getsize(small)
+    assert 0.9 * planes < grown < 1.1 * planes, (grown, planes)
 
 
 def test_sliceout_keeps_endslice():
@@ -189,7 +216,7 @@ def test_pixels_without_a_slope_get_the_documented_finite_values(tmp_path):
     np.testing.assert_array_equal(model.data[~no_slope], before["data"][~no_slope])
     info = model["processinfo"]
     np.testing.assert_array_equal(
-        info["err_float32"][~no_slope], before["err"][~no_slope]
+        model.err[~no_slope], before["err"][~no_slope].astype(np.float16)
     )
     assert info["no_slope_pixels"] == 3 and info["keep_nan"] is False
     path = tmp_path / "finite_cal.asdf"

@@ -235,3 +235,76 @@ def test_from_l2_file_with_top_level_processinfo(l2_model, refs, tmp_path):
     direct, _ = run(l2_model, refs, tmp_path, layers=["Pr"], seed=2)
     with asdf.open(tmp_path / "expo_noise.asdf") as af:
         np.testing.assert_array_equal(af["noise"], direct)
+
+
+@pytest.mark.parametrize("legacy_compat", [False, True])
+def test_layers_written_one_by_one_equal_the_cube_made_at_once(
+    l2_model, refs, tmp_path, weights, l1_model, legacy_compat
+):
+    """The step makes and writes one layer at a time (dark cube held as uint16,
+    reference calibrated once): the file and its FITS copy hold exactly the cube of
+    one `make_noise_cube` call on inputs built here from the same files."""
+    from romanimpreprocess.noise import noise
+    from romanimpreprocess.noise.layers import parse_layers
+
+    texts = ["Rz2S1", "O", "RaPbr", "Pr", "R", "CxP"]
+    calls = []
+    stand_in = linear_calibration(weights)
+
+    def counted(l1):
+        calls.append(1)
+        return stand_in(l1)
+
+    step = NoiseStep(
+        layers=texts,
+        seed=9,
+        noise_file=str(tmp_path / "n.asdf"),
+        fits_output=True,
+        legacy_compat=legacy_compat,
+        **refs,
+    )
+    step.calibrate = counted
+    step.l1 = l1_model
+    step.run(l2_model)
+    with asdf.open(tmp_path / "n.asdf") as af:
+        written = np.array(af["noise"])
+    with fits.open(tmp_path / "n_asdf_to.fits") as hdul:
+        fits_copy = np.array(hdul[0].data, dtype=np.float32)
+    # 3 noisy ramps (R, Rz2S1, Ra) and the noiseless reference once
+    assert len(calls) == 4
+
+    info = l2_model["processinfo"]
+    with asdf.open(refs["override_dark"]) as af:
+        dark = np.array(af["roman"]["data"])
+    ramp = raw_to_ramp(l1_model)
+
+    def calibrate(data, amp33, *, reference=False):
+        science = np.asarray(data, np.float32)[:, 4:-4, 4:-4]
+        return np.tensordot(weights, science, axes=1).astype(np.float32)
+
+    inputs = noise.NoiseInputs(
+        data=np.asarray(l2_model.data, np.float32),
+        data_withsky=np.asarray(l2_model["data_withsky"], np.float32),
+        gain=np.full((SCI, SCI), GAIN),
+        read_pattern=READ_PATTERN,
+        frame_time=FRAME_TIME,
+        tbar=np.asarray(info["meta"]["tbar"], np.float64),
+        weights=np.asarray(info["weights"], np.float64),
+        start=1,
+        endslice=np.asarray(info["endslice"]),
+        l1_data=np.clip(np.round(ramp.data), 0, 65535).astype(np.uint16),
+        l1_amp33=np.asarray(ramp.amp33, np.uint16),
+        dark=dark,
+        read_noise=np.full((SIZE, SIZE), SIGMA_READ, np.float32),
+        reset_noise=np.full((SIZE, SIZE), 5.0, np.float32),
+        calibrate=calibrate,
+    )
+    expected = noise.make_noise_cube(
+        parse_layers(texts),
+        inputs,
+        np.random.default_rng(9),
+        legacy_compat=legacy_compat,
+    )
+    assert written.shape == (len(texts), SCI, SCI)
+    np.testing.assert_array_equal(written, expected)
+    np.testing.assert_array_equal(fits_copy, expected)

@@ -115,7 +115,7 @@ def _fit_terms(model, sigma, ipc_gain=1.0):
     info = model["processinfo"]
     weights = np.asarray(info["weights"], dtype=np.float64)
     frames = np.array([len(r) for r in model.meta.exposure.read_pattern], float)
-    var_rnoise = np.asarray(info["var_rnoise_float32"], dtype=np.float64)
+    var_rnoise = np.asarray(model.var_rnoise, dtype=np.float64)
     sci = (slice(BORDER, -BORDER), slice(BORDER, -BORDER))
     sigma2 = sigma[sci] ** 2
     sum_k2_n = float(np.sum(weights**2 / frames))
@@ -231,7 +231,7 @@ def test_read_layer_with_refpix_and_reset_noise(white_read_set):
     )
     good = np.asarray(model.dq) == 0
     assert good.sum() >= MIN_GOOD_PIXELS
-    var_rnoise = np.asarray(model["processinfo"]["var_rnoise_float32"], np.float64)
+    var_rnoise = np.asarray(model.var_rnoise, np.float64)
     measured = np.mean(cube[:, good] ** 2) / np.mean(var_rnoise[good])
     # The medians' term is one line per channel, resultant and layer: 32 x 6 x 3
     # lines carry ~11 % of the variance, so the ratio scatters by about

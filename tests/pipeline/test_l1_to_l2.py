@@ -70,7 +70,7 @@ def test_rate_matches_the_simulated_truth(legacy_run, simulated_set):
         }
     with rdm.open(config["OUT"]) as model, asdf.open(config["OUT"]) as af:
         data_withsky = np.array(model.data_withsky, dtype=np.float64)
-        err = np.array(af.tree["processinfo"]["err_float32"], dtype=np.float64)
+        err = np.array(model.err, dtype=np.float64)
         dq = np.array(model.dq)
         medsky = af.tree["processinfo"]["medsky"]
     expected = truth["rate_l2"]

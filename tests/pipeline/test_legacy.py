@@ -68,6 +68,7 @@ def test_every_key_lands_on_its_parameter(config, tmp_path):
         "fits_output": True,
         "sliceout": True,
         "mask_output": False,
+        "float32_errors": False,
     }
     # Every step gets every file of the reftypes it reads.
     for name, cls in L1ToL2Pipeline.step_defs.items():
@@ -98,6 +99,15 @@ def test_maskout_asks_for_the_mask_file(config, tmp_path):
     assert pipeline_args(config | {"MASKOUT": True}).parameters["mask_output"] is True
     with pytest.raises(LegacyConfigError, match="MASKOUT"):
         pipeline_args(config | {"MASKOUT": "yes"})
+
+
+def test_float32_errors_key_keeps_the_float32_planes(config, tmp_path):
+    (tmp_path / "out").mkdir()
+    assert pipeline_args(config).parameters["float32_errors"] is False
+    on = pipeline_args(config | {"FLOAT32_ERRORS": True})
+    assert on.parameters["float32_errors"] is True
+    with pytest.raises(LegacyConfigError, match="FLOAT32_ERRORS"):
+        pipeline_args(config | {"FLOAT32_ERRORS": "yes"})
 
 
 def test_optional_files_missing_become_not_applicable(config, tmp_path):
