@@ -34,6 +34,7 @@ from numpy.typing import NDArray
 from romanimpreprocess.constants import ATOD_LIMIT, N_CHANNELS, REF_BORDER
 from romanimpreprocess.noise.layers import NoiseLayer
 from romanimpreprocess.noise.pearson import PEARSON_TYPES, pearson_deviates
+from romanimpreprocess.utils.pink import channel_image, readout_pink
 
 __all__ = [
     "IQR_TO_SIGMA",
@@ -42,7 +43,6 @@ __all__ = [
     "endslice_rows",
     "increment_coefficients",
     "make_noise_cube",
-    "pink_noise",
     "poisson_layer",
     "pseudo_poisson_layer",
     "pseudo_poisson_moments",
@@ -376,26 +376,6 @@ def poisson_layer(
 
 
 # ------------------------------------------------------------------- read noise
-def pink_noise(n: int, rng: np.random.Generator) -> NDArray[np.float64]:
-    """A 1/f noise series of ``n`` samples with unit variance per e-fold of frequency.
-
-    Generated over 2n samples (frequencies k/(2n), k = 1 … n, amplitude ∝ k^(−½),
-    random phases) and truncated to the first n, so the series is not periodic;
-    its mean is removed. The variance is Σ_{k=1}^{n} 1/k ≈ ln n + 0.577 (the legacy
-    ``noise_1f_frame`` model, S(f) = 1/f).
-    """
-    m = 2 * n
-    k = np.arange(1, n + 1, dtype=np.float64)
-    spectrum = np.zeros(n + 1, dtype=np.complex128)
-    spectrum[1:] = (rng.standard_normal(n) - 1j * rng.standard_normal(n)) * (
-        0.5 * m / np.sqrt(k)
-    )
-    # irfft keeps only the real part of the Nyquist term: give it the full variance.
-    spectrum[n] = spectrum[n].real * 2.0
-    series = np.fft.irfft(spectrum, m)[:n]
-    return series - series.mean()
-
-
 def _to_uint16(values, *, truncate=False):
     values = np.asarray(values, dtype=np.float32)
     if not truncate:
@@ -426,11 +406,12 @@ def read_noise_ramp(
     * every pixel gets white noise σ_read/√N_k;
     * reference-border pixels are ``border_base`` (default: ``data``) + that white
       noise + one reset-noise draw per pixel (σ_reset, common to all resultants);
-    * each readout channel gets 1/f noise (C_PINK · common + U_PINK · own)/√N_k,
-      the series read along rows in readout order (odd channels mirrored in x);
-    * with a valid amp33 model the reference output becomes (``med`` if
-      ``replace_amp33`` else ``amp33``) + (σ_amp33 white + RU_PINK · own +
-      M_PINK · common)/√N_k;
+    * the 1/f noise of the read-noise file (docs/reference_files.rst, "The 1/f noise
+      of the read-noise file"; drawn by `romanimpreprocess.utils.pink`, the
+      simulator's model): each channel gets (C_PINK · common + U_PINK · own)/√N_k in
+      readout order, and with a valid amp33 model the reference output becomes
+      (``med`` if ``replace_amp33`` else ``amp33``) + (σ_amp33 white + RU_PINK · own +
+      M_PINK · C_PINK · common)/√N_k;
     * the result is rounded and clipped to [0, 65535] (once; the legacy tool rounds
       the active pixels twice).
 
@@ -483,9 +464,9 @@ def read_noise_ramp(
         out_amp33 = np.empty((nres, *med.shape), dtype=np.uint16)
     inner = np.zeros((ny, nx), dtype=bool)
     inner[border : ny - border, border : nx - border] = True
-    # The common 1/f series is one function of the readout clock: channel pixel
-    # (row, col) and amp33 pixel (row, col) are read at the same time.
-    common_width = max(width, out_amp33.shape[-1] if model is not None else 0)
+    # The 1/f series are functions of the readout clock (romanimpreprocess.utils.pink):
+    # channel pixel (row, col) and amp33 pixel (row, col) are read at the same time.
+    w33 = out_amp33.shape[-1] if model is not None else 0
     reset = None
     if reset_noise is not None:
         reset = np.asarray(reset_noise, dtype=np.float32) * rng.standard_normal(
@@ -499,24 +480,14 @@ def read_noise_ramp(
         frame += read_noise * rng.standard_normal((ny, nx), dtype=np.float32) / root_n
         if reset is not None:
             frame[~inner] += reset[~inner]
-        common = c_pink * pink_noise(ny * common_width, rng).reshape(ny, common_width)
-        for ch in range(n_channels):
-            block = common[:, :width] + u_pink * pink_noise(ny * width, rng).reshape(
-                ny, width
-            )
-            if ch % 2:
-                block = block[:, ::-1]
-            frame[:, ch * width : (ch + 1) * width] += (block / root_n).astype(
-                np.float32
-            )
+        series = readout_pink(rng, ny, width, n_channels=n_channels, amp33_width=w33)
+        frame += (channel_image(series, c_pink, u_pink) / root_n).astype(np.float32)
         out[k] = _to_uint16(frame)
         if model is not None:
-            w33 = med.shape[1]
-            own = pink_noise(ny * w33, rng).reshape(ny, w33)
             noise33 = (
                 std * rng.standard_normal(med.shape, dtype=np.float32)
-                + float(model.get("RU_PINK", 0.0)) * own
-                + float(model.get("M_PINK", 0.0)) * common[:, :w33]
+                + float(model.get("RU_PINK", 0.0)) * series.own33
+                + float(model.get("M_PINK", 0.0)) * (c_pink * series.common[:, :w33])
             ) / root_n
             base33 = med if replace_amp33 else np.asarray(amp33[k], dtype=np.float32)
             out_amp33[k] = _to_uint16(base33 + noise33)

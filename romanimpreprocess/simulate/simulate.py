@@ -4,9 +4,10 @@ Physics (per pixel, per frame read at ``k * frame_time`` after the reset): Poiss
 accumulation of sky + sources (scaled by the QE flat) and dark current in electrons,
 cosmic-ray jumps at known frames, per-pixel IPC (forward kernel on the charge), the
 gain, the inverse of the Legendre nonlinearity of the linearity file, the reset level
-``Sref`` plus reset noise, white read noise, 1/f noise common to the rows of all
-channels (seen by amp33 through ``M_PINK``) and independent per channel, and
-per-channel reference drifts linear in row. Resultants are the means of their frames,
+``Sref`` plus reset noise, white read noise, the 1/f noise of the read-noise file's
+model in readout order (common to all channels and seen by amp33 through ``M_PINK``,
+and independent per channel; docs/reference_files.rst, "The 1/f noise of the
+read-noise file"), and per-channel reference drifts linear in row. Resultants are the means of their frames,
 rounded to uint16 (saturating at the 16-bit limit).
 
 The calibration files follow the legacy CALDIR layouts (docs/reference_files.rst) and
@@ -32,6 +33,7 @@ from romanimpreprocess.constants import (
     REF_BORDER,
 )
 from romanimpreprocess.simulate.field import apply_dither, tan_sip_header
+from romanimpreprocess.utils.pink import channel_image, readout_pink
 
 __all__ = [
     "READ_PATTERNS",
@@ -171,23 +173,6 @@ class SimulationPaths:
 
 
 # ------------------------------------------------------------------ helpers
-def _pink_rows(rng, shape, amplitude):
-    """1/f noise along the last axis, unit variance per log-frequency times amplitude."""
-    n = shape[-1]
-    freqs = np.fft.rfftfreq(n)
-    scale = np.zeros_like(freqs)
-    scale[1:] = 1.0 / np.sqrt(freqs[1:])
-    spectrum = rng.standard_normal(
-        (*shape[:-1], freqs.size)
-    ) + 1j * rng.standard_normal((*shape[:-1], freqs.size))
-    noise = np.fft.irfft(spectrum * scale, n=n, axis=-1)
-    # Normalise: unit variance per logarithmic frequency interval.
-    norm = np.sqrt(np.sum(scale[1:] ** 2) / max(np.log(n / 2.0), 1.0)) * np.sqrt(
-        2.0 / n
-    )
-    return (amplitude * noise / max(norm * np.sqrt(n / 2.0), 1e-30)).astype(np.float32)
-
-
 def _ipc_forward(image, kernel, border):
     """Forward per-pixel IPC on the science area of a full frame (new array)."""
     from romanimpreprocess.ipc.ipc import ipc_forward
@@ -238,6 +223,34 @@ def _row_blocks(n, rows=256):
     return list(itertools.pairwise(edges))
 
 
+def _frame_read_noise(config, rng, n, amp33_frame, amp33_std):
+    """Correlated read noise of one frame: 1/f and reference drifts.
+
+    The channels' noise is returned as an (n, n) float32 image; amp33's (its 1/f and
+    white noise) is added to ``amp33_frame`` in place. The 1/f noise is the read-noise
+    file's model (docs/reference_files.rst, "The 1/f noise of the read-noise file"),
+    drawn by `romanimpreprocess.utils.pink` in float32; each channel also drifts by an
+    offset and a slope in row.
+    """
+    cw = n // N_CHANNELS
+    pink = (config.c_pink, config.u_pink, config.m_pink, config.ru_pink)
+    noise = np.zeros((n, n), dtype=np.float32)
+    if any(pink):
+        series = readout_pink(
+            rng, n, cw, n_channels=N_CHANNELS, amp33_width=AMP33_WIDTH, dtype=np.float32
+        )
+        channel_image(series, config.c_pink, config.u_pink, out=noise)
+        amp33_frame += config.m_pink * config.c_pink * series.common[:, :AMP33_WIDTH]
+        amp33_frame += config.ru_pink * series.own33
+        del series
+    drift_off = rng.normal(0.0, config.drift, N_CHANNELS)
+    drift_slope = rng.normal(0.0, config.drift / n, N_CHANNELS)
+    drift = drift_off[None, :] + drift_slope[None, :] * np.arange(n)[:, None]
+    noise.reshape(n, N_CHANNELS, cw)[:] += drift.astype(np.float32)[:, :, None]
+    amp33_frame += rng.standard_normal((n, AMP33_WIDTH)) * amp33_std
+    return noise
+
+
 def _read_frames(
     config, pattern, total_e, gain, kernel, sref, beta, read_noise, rng, shape
 ):
@@ -271,10 +284,8 @@ def _read_frames(
     ).astype(np.float32)
     amp33_med = rng.normal(8000.0, 20.0, (n, AMP33_WIDTH)).astype(np.float32)
     amp33_std = np.full((n, AMP33_WIDTH), 4.0, np.float32)
-    gain.astype(np.float32)
     beta32 = np.asarray(beta, dtype=np.float32)
     gain32 = np.asarray(gain, dtype=np.float32)
-    cw = n // N_CHANNELS
     npix = ns * ns
     starts, stops = zip(*_row_blocks(n), strict=True)
     jumps = []
@@ -330,22 +341,9 @@ def _read_frames(
                 continue
             i = which[frame]
             amp33_frame = amp33_med.astype(np.float64)
-            row_noise = np.zeros((n, n), dtype=np.float32) if noisy else None
+            row_noise = None
             if noisy:
-                common = _pink_rows(rng, (n,), config.c_pink)
-                per_channel = _pink_rows(rng, (N_CHANNELS, n), config.u_pink)
-                drift_off = rng.normal(0.0, config.drift, N_CHANNELS)
-                drift_slope = rng.normal(0.0, config.drift / n, N_CHANNELS)
-                rows = np.arange(n)[:, None]
-                channel_noise = (
-                    per_channel.T + drift_off[None, :] + drift_slope[None] * rows
-                )
-                row_noise = (
-                    np.repeat(channel_noise, cw, axis=1) + common[:, None]
-                ).astype(np.float32)
-                amp33_frame = amp33_frame + config.m_pink * common[:, None]
-                amp33_frame += _pink_rows(rng, (n,), config.ru_pink)[:, None]
-                amp33_frame += rng.standard_normal((n, AMP33_WIDTH)) * amp33_std
+                row_noise = _frame_read_noise(config, rng, n, amp33_frame, amp33_std)
             list(
                 pool.map(
                     read_block,

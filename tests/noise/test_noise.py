@@ -315,20 +315,6 @@ def test_pseudo_poisson_layer_skips_and_floors(rng):
 
 
 # ------------------------------------------------------------------- read noise
-def test_pink_noise_spectrum(rng):
-    n = 4096
-    reps = 200
-    series = np.stack([noise.pink_noise(n, rng) for _ in range(reps)])
-    np.testing.assert_allclose(series.mean(axis=1), 0.0, atol=1e-12)
-    # Variance Σ_{k=1}^{n} 1/k minus the removed mean's share (large-scale power).
-    var = series.var(axis=1).mean()
-    assert 0.6 * np.log(n) < var < np.sum(1.0 / np.arange(1, n + 1))
-    # 1/f: power per unit frequency halves per octave → equal power per octave.
-    power = np.mean(np.abs(np.fft.rfft(series, axis=1)) ** 2, axis=0)
-    octave = [power[2**j : 2 ** (j + 1)].sum() for j in (4, 6, 8, 10)]
-    np.testing.assert_allclose(octave, np.mean(octave), rtol=0.15)
-
-
 def _read_inputs(shape=(64, 64), nres=6):
     return {
         "read_noise": np.full(shape, 6.5),
