@@ -141,18 +141,21 @@ def correct_resultant(
 
 
 # ------------------------------------------------------------- noise left behind
-def _window_structure(ny: int, clocks: int, width_a: int, width_b: int):
+def _window_structure(ny: int, clocks: int, width_a: int, width_b: int, grid=None):
     """Mean of D over two row windows ``d`` rows apart, ``d = -(ny-1) … ny-1``.
 
     Window a holds clocks ``0 … width_a - 1`` of a row, window b clocks
     ``d·clocks + 0 … width_b - 1``; returns ``mean_{c<width_a, c'<width_b}
     D(d·clocks + c - c')`` (`romanimpreprocess.utils.pink.structure_function`) as an
-    array indexed by ``d + ny - 1``.
+    array indexed by ``d + ny - 1``. ``grid``: D at the integer lags
+    ``0 … ny·clocks + width_b`` (computed once by the caller).
     """
+    if grid is None:
+        grid = structure_function(np.arange(ny * clocks + max(width_a, width_b)))
     m = np.arange(-(width_b - 1), width_a)
     pairs = np.minimum(m + width_b, width_a) - np.maximum(m, 0)  # c - c' = m
     d = np.arange(-(ny - 1), ny)
-    table = structure_function(d[:, None] * clocks + m[None, :])
+    table = grid[np.abs(d[:, None] * clocks + m[None, :])]
     return table @ (pairs / (width_a * width_b))
 
 
@@ -197,11 +200,13 @@ def pink_residual_variance(
     """
     clocks = row_clocks(channel_width, amp33_width)
     a = 0.0 if alpha is None else float(alpha)
+    # D at every integer lag once (sici is the cost), then window means by lookup.
+    grid = structure_function(np.arange(ny * clocks + clocks))
+    widths = {"c": channel_width, "q": amp33_width}
     tables = {
-        ("c", "c"): _window_structure(ny, clocks, channel_width, channel_width),
-        ("c", "q"): _window_structure(ny, clocks, channel_width, amp33_width),
-        ("q", "c"): _window_structure(ny, clocks, amp33_width, channel_width),
-        ("q", "q"): _window_structure(ny, clocks, amp33_width, amp33_width),
+        (i, j): _window_structure(ny, clocks, widths[i], widths[j], grid)
+        for i in widths
+        for j in widths
     }
     rows = np.arange(ny)
     bottom = np.arange(border)
