@@ -25,6 +25,7 @@ __all__ = [
     "correct_resultant",
     "median_variance",
     "pink_alpha",
+    "pink_block_variance",
     "pink_residual_variance",
     "residual_row_variance",
     "row_step",
@@ -157,6 +158,19 @@ def _window_structure(ny: int, clocks: int, width_a: int, width_b: int, grid=Non
     d = np.arange(-(ny - 1), ny)
     table = grid[np.abs(d[:, None] * clocks + m[None, :])]
     return table @ (pairs / (width_a * width_b))
+
+
+def pink_block_variance(rows: int, width: int, clocks: int) -> float:
+    """Spread of unit 1/f noise over a block of reference pixels, one frame.
+
+    The variance about their mean of the samples of ``rows`` consecutive rows x the
+    first ``width`` clocks of each row (``clocks`` per row): ``½ mean_ij D(t_i -
+    t_j)``. It is noise, not a fixed offset: `RefPixStep` takes it out of the
+    measured spread of the reference pixels before calling the rest reset offsets.
+    """
+    table = _window_structure(rows, clocks, width, width)
+    lags = np.arange(rows)[:, None] - np.arange(rows)[None, :]
+    return float(0.5 * np.mean(table[lags + rows - 1]))
 
 
 def pink_residual_variance(

@@ -207,3 +207,19 @@ def test_one_over_f_closed_form_against_the_structure_of_a_row():
         per_column.append(-0.5 * a @ d @ a)
     assert unit["own"][y] == pytest.approx(np.mean(per_column), rel=1e-9)
     assert unit["common"][y] == pytest.approx(unit["own"][y], rel=1e-12)  # alpha 0
+
+
+def test_pink_block_variance_against_the_generator():
+    """Spread of unit 1/f about its mean over a 4-row block of a channel's first 8
+    clocks (128 per row), Monte Carlo of utils.pink against the closed form."""
+    from romanimpreprocess.refpix.refpix import pink_block_variance
+    from romanimpreprocess.utils.pink import unit_pink
+
+    rng = np.random.default_rng(12)
+    clocks, width = AMP33_WIDTH, 8
+    series = unit_pink(64 * clocks, rng, count=400).reshape(400, 64, clocks)
+    block = series[:, 30 : 30 + B, :width].reshape(400, -1)
+    measured = np.mean(np.var(block, axis=1))
+    # 400 blocks: the spread of a block's variance is ~40 % of it: ~2 % error.
+    expected = pink_block_variance(B, width, clocks)
+    assert measured == pytest.approx(expected, rel=0.08)
