@@ -500,7 +500,7 @@ def _amp33_model(cal, n):
 def simulate_l1(truth: TruthImage, cfg: SimToIsimConfig):
     """``(data uint16 (nres, n, n), amp33 uint16, area_factor)`` of the exposure."""
     from romanimpreprocess.from_sim.ramps import ramp_resultants
-    from romanimpreprocess.noise.noise import read_noise_ramp
+    from romanimpreprocess.noise.read_ramp import read_noise_ramp
 
     ny, nx = truth.rate.shape
     if ny != nx:

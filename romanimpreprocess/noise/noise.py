@@ -15,9 +15,10 @@ from the commands of its layer string (`romanimpreprocess.noise.layers`):
   sky · gain · t_frame), propagated through the pixel's ramp-fit weights.
 * **S<o>** – the order-o Legendre sky fit of the layer is subtracted.
 
-Weights: a pixel whose last unsaturated resultant (``endslice``) is e uses the full
-fit weights K if it never saturates, else the two-point weights between the first used
-resultant and e (docs/ramp_fit/description.rst); pixels without a usable pair get no O/P noise.
+The pieces live beside this module: the ramp-fit weights and moments of the O and P
+layers in `romanimpreprocess.noise.weights`, the noisy raw ramps of the R layers in
+`romanimpreprocess.noise.read_ramp`; here the layers are made and assembled into the
+cube.
 
 Randomness comes from one `numpy.random.Generator` consumed layer by layer in order,
 so a seed reproduces the cube exactly. The legacy tool draws from GalSim's
@@ -31,25 +32,25 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from romanimpreprocess.constants import ATOD_LIMIT, N_CHANNELS, REF_BORDER
+from romanimpreprocess.constants import N_CHANNELS, REF_BORDER
 from romanimpreprocess.noise.layers import NoiseLayer
 from romanimpreprocess.noise.pearson import PEARSON_TYPES, pearson_deviates
+from romanimpreprocess.noise.read_ramp import read_noise_ramp, to_uint16
+from romanimpreprocess.noise.weights import (
+    endslice_rows,
+    increment_coefficients,
+    pseudo_poisson_moments,
+    weight_table,
+)
 
 __all__ = [
     "IQR_TO_SIGMA",
     "NoiseInputs",
     "clip_layer",
-    "endslice_rows",
-    "increment_coefficients",
     "make_noise_cube",
-    "pink_noise",
     "poisson_layer",
     "pseudo_poisson_layer",
-    "pseudo_poisson_moments",
-    "read_noise_ramp",
     "sky_polynomial",
-    "tilde_moments",
-    "weight_table",
 ]
 
 log = logging.getLogger(__name__)
@@ -60,183 +61,6 @@ GAIN_RANGE = (1e-4, 1e4)  # e/DN, gain clipping of the O and P layers (legacy)
 # O and P layers draw pixel blocks of this size in raster order (bounded memory).
 # Changing it changes which draw lands on which pixel, i.e. the cube for a seed.
 CHUNK_PIXELS = 1 << 20
-
-
-# ----------------------------------------------------------------------- weights
-def weight_table(
-    weights: NDArray, tbar: NDArray, *, start: int
-) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
-    """Ramp-fit weight vector for each possible last usable resultant.
-
-    Row ``e`` holds the weights applied to a pixel whose last unsaturated resultant
-    is ``e``: the full fit weights K for ``e = n − 1``; for ``start < e < n − 1`` the
-    two-point slope between resultants ``start`` and ``e``:
-    K[e] = 1/(tbar[e] − tbar[start]), K[start] = −K[e] (docs/ramp_fit/description.rst).
-
-    Parameters
-    ----------
-    weights : ndarray, shape (n,)
-        Full-ramp weights K (1/s), 0 for excluded resultants.
-    tbar : ndarray, shape (n,)
-        Mean read time of each resultant (s).
-    start : int
-        First resultant used by the fit (1 with EXCLUDE_FIRST, else 0).
-
-    Returns
-    -------
-    table : ndarray, shape (n, n), float64
-        Row e = weight vector; rows without a usable pair are zero.
-    valid : ndarray of bool, shape (n,)
-        Rows that hold weights (e > start).
-    """
-    weights = np.asarray(weights, dtype=np.float64)
-    tbar = np.asarray(tbar, dtype=np.float64)
-    n = weights.size
-    if tbar.size != n:
-        raise ValueError(f"weights have {n} entries but tbar has {tbar.size}")
-    if not 0 <= start < n - 1:
-        raise ValueError(f"start {start} leaves no pair of resultants among {n}")
-    table = np.zeros((n, n), dtype=np.float64)
-    valid = np.zeros(n, dtype=bool)
-    table[n - 1] = weights
-    valid[n - 1] = True
-    for e in range(start + 1, n - 1):
-        table[e, e] = 1.0 / (tbar[e] - tbar[start])
-        table[e, start] = -table[e, e]
-        valid[e] = True
-    return table, valid
-
-
-def endslice_rows(
-    endslice: NDArray | None,
-    valid: NDArray[np.bool_],
-    shape: tuple[int, int],
-    *,
-    legacy_compat: bool = False,
-) -> NDArray[np.int16]:
-    """Row of `weight_table` used by each pixel, −1 for no noise.
-
-    Parameters
-    ----------
-    endslice : ndarray of int, shape (sy, sx), or None
-        Last unsaturated resultant, −1 if the pixel never saturates
-        (``processinfo.endslice``); None = no pixel saturates.
-    valid : ndarray of bool, shape (n,)
-        From `weight_table`.
-    shape : tuple
-        Science-area shape (used when ``endslice`` is None).
-    legacy_compat : bool
-        Legacy mapping: ``endslice > 0`` selects row ``endslice``, anything else the
-        full weights (so a pixel whose last good resultant is 0 counts as
-        unsaturated, docs/noise/index.rst, differences from the legacy). Default: ``endslice ≥ 0`` selects its
-        row and −1 the full weights.
-
-    Returns
-    -------
-    ndarray of int16, shape (sy, sx)
-    """
-    n = valid.size
-    if endslice is None:
-        return np.full(shape, n - 1, dtype=np.int16)
-    endslice = np.asarray(endslice).astype(np.int16)
-    if endslice.shape != tuple(shape):
-        raise ValueError(f"endslice shape {endslice.shape} differs from {shape}")
-    if np.any(endslice >= n) or np.any(endslice < -1):
-        raise ValueError(f"endslice values must lie in [-1, {n - 1}]")
-    saturated = endslice > 0 if legacy_compat else endslice >= 0
-    rows = np.where(saturated, endslice, np.int16(n - 1)).astype(np.int16)
-    rows[~valid[rows]] = -1
-    return rows
-
-
-def increment_coefficients(
-    table: NDArray[np.float64], read_pattern: Sequence[Sequence[int]]
-) -> NDArray[np.float64]:
-    """Coefficient of each frame-to-frame charge increment in the fitted slope.
-
-    With L[β, f] = 1/N_β for the frames f of resultant β, the charge n_j collected
-    between frames j−1 and j enters resultant β with weight T[β, j] = Σ_{f ≥ j}
-    L[β, f], so a slope Σ_β K_β R_β is Σ_j c_j n_j with c = K·T (j ≥ 1; the charge
-    before the first frame is common to all resultants and cancels, ΣK = 0).
-
-    Parameters
-    ----------
-    table : ndarray, shape (nrow, n)
-        Weight vectors (`weight_table`), 1/s.
-    read_pattern : list of list of int
-        Frame indices of each resultant.
-
-    Returns
-    -------
-    ndarray, shape (nrow, nframes − 1), float64
-        c[row, j − 1] for increments j = 1 … last frame, 1/s.
-    """
-    nframes = max(max(frames) for frames in read_pattern) + 1
-    averaging = np.zeros((len(read_pattern), nframes), dtype=np.float64)
-    for beta, frames in enumerate(read_pattern):
-        averaging[beta, list(frames)] = 1.0 / len(frames)
-    tail = np.cumsum(averaging[:, ::-1], axis=1)[:, ::-1]
-    return np.asarray(table, dtype=np.float64) @ tail[:, 1:]
-
-
-def tilde_moments(coefficients: NDArray[np.float64]) -> NDArray[np.float64]:
-    """ν̃₂₁, ν̃₃₁, ν̃₄₁ of a linear estimator of Poisson increments.
-
-    With ν_p = Σ_j c_j^p (c dimensionless, the estimate in the units of the Poisson
-    mean): ν̃₂₁ = ν₂, ν̃₃₁ = ν₃ − 3ν₂², ν̃₄₁ = ν₄ − 10ν₂ν₃ + 15ν₂³ (the moments of the
-    noise evaluated at the *measured* rather than the true intensity; legacy
-    ``find_tilnus``, "Noise bias and debiasing in photometric surveys" eq. 32).
-
-    Parameters
-    ----------
-    coefficients : ndarray, shape (..., nincr)
-
-    Returns
-    -------
-    ndarray, shape (..., 3)
-    """
-    c = np.asarray(coefficients, dtype=np.float64)
-    nu2 = np.sum(c**2, axis=-1)
-    nu3 = np.sum(c**3, axis=-1)
-    nu4 = np.sum(c**4, axis=-1)
-    return np.stack(
-        [nu2, nu3 - 3.0 * nu2**2, nu4 - 10.0 * nu2 * nu3 + 15.0 * nu2**3], axis=-1
-    )
-
-
-def pseudo_poisson_moments(
-    coefficients: NDArray[np.float64], frame_time: float, *, legacy_compat: bool = False
-) -> NDArray[np.float64]:
-    """Per-e/s moment coefficients (A, B, C) of the O layer for each weight row.
-
-    A deviate for a pixel at rate I (e/s) has μ₂ = A·I, μ₃ = B·I, μ₄ = 3μ₂² + C·I
-    (e/s units). The tilde moments are defined for an estimate in the units of the
-    Poisson mean, i.e. per-frame weights t_fr·c; converting back to e/s gives
-    A = ν̃₂₁(t_fr c)/t_fr, B = ν̃₃₁(t_fr c)/t_fr², C = ν̃₄₁(t_fr c)/t_fr³.
-
-    The legacy tool computes the tilde moments from the per-second weights c and
-    multiplies by t_fr, t_fr², t_fr³: the same A, but B and C mix units
-    (e.g. B = t_fr²ν₃ − 3t_fr²ν₂² instead of t_fr ν₃ − 3t_fr²ν₂²).
-    ``legacy_compat=True`` reproduces that.
-
-    Parameters
-    ----------
-    coefficients : ndarray, shape (nrow, nincr)
-        `increment_coefficients` (1/s).
-    frame_time : float
-        Frame time t_fr (s).
-    legacy_compat : bool
-        Legacy scaling (see above).
-
-    Returns
-    -------
-    ndarray, shape (nrow, 3), float64
-    """
-    c = np.asarray(coefficients, dtype=np.float64)
-    if legacy_compat:
-        return tilde_moments(c) * np.array([frame_time, frame_time**2, frame_time**3])
-    scaled = tilde_moments(c * frame_time)
-    return scaled / np.array([frame_time, frame_time**2, frame_time**3])
 
 
 # ------------------------------------------------------------------ O and P layers
@@ -375,154 +199,6 @@ def poisson_layer(
     return out.reshape(rows.shape)
 
 
-# ------------------------------------------------------------------- read noise
-def pink_noise(n: int, rng: np.random.Generator) -> NDArray[np.float64]:
-    """A 1/f noise series of ``n`` samples with unit variance per e-fold of frequency.
-
-    Generated over 2n samples (frequencies k/(2n), k = 1 … n, amplitude ∝ k^(−½),
-    random phases) and truncated to the first n, so the series is not periodic;
-    its mean is removed. The variance is Σ_{k=1}^{n} 1/k ≈ ln n + 0.577 (the legacy
-    ``noise_1f_frame`` model, S(f) = 1/f).
-    """
-    m = 2 * n
-    k = np.arange(1, n + 1, dtype=np.float64)
-    spectrum = np.zeros(n + 1, dtype=np.complex128)
-    spectrum[1:] = (rng.standard_normal(n) - 1j * rng.standard_normal(n)) * (
-        0.5 * m / np.sqrt(k)
-    )
-    # irfft keeps only the real part of the Nyquist term: give it the full variance.
-    spectrum[n] = spectrum[n].real * 2.0
-    series = np.fft.irfft(spectrum, m)[:n]
-    return series - series.mean()
-
-
-def _to_uint16(values, *, truncate=False):
-    values = np.asarray(values, dtype=np.float32)
-    if not truncate:
-        values = np.round(values)
-    return np.clip(values, 0, ATOD_LIMIT).astype(np.uint16)
-
-
-def read_noise_ramp(
-    data: NDArray,
-    amp33: NDArray | None,
-    *,
-    read_noise: NDArray,
-    n_frames: Sequence[int],
-    rng: np.random.Generator,
-    reset_noise: NDArray | None = None,
-    c_pink: float = 0.0,
-    u_pink: float = 0.0,
-    amp33_model: dict | None = None,
-    border_base: NDArray | None = None,
-    replace_amp33: bool = True,
-    border: int = REF_BORDER,
-    n_channels: int = N_CHANNELS,
-) -> tuple[NDArray[np.uint16], NDArray[np.uint16] | None]:
-    """Add a read-noise realisation to a raw ramp (legacy ``fill_in_refdata_and_1f``).
-
-    Per resultant k (N_k frames):
-
-    * every pixel gets white noise σ_read/√N_k;
-    * reference-border pixels are ``border_base`` (default: ``data``) + that white
-      noise + one reset-noise draw per pixel (σ_reset, common to all resultants);
-    * each readout channel gets 1/f noise (C_PINK · common + U_PINK · own)/√N_k,
-      the series read along rows in readout order (odd channels mirrored in x);
-    * with a valid amp33 model the reference output becomes (``med`` if
-      ``replace_amp33`` else ``amp33``) + (σ_amp33 white + RU_PINK · own +
-      M_PINK · common)/√N_k;
-    * the result is rounded and clipped to [0, 65535] (once; the legacy tool rounds
-      the active pixels twice).
-
-    Parameters
-    ----------
-    data : ndarray, shape (n, ny, nx)
-        Raw (decoded) resultants, DN. Not modified.
-    amp33 : ndarray, shape (n, ny, w) or None
-        Raw reference output, DN. Not modified.
-    read_noise : ndarray, shape (ny, nx)
-        Single-frame read noise σ_read, DN.
-    n_frames : sequence of int, length n
-        Frames averaged in each resultant.
-    rng : numpy.random.Generator
-    reset_noise : ndarray, shape (ny, nx), optional
-        Reset noise σ, DN (border only).
-    c_pink, u_pink : float
-        1/f amplitudes common to all channels and per channel (DN per unit log
-        frequency).
-    amp33_model : dict, optional
-        ``valid``, ``med``, ``std`` (ny, w) and ``M_PINK``, ``RU_PINK``; ignored
-        unless ``valid``.
-    border_base : ndarray, shape (n, ny, nx), optional
-        Noiseless values of the border pixels (legacy: the dark cube).
-    replace_amp33 : bool
-        Build amp33 from ``med`` (legacy) rather than adding noise to ``amp33``.
-    border : int
-        Reference-border width.
-    n_channels : int
-        Readout channels across the frame.
-
-    Returns
-    -------
-    data : ndarray of uint16, shape (n, ny, nx)
-    amp33 : ndarray of uint16 or None
-    """
-    nres, ny, nx = data.shape
-    if nx % n_channels:
-        raise ValueError(f"frame width {nx} does not divide into {n_channels} channels")
-    width = nx // n_channels
-    read_noise = np.asarray(read_noise, dtype=np.float32)
-    model = amp33_model if amp33_model and amp33_model.get("valid", False) else None
-    if model is not None and amp33 is None and not replace_amp33:
-        raise ValueError("adding amp33 noise needs the amp33 cube")
-    out = np.empty((nres, ny, nx), dtype=np.uint16)
-    out_amp33 = None if amp33 is None else np.array(amp33, dtype=np.uint16)
-    if model is not None:
-        med = np.asarray(model["med"], dtype=np.float32)
-        std = np.asarray(model["std"], dtype=np.float32)
-        out_amp33 = np.empty((nres, *med.shape), dtype=np.uint16)
-    inner = np.zeros((ny, nx), dtype=bool)
-    inner[border : ny - border, border : nx - border] = True
-    # The common 1/f series is one function of the readout clock: channel pixel
-    # (row, col) and amp33 pixel (row, col) are read at the same time.
-    common_width = max(width, out_amp33.shape[-1] if model is not None else 0)
-    reset = None
-    if reset_noise is not None:
-        reset = np.asarray(reset_noise, dtype=np.float32) * rng.standard_normal(
-            (ny, nx), dtype=np.float32
-        )
-    for k in range(nres):
-        root_n = np.float32(np.sqrt(n_frames[k]))
-        frame = np.asarray(data[k], dtype=np.float32).copy()
-        if border_base is not None:
-            frame[~inner] = np.asarray(border_base[k], dtype=np.float32)[~inner]
-        frame += read_noise * rng.standard_normal((ny, nx), dtype=np.float32) / root_n
-        if reset is not None:
-            frame[~inner] += reset[~inner]
-        common = c_pink * pink_noise(ny * common_width, rng).reshape(ny, common_width)
-        for ch in range(n_channels):
-            block = common[:, :width] + u_pink * pink_noise(ny * width, rng).reshape(
-                ny, width
-            )
-            if ch % 2:
-                block = block[:, ::-1]
-            frame[:, ch * width : (ch + 1) * width] += (block / root_n).astype(
-                np.float32
-            )
-        out[k] = _to_uint16(frame)
-        if model is not None:
-            w33 = med.shape[1]
-            own = pink_noise(ny * w33, rng).reshape(ny, w33)
-            noise33 = (
-                std * rng.standard_normal(med.shape, dtype=np.float32)
-                + float(model.get("RU_PINK", 0.0)) * own
-                + float(model.get("M_PINK", 0.0)) * common[:, :w33]
-            ) / root_n
-            base33 = med if replace_amp33 else np.asarray(amp33[k], dtype=np.float32)
-            out_amp33[k] = _to_uint16(base33 + noise33)
-    return out, out_amp33
-
-
 # ------------------------------------------------------------------- utilities
 def clip_layer(layer: NDArray, k: float) -> NDArray[np.float32]:
     """Clip ``layer`` to median ± k · IQR/1.34896 (the ``z<k>`` option of R).
@@ -616,7 +292,7 @@ def _dark_ramp(inputs, *, legacy_compat):
             f"dark cube has {dark.shape[0]} planes for {nres} resultants: expected "
             f"{nres} or {nres + 1} (with the reference read)"
         )
-    return _to_uint16(dark[extra:], truncate=legacy_compat), dark[extra:]
+    return to_uint16(dark[extra:], truncate=legacy_compat), dark[extra:]
 
 
 class _ReadNoise:
@@ -637,7 +313,7 @@ class _ReadNoise:
     def _dark_amp33(self):
         """amp33 of the noiseless reference ramp: ``med`` (valid model) or the L1's."""
         if self._amp33_valid() and not self.legacy_compat:
-            med = _to_uint16(self.inputs.amp33_model["med"])
+            med = to_uint16(self.inputs.amp33_model["med"])
             return np.broadcast_to(med, (self.inputs.l1_data.shape[0], *med.shape))
         return self.inputs.l1_amp33
 

@@ -18,13 +18,15 @@ import numpy as np
 from numpy.typing import NDArray
 
 from romanimpreprocess.constants import N_CHANNELS
+from romanimpreprocess.utils.pink import row_clocks, structure_function
 
 __all__ = [
     "channel_step",
     "correct_resultant",
     "median_variance",
     "pink_alpha",
-    "pink_row_covariance",
+    "pink_block_variance",
+    "pink_residual_variance",
     "residual_row_variance",
     "row_step",
 ]
@@ -140,25 +142,120 @@ def correct_resultant(
 
 
 # ------------------------------------------------------------- noise left behind
-def pink_row_covariance(n: int) -> NDArray[np.float64]:
-    """Covariance of unit-amplitude 1/f row noise at lags ``0..n-1`` (circular).
+def _window_structure(ny: int, clocks: int, width_a: int, width_b: int, grid=None):
+    """Mean of D over two row windows ``d`` rows apart, ``d = -(ny-1) … ny-1``.
 
-    The read-noise file's ``C_PINK``, ``U_PINK``, ``RU_PINK`` are amplitudes of 1/f
-    noise with one value per row, generated over the ``n`` rows of a frame by the
-    inverse real FFT of ``(a + ib) / sqrt(f)`` (``f = k/n``, k = 1..n/2), normalised
-    to unit variance per e-fold of frequency (``romanimpreprocess.simulate``). The
-    covariance of that process is ``(L / sum s_k^2) irfft(c) / n`` with
-    ``s_k^2 = n/k``, ``c_k = 2 s_k^2`` below Nyquist and ``c_{n/2} = s_{n/2}^2``,
-    ``L = max(ln(n/2), 1)``.
+    Window a holds clocks ``0 … width_a - 1`` of a row, window b clocks
+    ``d·clocks + 0 … width_b - 1``; returns ``mean_{c<width_a, c'<width_b}
+    D(d·clocks + c - c')`` (`romanimpreprocess.utils.pink.structure_function`) as an
+    array indexed by ``d + ny - 1``. ``grid``: D at the integer lags
+    ``0 … ny·clocks + width_b`` (computed once by the caller).
     """
-    k = np.arange(n // 2 + 1, dtype=np.float64)
-    s2 = np.zeros_like(k)
-    s2[1:] = n / k[1:]
-    c = 2.0 * s2
-    if n % 2 == 0:
-        c[-1] = s2[-1]
-    norm = max(np.log(n / 2.0), 1.0) / np.sum(s2[1:])
-    return norm * np.fft.irfft(c, n=n) / n
+    if grid is None:
+        grid = structure_function(np.arange(ny * clocks + max(width_a, width_b)))
+    m = np.arange(-(width_b - 1), width_a)
+    pairs = np.minimum(m + width_b, width_a) - np.maximum(m, 0)  # c - c' = m
+    d = np.arange(-(ny - 1), ny)
+    table = grid[np.abs(d[:, None] * clocks + m[None, :])]
+    return table @ (pairs / (width_a * width_b))
+
+
+def pink_block_variance(rows: int, width: int, clocks: int) -> float:
+    """Spread of unit 1/f noise over a block of reference pixels, one frame.
+
+    The variance about their mean of the samples of ``rows`` consecutive rows x the
+    first ``width`` clocks of each row (``clocks`` per row): ``½ mean_ij D(t_i -
+    t_j)``. It is noise, not a fixed offset: `RefPixStep` takes it out of the
+    measured spread of the reference pixels before calling the rest reset offsets.
+    """
+    table = _window_structure(rows, clocks, width, width)
+    lags = np.arange(rows)[:, None] - np.arange(rows)[None, :]
+    return float(0.5 * np.mean(table[lags + rows - 1]))
+
+
+def pink_residual_variance(
+    ny: int,
+    *,
+    border: int,
+    channel_width: int,
+    amp33_width: int,
+    alpha=None,
+    m_pink: float = 0.0,
+) -> dict:
+    """Variance of the 1/f noise the correction leaves, per unit amplitude, per row.
+
+    For the read-noise file's 1/f model (docs/reference_files.rst, "The 1/f noise of
+    the read-noise file"; `romanimpreprocess.utils.pink`), one frame: a science pixel
+    keeps its 1/f value ``s(t)`` less the row step ``alpha q_y`` (``q_y`` the amp33
+    row, its median taken as the mean of its 1/f part) less the channel line through
+    the bottom/top reference medians of ``s - alpha q`` (again means). Each of these
+    combinations of samples has weights summing to zero, so its variance is
+    ``-½ Σ a_i a_j D(t_i - t_j)`` with the closed-form structure function D: exact for
+    the model, whatever the series length. Averaged over the columns of a channel.
+
+    Parameters
+    ----------
+    ny : int
+        Rows of the frame.
+    border : int
+        Reference rows at the bottom and at the top.
+    channel_width, amp33_width : int
+        Columns of a channel and of amp33 (a row takes the larger number of clocks).
+    alpha : float or None
+        Row-step coefficient (None: no row step).
+    m_pink : float
+        ``M_PINK``: amp33's share of the common series.
+
+    Returns
+    -------
+    dict of ndarray, shape (ny,)
+        ``common``, ``own`` and ``amp33``: the variance (DN², one frame) per unit
+        ``C_PINK``, ``U_PINK`` and ``RU_PINK``.
+    """
+    clocks = row_clocks(channel_width, amp33_width)
+    a = 0.0 if alpha is None else float(alpha)
+    # D at every integer lag once (sici is the cost), then window means by lookup.
+    grid = structure_function(np.arange(ny * clocks + clocks))
+    widths = {"c": channel_width, "q": amp33_width}
+    tables = {
+        (i, j): _window_structure(ny, clocks, widths[i], widths[j], grid)
+        for i in widths
+        for j in widths
+    }
+    rows = np.arange(ny)
+    bottom = np.arange(border)
+    top = np.arange(ny - border, ny)
+    x = (rows - (border - 1) / 2.0) / (ny - border)
+    # groups: (window, row of the group for every pixel row, weight per pixel row)
+    ones = np.ones(ny)
+
+    def line_groups(window, weight):
+        out = []
+        for rr in bottom:
+            out.append((window, np.full(ny, rr), -weight * (1 - x) / border))
+        for rr in top:
+            out.append((window, np.full(ny, rr), -weight * x / border))
+        return out
+
+    def variance(groups):
+        total = np.zeros(ny)
+        for i, (wi, ri, ai) in enumerate(groups):
+            for j, (wj, rj, aj) in enumerate(groups):
+                if i == 0 and j == 0 and wi == "p":
+                    continue  # the pixel with itself: D(0) = 0
+                table = tables[(wi.replace("p", "c"), wj.replace("p", "c"))]
+                total += ai * aj * table[rj - ri + ny - 1]
+        return -0.5 * total
+
+    common = [("p", rows, ones), ("q", rows, -a * m_pink * ones)]
+    common += line_groups("c", ones) + line_groups("q", -a * m_pink * ones)
+    own = [("p", rows, ones), *line_groups("c", ones)]
+    amp33 = [("q", rows, -a * ones), *line_groups("q", -a * ones)]
+    return {
+        "common": variance(common),
+        "own": variance(own),
+        "amp33": variance(amp33) if alpha is not None else np.zeros(ny),
+    }
 
 
 def median_variance(white_var, offset_sigma, m: int):
@@ -201,14 +298,13 @@ def residual_row_variance(
     """Row noise each resultant keeps after the correction, per row and channel.
 
     Per resultant ``k`` (``N_k`` frames), row ``y`` and readout channel, the
-    variance (DN²) of what the correction leaves or adds that is common to the row
-    of the channel: the 1/f noise not removed (common mode ``(1 - alpha M) C``, the
-    amp33's own ``alpha RU`` and the channel's own ``U``, each per frame, so divided
-    by ``N_k``), the white noise of the amp33 row medians times ``alpha``, and the
-    noise of the bottom/top reference medians through the channel line
-    (`median_variance` with the reset offsets). The line is fitted to the same
-    noise, so what it removes of the 1/f is taken out exactly
-    (`pink_row_covariance`). Drifts linear in the row are removed exactly.
+    variance (DN²) of a science pixel's read noise that the correction leaves or adds
+    beyond the pixel's own white noise: the 1/f noise of the read-noise file's model
+    that the row step and the channel line do not remove (`pink_residual_variance`,
+    closed form, averaged over the columns of the channel; per frame, so divided by
+    ``N_k``), the white noise of the amp33 row medians times ``alpha``, and the noise
+    of the bottom/top reference medians through the channel line (`median_variance`
+    with the reset offsets). Drifts linear in the row are removed exactly.
 
     Parameters
     ----------
@@ -246,31 +342,26 @@ def residual_row_variance(
     m_pink = float(pink.get("M_PINK", 0.0) or 0.0)
     ru_pink = float(pink.get("RU_PINK", 0.0) or 0.0)
     a = 0.0 if alpha is None else float(alpha)
-    pink_var = (1.0 - a * m_pink) ** 2 * c_pink**2 + u_pink**2 + (a * ru_pink) ** 2
-    gamma = pink_row_covariance(ny)
-    rows = np.arange(ny)
+    pink_var = np.zeros(ny)
+    if c_pink or u_pink or ru_pink:
+        unit = pink_residual_variance(
+            ny,
+            border=border,
+            channel_width=channel_width,
+            amp33_width=amp33_width,
+            alpha=alpha,
+            m_pink=m_pink,
+        )
+        pink_var = (
+            c_pink**2 * unit["common"]
+            + u_pink**2 * unit["own"]
+            + ru_pink**2 * unit["amp33"]
+        )
     bottom = np.arange(border)
     top = np.arange(ny - border, ny)
     y_bottom = (border - 1) / 2.0
     y_top = ny - border + (border - 1) / 2.0
-    x = (rows - y_bottom) / (y_top - y_bottom)
-
-    def mean_cov(a_rows, b_rows):
-        return np.mean(gamma[(a_rows[:, None] - b_rows[None, :]) % ny], axis=1)
-
-    g_yb = mean_cov(rows, bottom)
-    g_yt = mean_cov(rows, top)
-    g_bb = np.mean(mean_cov(bottom, bottom))
-    g_tt = np.mean(mean_cov(top, top))
-    g_bt = np.mean(mean_cov(bottom, top))
-    pink_shape = (
-        gamma[0]
-        - 2 * (1 - x) * g_yb
-        - 2 * x * g_yt
-        + (1 - x) ** 2 * g_bb
-        + x**2 * g_tt
-        + 2 * x * (1 - x) * g_bt
-    )
+    x = (np.arange(ny) - y_bottom) / (y_top - y_bottom)
     # White noise of the amp33 row median (rounded resultants: + 1/12), times alpha:
     # its own row, and a quarter of it in each reference median.
     in_ref = np.zeros(ny)
@@ -287,7 +378,7 @@ def residual_row_variance(
             )
         med = median_variance(channel_read_var / nk + 1 / 12, reset_sigma, m)
         out[k] = (
-            (pink_var / nk * pink_shape + row_white * white_shape)[:, None]
+            (pink_var / nk + row_white * white_shape)[:, None]
             + ((1 - x) ** 2)[:, None] * med[0][None, :]
             + (x**2)[:, None] * med[1][None, :]
         )

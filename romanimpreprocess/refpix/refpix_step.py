@@ -14,6 +14,7 @@ from romanimpreprocess.parallel import run_in_threads
 from romanimpreprocess.refpix import refpix
 from romanimpreprocess.stpipe import RipStep
 from romanimpreprocess.utils.mapped import release_pages
+from romanimpreprocess.utils.pink import row_clocks
 
 __all__ = ["RefPixStep"]
 
@@ -118,7 +119,7 @@ class RefPixStep(RipStep):
         row of channels). From the first resultant used
         after the reset, minus its dark plane: the robust variance of a channel's
         reference pixels less their white read noise and rounding (``σ²/N + 1/12``)
-        is the spread of the reset offsets the medians see (what the read-noise
+        and less the 1/f noise's spread over the block is the spread of the reset offsets the medians see (what the read-noise
         file's ``resetnoise`` describes, measured on the exposure itself).
         """
         n, ny, nx = model.data.shape
@@ -128,6 +129,16 @@ class RefPixStep(RipStep):
         n_frames = len(model.meta.exposure.read_pattern[k])
         plane = dark.shape[0] - n + k if not self.legacy_compat else k
         out = np.zeros((2, N_CHANNELS))
+        # The 1/f noise of the read-noise file also spreads a block (within a frame):
+        # noise, not offsets (refpix.pink_block_variance).
+        anc = dict(read.get("anc") or {})
+        pink2 = (
+            float(anc.get("C_PINK", 0.0) or 0.0) ** 2
+            + float(anc.get("U_PINK", 0.0) or 0.0) ** 2
+        )
+        if pink2:
+            clocks = row_clocks(width, model.amp33.shape[-1])
+            pink2 *= refpix.pink_block_variance(b, width, clocks) / n_frames
         for side, rows in enumerate((slice(0, b), slice(ny - b, ny))):
             values = np.asarray(model.data[k, rows], np.float64) - np.asarray(
                 dark[plane, rows], np.float64
@@ -146,7 +157,7 @@ class RefPixStep(RipStep):
             )
             # One value for the row of channels: a channel's 4 x 32 ... 4 x 128 pixels
             # give its spread to 10-25 %; the offsets are a property of the pixels.
-            out[side] = np.sqrt(max(float(np.nanmedian(spread - white)), 0.0))
+            out[side] = np.sqrt(max(float(np.nanmedian(spread - white)) - pink2, 0.0))
         return out
 
     @staticmethod

@@ -4,9 +4,10 @@ Physics (per pixel, per frame read at ``k * frame_time`` after the reset): Poiss
 accumulation of sky + sources (scaled by the QE flat) and dark current in electrons,
 cosmic-ray jumps at known frames, per-pixel IPC (forward kernel on the charge), the
 gain, the inverse of the Legendre nonlinearity of the linearity file, the reset level
-``Sref`` plus reset noise, white read noise, 1/f noise common to the rows of all
-channels (seen by amp33 through ``M_PINK``) and independent per channel, and
-per-channel reference drifts linear in row. Resultants are the means of their frames,
+``Sref`` plus reset noise, white read noise, the 1/f noise of the read-noise file's
+model in readout order (common to all channels and seen by amp33 through ``M_PINK``,
+and independent per channel; docs/reference_files.rst, "The 1/f noise of the
+read-noise file"), and per-channel reference drifts linear in row. Resultants are the means of their frames,
 rounded to uint16 (saturating at the 16-bit limit).
 
 The calibration files follow the legacy CALDIR layouts (docs/reference_files.rst) and
@@ -32,6 +33,7 @@ from romanimpreprocess.constants import (
     REF_BORDER,
 )
 from romanimpreprocess.simulate.field import apply_dither, tan_sip_header
+from romanimpreprocess.utils.pink import channel_image, readout_pink
 
 __all__ = [
     "READ_PATTERNS",
@@ -171,23 +173,6 @@ class SimulationPaths:
 
 
 # ------------------------------------------------------------------ helpers
-def _pink_rows(rng, shape, amplitude):
-    """1/f noise along the last axis, unit variance per log-frequency times amplitude."""
-    n = shape[-1]
-    freqs = np.fft.rfftfreq(n)
-    scale = np.zeros_like(freqs)
-    scale[1:] = 1.0 / np.sqrt(freqs[1:])
-    spectrum = rng.standard_normal(
-        (*shape[:-1], freqs.size)
-    ) + 1j * rng.standard_normal((*shape[:-1], freqs.size))
-    noise = np.fft.irfft(spectrum * scale, n=n, axis=-1)
-    # Normalise: unit variance per logarithmic frequency interval.
-    norm = np.sqrt(np.sum(scale[1:] ** 2) / max(np.log(n / 2.0), 1.0)) * np.sqrt(
-        2.0 / n
-    )
-    return (amplitude * noise / max(norm * np.sqrt(n / 2.0), 1e-30)).astype(np.float32)
-
-
 def _ipc_forward(image, kernel, border):
     """Forward per-pixel IPC on the science area of a full frame (new array)."""
     from romanimpreprocess.ipc.ipc import ipc_forward
@@ -238,6 +223,34 @@ def _row_blocks(n, rows=256):
     return list(itertools.pairwise(edges))
 
 
+def _frame_read_noise(config, rng, n, amp33_frame, amp33_std):
+    """Correlated read noise of one frame: 1/f and reference drifts.
+
+    The channels' noise is returned as an (n, n) float32 image; amp33's (its 1/f and
+    white noise) is added to ``amp33_frame`` in place. The 1/f noise is the read-noise
+    file's model (docs/reference_files.rst, "The 1/f noise of the read-noise file"),
+    drawn by `romanimpreprocess.utils.pink` in float32; each channel also drifts by an
+    offset and a slope in row.
+    """
+    cw = n // N_CHANNELS
+    pink = (config.c_pink, config.u_pink, config.m_pink, config.ru_pink)
+    noise = np.zeros((n, n), dtype=np.float32)
+    if any(pink):
+        series = readout_pink(
+            rng, n, cw, n_channels=N_CHANNELS, amp33_width=AMP33_WIDTH, dtype=np.float32
+        )
+        channel_image(series, config.c_pink, config.u_pink, out=noise)
+        amp33_frame += config.m_pink * config.c_pink * series.common[:, :AMP33_WIDTH]
+        amp33_frame += config.ru_pink * series.own33
+        del series
+    drift_off = rng.normal(0.0, config.drift, N_CHANNELS)
+    drift_slope = rng.normal(0.0, config.drift / n, N_CHANNELS)
+    drift = drift_off[None, :] + drift_slope[None, :] * np.arange(n)[:, None]
+    noise.reshape(n, N_CHANNELS, cw)[:] += drift.astype(np.float32)[:, :, None]
+    amp33_frame += rng.standard_normal((n, AMP33_WIDTH)) * amp33_std
+    return noise
+
+
 def _read_frames(
     config, pattern, total_e, gain, kernel, sref, beta, read_noise, rng, shape
 ):
@@ -271,10 +284,8 @@ def _read_frames(
     ).astype(np.float32)
     amp33_med = rng.normal(8000.0, 20.0, (n, AMP33_WIDTH)).astype(np.float32)
     amp33_std = np.full((n, AMP33_WIDTH), 4.0, np.float32)
-    gain.astype(np.float32)
     beta32 = np.asarray(beta, dtype=np.float32)
     gain32 = np.asarray(gain, dtype=np.float32)
-    cw = n // N_CHANNELS
     npix = ns * ns
     starts, stops = zip(*_row_blocks(n), strict=True)
     jumps = []
@@ -330,22 +341,9 @@ def _read_frames(
                 continue
             i = which[frame]
             amp33_frame = amp33_med.astype(np.float64)
-            row_noise = np.zeros((n, n), dtype=np.float32) if noisy else None
+            row_noise = None
             if noisy:
-                common = _pink_rows(rng, (n,), config.c_pink)
-                per_channel = _pink_rows(rng, (N_CHANNELS, n), config.u_pink)
-                drift_off = rng.normal(0.0, config.drift, N_CHANNELS)
-                drift_slope = rng.normal(0.0, config.drift / n, N_CHANNELS)
-                rows = np.arange(n)[:, None]
-                channel_noise = (
-                    per_channel.T + drift_off[None, :] + drift_slope[None] * rows
-                )
-                row_noise = (
-                    np.repeat(channel_noise, cw, axis=1) + common[:, None]
-                ).astype(np.float32)
-                amp33_frame = amp33_frame + config.m_pink * common[:, None]
-                amp33_frame += _pink_rows(rng, (n,), config.ru_pink)[:, None]
-                amp33_frame += rng.standard_normal((n, AMP33_WIDTH)) * amp33_std
+                row_noise = _frame_read_noise(config, rng, n, amp33_frame, amp33_std)
             list(
                 pool.map(
                     read_block,
@@ -367,31 +365,35 @@ def _read_frames(
 
 
 # --------------------------------------------------------------- simulation
-def simulate_exposure(config: SimulationConfig):
-    """Simulate in memory; return ``(l1 arrays, calibration arrays, truth, header)``."""
-    from romanimpreprocess.datamodels.wcs import pixel_area_map
+@dataclass
+class _Detector:
+    """The detector's truth (full-frame arrays): what the calibration files describe."""
 
-    t_start = time.perf_counter()
-    rng = np.random.default_rng(config.seed)
+    gain: np.ndarray
+    read_noise: np.ndarray
+    sref: np.ndarray
+    beta: np.ndarray
+    smin: np.ndarray
+    smax: np.ndarray
+    qe: np.ndarray
+    dark_e: np.ndarray
+    bad: np.ndarray
+    mask_dq: np.ndarray
+    kernel: np.ndarray = None
+
+
+def _detector(config, rng):
+    """Gain, read noise, reset level, nonlinearity, QE, dark and bad pixels."""
     n = config.size
     b = REF_BORDER
-    ns = n - 2 * b
-    sci = (slice(b, n - b), slice(b, n - b))
-    pattern = config.pattern
-    nres = len(pattern)
-    nframes = pattern[-1][-1] + 1
-    dt = config.frame_time
-
-    # --- calibration truth
     gain = rng.normal(1.8, 0.08, (n, n)).clip(1.4, 2.2)
     read_noise = (
         rng.normal(config.read_noise, 0.5, (n, n)).clip(3, 12).astype(np.float32)
     )
     sref = rng.normal(12000.0, 300.0, (n, n)).astype(np.float32)
     beta = np.float64(config.nonlinearity) * rng.uniform(0.8, 1.2, (n, n))
-    full_well_lin = FULL_WELL_LIN
     smin = (sref - 600.0).astype(np.float32)
-    smax = (sref + _inverse_phi(full_well_lin, beta)).astype(np.float32)
+    smax = (sref + _inverse_phi(FULL_WELL_LIN, beta)).astype(np.float32)
     qe = np.ones((n, n))
     y, x = np.mgrid[0:n, 0:n] / n
     qe *= 1.0 + 0.03 * np.sin(2 * np.pi * x) * np.cos(np.pi * y)
@@ -399,7 +401,7 @@ def simulate_exposure(config: SimulationConfig):
     dark_e = np.full((n, n), config.dark_rate) * rng.uniform(0.5, 1.5, (n, n))
 
     bad = np.zeros((n, n), dtype=np.uint32)
-    npix = ns * ns
+    npix = (n - 2 * b) ** 2
 
     def pick(fraction):
         k = max(round(fraction * npix), 1)
@@ -421,8 +423,11 @@ def simulate_exposure(config: SimulationConfig):
     mask_dq[-b:, :] |= np.uint32(pixel.REFERENCE_PIXEL)
     mask_dq[:, :b] |= np.uint32(pixel.REFERENCE_PIXEL)
     mask_dq[:, -b:] |= np.uint32(pixel.REFERENCE_PIXEL)
+    return _Detector(gain, read_noise, sref, beta, smin, smax, qe, dark_e, bad, mask_dq)
 
-    # IPC kernel (science-area coordinates), couplings off the edge set to zero
+
+def _ipc_kernel(config, rng, ns):
+    """Per-pixel IPC kernel (science-area coordinates), zero couplings off the edge."""
     alpha = rng.normal(config.ipc_alpha, 0.002, (ns, ns)).clip(0.0, 0.03)
     kernel = np.zeros((3, 3, ns, ns), dtype=np.float32)
     for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
@@ -434,14 +439,22 @@ def simulate_exposure(config: SimulationConfig):
     kernel[0, :, 0, :] = 0
     kernel[2, :, -1, :] = 0
     kernel[1, 1] = 1.0 - (kernel.sum(axis=(0, 1)) - kernel[1, 1])
+    return kernel
 
-    header = wcs_header(config, ns)
-    area = pixel_area_map(header, (ns, ns), offset=0)
-    area_factor = area / OMEGA_IDEAL
 
-    # --- the scene (e/s per ideal pixel, before QE)
+def _scene(config, rng, header, detector):
+    """The signal: sky + sources (e/s per ideal pixel) times QE, plus the dark.
+
+    Returns ``(rate_e, total_e, n_sources, placed)``: the photo-electron rate, the
+    rate the pixels integrate (zero on the reference border), the number of sources
+    and the catalogue's placed sources (None without a catalogue).
+    """
+    n = config.size
+    b = REF_BORDER
+    sci = (slice(b, n - b), slice(b, n - b))
     scene = np.full((n, n), config.sky_rate)
     n_sources = config.n_sources
+    placed = None
     if config.catalog is not None:
         from romanimpreprocess.simulate.field import catalog_on_detector
 
@@ -449,7 +462,7 @@ def simulate_exposure(config: SimulationConfig):
         n_sources = fluxes.size
     else:
         if n_sources is None:
-            n_sources = max(npix // 2000, 4)
+            n_sources = max((n - 2 * b) ** 2 // 2000, 4)
         fluxes = np.exp(
             rng.uniform(np.log(50.0), np.log(config.max_source_flux), n_sources)
         )
@@ -472,77 +485,45 @@ def simulate_exposure(config: SimulationConfig):
             y0 - (iy - half) : y1 - (iy - half), x0 - (ix - half) : x1 - (ix - half)
         ]
     rate_e = np.zeros((n, n))
-    rate_e[sci] = scene[sci] * qe[sci]
-    total_e = rate_e + dark_e
+    rate_e[sci] = scene[sci] * detector.qe[sci]
+    total_e = rate_e + detector.dark_e
     total_e[:b] = total_e[-b:] = 0
     total_e[:, :b] = total_e[:, -b:] = 0
+    return rate_e, total_e, n_sources, placed
 
-    # --- frames
-    if config.noise_seed is not None:
-        rng = np.random.default_rng(_noise_key(config))
-    frames = _read_frames(
-        config, pattern, total_e, gain, kernel, sref, beta, read_noise, rng, bad.shape
-    )
-    resultants, amp33, jumps, charge, amp33_med, amp33_std = frames
 
-    # --- calibration arrays
-    saturation = (np.clip(smax, 1, 65535) - 1).astype(np.float32)
-    coeffs = _legendre_coefficients(smin, smax, sref, beta)
+def _calibration(config, det, pattern, amp33_med, amp33_std, photom):
+    """The calibration files' arrays: exactly the injected physics."""
     from romanimpreprocess.datamodels.geometry import resultant_times
 
-    tbar, _, _ = resultant_times(pattern, dt)
-    dark_dn = dark_e / gain
+    n = config.size
+    b = REF_BORDER
+    ns = n - 2 * b
+    sci = (slice(b, n - b), slice(b, n - b))
+    nres = len(pattern)
+    gain, kernel = det.gain, det.kernel
+    saturation = (np.clip(det.smax, 1, 65535) - 1).astype(np.float32)
+    coeffs = _legendre_coefficients(det.smin, det.smax, det.sref, det.beta)
+    tbar, _, _ = resultant_times(pattern, config.frame_time)
     dark_slope = np.zeros((n, n), np.float32)
-    dark_slope[sci] = _ipc_forward(dark_e, kernel, b)[sci] / gain[sci]
+    dark_slope[sci] = _ipc_forward(det.dark_e, kernel, b)[sci] / gain[sci]
     dark_cube = np.empty((nres, n, n), np.float32)
     for j in range(nres):
         ramp = np.zeros((n, n))
-        ramp[sci] = (_ipc_forward(dark_e * tbar[j], kernel, b) / gain)[sci]
-        dark_cube[j] = sref + _inverse_phi(ramp, beta)
+        ramp[sci] = (_ipc_forward(det.dark_e * tbar[j], kernel, b) / gain)[sci]
+        dark_cube[j] = det.sref + _inverse_phi(ramp, det.beta)
     # The flat the pipeline must end up dividing by: QE x g_ideal/g; the file holds
     # its IPC-convolved version (the pipeline deconvolves it in electrons).
     flat_true = np.ones((n, n))
-    flat_true[sci] = np.where(qe[sci] > 0, qe[sci], 1.0) * G_IDEAL / gain[sci]
+    flat_true[sci] = np.where(det.qe[sci] > 0, det.qe[sci], 1.0) * G_IDEAL / gain[sci]
     flat_file = np.ones((n, n), np.float32)
     flat_file[sci] = (
         _ipc_forward(flat_true * gain, kernel, b)[sci] / gain[sci]
     ).astype(np.float32)
-    flat_used = np.clip(flat_true[sci], 0.1, 10.0)
-
-    # --- truth
-    rate_dn = rate_e[sci] / gain[sci]
-    rate_l2 = rate_dn * area_factor / flat_used
-    saturated = np.zeros((n, n), bool)
-    # Beyond the fitted range of the linearity (the saturation threshold) at the end.
-    saturated[sci] = charge[sci] / gain[sci] >= 0.99 * FULL_WELL_LIN
-    truth = {
-        "rate_e": rate_e[sci].astype(np.float32),
-        "rate_dn": rate_dn.astype(np.float32),
-        "rate_l2": rate_l2.astype(np.float32),
-        "dark_rate": dark_e[sci].astype(np.float32),
-        "dark_dn": dark_dn[sci].astype(np.float32),
-        "gain": gain[sci].astype(np.float32),
-        "area_factor": area_factor.astype(np.float32),
-        "flat": flat_used.astype(np.float32),
-        "sky_rate": float(config.sky_rate),
-        "sky_rate_l2": float(config.sky_rate * np.median(area_factor) / G_IDEAL),
-        "jumps": np.array(jumps, dtype=np.float64).reshape(-1, 4),
-        "jumps_columns": ["y", "x", "frame", "amplitude_e"],
-        "saturated": saturated[sci],
-        "bad_pixels": (bad[sci] != 0),
-        "read_pattern": pattern,
-        "frame_time": float(dt),
-        "config": _plain_config(config),
-        "note": (
-            "science-area arrays (border removed); jumps y, x are full-frame; "
-            "rate_l2 = rate_e / gain * area_factor / flat, what the pipeline returns"
-        ),
-    }
-    l1 = {"data": resultants, "amp33": amp33, "read_pattern": pattern}
     cal = {
         "gain": {"data": gain, "dq": np.zeros((n, n), np.uint32)},
         "read": {
-            "data": read_noise,
+            "data": det.read_noise,
             "resetnoise": np.full((n, n), config.reset_noise, np.float32),
             "anc": {"C_PINK": float(config.c_pink), "U_PINK": float(config.u_pink)},
             "amp33": {
@@ -555,9 +536,9 @@ def simulate_exposure(config: SimulationConfig):
         },
         "linearitylegendre": {
             "data": coeffs,
-            "Smin": smin,
-            "Smax": smax,
-            "Sref": sref,
+            "Smin": det.smin,
+            "Smax": det.smax,
+            "Sref": det.sref,
             "dq": np.zeros((n, n), np.uint32),
         },
         "saturation": {"data": saturation, "dq": np.zeros((n, n), np.uint32)},
@@ -568,13 +549,9 @@ def simulate_exposure(config: SimulationConfig):
         },
         "ipc4d": {"data": kernel},
         "flat": {"data": flat_file, "dq": np.zeros((n, n), np.uint32)},
-        "mask": {"dq": mask_dq},
+        "mask": {"dq": det.mask_dq},
+        "photom": photom,
     }
-    from romanimpreprocess.simulate.field import photometry
-
-    cal["photom"], truth["photometry"] = photometry(config, gain[sci], area)
-    if config.catalog is not None:
-        truth["sources"] = placed
     if config.write_biascorr:
         # The simulated dark follows Sref + Phi^-1(dark t) from the reset exactly,
         # so the bias correction is zero (t0 = 0).
@@ -587,12 +564,97 @@ def simulate_exposure(config: SimulationConfig):
                 for k in range(1, 19)
             }
         }
+    return cal, np.clip(flat_true[sci], 0.1, 10.0)
+
+
+def _truth(config, det, pattern, rate_e, area_factor, flat_used, charge, jumps):
+    """What a perfect calibration returns, and the injected events."""
+    n = config.size
+    b = REF_BORDER
+    sci = (slice(b, n - b), slice(b, n - b))
+    gain = det.gain
+    rate_dn = rate_e[sci] / gain[sci]
+    rate_l2 = rate_dn * area_factor / flat_used
+    saturated = np.zeros((n, n), bool)
+    # Beyond the fitted range of the linearity (the saturation threshold) at the end.
+    saturated[sci] = charge[sci] / gain[sci] >= 0.99 * FULL_WELL_LIN
+    return {
+        "rate_e": rate_e[sci].astype(np.float32),
+        "rate_dn": rate_dn.astype(np.float32),
+        "rate_l2": rate_l2.astype(np.float32),
+        "dark_rate": det.dark_e[sci].astype(np.float32),
+        "dark_dn": (det.dark_e / gain)[sci].astype(np.float32),
+        "gain": gain[sci].astype(np.float32),
+        "area_factor": area_factor.astype(np.float32),
+        "flat": flat_used.astype(np.float32),
+        "sky_rate": float(config.sky_rate),
+        "sky_rate_l2": float(config.sky_rate * np.median(area_factor) / G_IDEAL),
+        "jumps": np.array(jumps, dtype=np.float64).reshape(-1, 4),
+        "jumps_columns": ["y", "x", "frame", "amplitude_e"],
+        "saturated": saturated[sci],
+        "bad_pixels": (det.bad[sci] != 0),
+        "read_pattern": pattern,
+        "frame_time": float(config.frame_time),
+        "config": _plain_config(config),
+        "note": (
+            "science-area arrays (border removed); jumps y, x are full-frame; "
+            "rate_l2 = rate_e / gain * area_factor / flat, what the pipeline returns"
+        ),
+    }
+
+
+def simulate_exposure(config: SimulationConfig):
+    """Simulate in memory; return ``(l1 arrays, calibration arrays, truth, header)``.
+
+    Stages, in the order they draw from the seed's stream: the detector
+    (`_detector`), its IPC kernel (`_ipc_kernel`), the scene (`_scene`), the frames
+    read out into resultants and amp33 (`_read_frames`, from the noise seed's stream
+    when one is given), then the calibration files (`_calibration`) and the truth
+    (`_truth`).
+    """
+    from romanimpreprocess.datamodels.wcs import pixel_area_map
+    from romanimpreprocess.simulate.field import photometry
+
+    t_start = time.perf_counter()
+    rng = np.random.default_rng(config.seed)
+    n = config.size
+    ns = n - 2 * REF_BORDER
+    pattern = config.pattern
+    det = _detector(config, rng)
+    det.kernel = _ipc_kernel(config, rng, ns)
+    header = wcs_header(config, ns)
+    area = pixel_area_map(header, (ns, ns), offset=0)
+    rate_e, total_e, n_sources, placed = _scene(config, rng, header, det)
+    if config.noise_seed is not None:
+        rng = np.random.default_rng(_noise_key(config))
+    resultants, amp33, jumps, charge, amp33_med, amp33_std = _read_frames(
+        config,
+        pattern,
+        total_e,
+        det.gain,
+        det.kernel,
+        det.sref,
+        det.beta,
+        det.read_noise,
+        rng,
+        det.bad.shape,
+    )
+    sci = (slice(REF_BORDER, n - REF_BORDER),) * 2
+    photom, photometry_truth = photometry(config, det.gain[sci], area)
+    cal, flat_used = _calibration(config, det, pattern, amp33_med, amp33_std, photom)
+    truth = _truth(
+        config, det, pattern, rate_e, area / OMEGA_IDEAL, flat_used, charge, jumps
+    )
+    truth["photometry"] = photometry_truth
+    if placed is not None:
+        truth["sources"] = placed
+    l1 = {"data": resultants, "amp33": amp33, "read_pattern": pattern}
     log.info(
         "Simulated %dx%d, %d resultants (%d frames) in %.1f s: %d sources, %d jumps",
         n,
         n,
-        nres,
-        nframes,
+        len(pattern),
+        pattern[-1][-1] + 1,
         time.perf_counter() - t_start,
         n_sources,
         len(jumps),

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from romanimpreprocess.noise import noise
+from romanimpreprocess.noise import noise, read_ramp, weights
 from romanimpreprocess.noise.layers import (
     LayerSyntaxError,
     NoiseLayer,
@@ -143,7 +143,7 @@ def test_noise_dtype_errors(value):
 def test_weight_table_rows():
     tbar, _, _ = resultant_times(READ_PATTERN, FRAME_TIME)
     k = optimal_weights(READ_PATTERN, FRAME_TIME)
-    table, valid = noise.weight_table(k, tbar, start=1)
+    table, valid = weights.weight_table(k, tbar, start=1)
     np.testing.assert_array_equal(valid, [False, False, True, True, True, True])
     np.testing.assert_array_equal(table[:2], 0.0)
     np.testing.assert_allclose(table[-1], k)
@@ -154,29 +154,29 @@ def test_weight_table_rows():
         assert np.count_nonzero(table[e]) == 2
         assert table[e, 1] < 0 < table[e, e]
     with pytest.raises(ValueError, match="no pair"):
-        noise.weight_table(k, tbar, start=5)
+        weights.weight_table(k, tbar, start=5)
 
 
 def test_endslice_rows_fixed_and_legacy():
     valid = np.array([False, False, True, True, True, True])
     endslice = np.array([[-1, 0, 1], [2, 3, 4]])
-    fixed = noise.endslice_rows(endslice, valid, (2, 3))
-    legacy = noise.endslice_rows(endslice, valid, (2, 3), legacy_compat=True)
+    fixed = weights.endslice_rows(endslice, valid, (2, 3))
+    legacy = weights.endslice_rows(endslice, valid, (2, 3), legacy_compat=True)
     # Fixed: endslice 0 and 1 (no usable pair with start = 1) get no noise.
     np.testing.assert_array_equal(fixed, [[5, -1, -1], [2, 3, 4]])
     # Legacy: endslice 0 counts as unsaturated (full weights), docs/noise/index.rst, differences from the legacy.
     np.testing.assert_array_equal(legacy, [[5, 5, -1], [2, 3, 4]])
-    np.testing.assert_array_equal(noise.endslice_rows(None, valid, (2, 3)), 5)
+    np.testing.assert_array_equal(weights.endslice_rows(None, valid, (2, 3)), 5)
     with pytest.raises(ValueError, match="endslice values"):
-        noise.endslice_rows(np.array([[7]]), valid, (1, 1))
+        weights.endslice_rows(np.array([[7]]), valid, (1, 1))
 
 
 def test_increment_coefficients_reproduce_the_fit(rng):
     """Σ_j c_j n_j equals fitting resultants built from increments n_j, exactly."""
     tbar, _, _ = resultant_times(READ_PATTERN, FRAME_TIME)
     k = optimal_weights(READ_PATTERN, FRAME_TIME)
-    table, _ = noise.weight_table(k, tbar, start=1)
-    coef = noise.increment_coefficients(table, READ_PATTERN)
+    table, _ = weights.weight_table(k, tbar, start=1)
+    coef = weights.increment_coefficients(table, READ_PATTERN)
     nframes = READ_PATTERN[-1][-1] + 1
     assert coef.shape == (6, nframes - 1)
     increments = rng.poisson(50.0, size=(1000, nframes)).astype(float)
@@ -194,19 +194,19 @@ def test_tilde_moments_closed_form():
     c = np.array([[0.5, 0.5], [1.0, 0.0]])
     # ν₂ = 0.5, ν₃ = 0.25, ν₄ = 0.125 → ν̃ = (0.5, 0.25 − 0.75, 0.125 − 1.25 + 1.875).
     np.testing.assert_allclose(
-        noise.tilde_moments(c), [[0.5, -0.5, 0.75], [1.0, -2.0, 6.0]]
+        weights.tilde_moments(c), [[0.5, -0.5, 0.75], [1.0, -2.0, 6.0]]
     )
 
 
 def test_pseudo_poisson_moments_units():
     tbar, _, _ = resultant_times(READ_PATTERN, FRAME_TIME)
     k = optimal_weights(READ_PATTERN, FRAME_TIME)
-    table, _ = noise.weight_table(k, tbar, start=1)
-    c = noise.increment_coefficients(table, READ_PATTERN)[[2, 5]]
+    table, _ = weights.weight_table(k, tbar, start=1)
+    c = weights.increment_coefficients(table, READ_PATTERN)[[2, 5]]
     t = FRAME_TIME
     nu2, nu3, nu4 = (np.sum(c**p, axis=1) for p in (2, 3, 4))
-    fixed = noise.pseudo_poisson_moments(c, t)
-    legacy = noise.pseudo_poisson_moments(c, t, legacy_compat=True)
+    fixed = weights.pseudo_poisson_moments(c, t)
+    legacy = weights.pseudo_poisson_moments(c, t, legacy_compat=True)
     # Variance coefficient: Poisson variance of the slope per e/s, t·Σc², both ways.
     np.testing.assert_allclose(fixed[:, 0], t * nu2, rtol=1e-12)
     np.testing.assert_allclose(legacy[:, 0], t * nu2, rtol=1e-12)
@@ -224,9 +224,9 @@ def test_pseudo_poisson_moments_units():
 def _rows_and_coefficients(endslice=None, shape=(256, 256), legacy=False):
     tbar, _, _ = resultant_times(READ_PATTERN, FRAME_TIME)
     k = optimal_weights(READ_PATTERN, FRAME_TIME)
-    table, valid = noise.weight_table(k, tbar, start=1)
-    rows = noise.endslice_rows(endslice, valid, shape, legacy_compat=legacy)
-    return table, rows, noise.increment_coefficients(table, READ_PATTERN)
+    table, valid = weights.weight_table(k, tbar, start=1)
+    rows = weights.endslice_rows(endslice, valid, shape, legacy_compat=legacy)
+    return table, rows, weights.increment_coefficients(table, READ_PATTERN)
 
 
 def test_poisson_layer_variance_matches_weights(rng):
@@ -283,7 +283,7 @@ def test_pseudo_poisson_layer_moments(rng):
     """The O layer (× gain, e/s) has μ₂ = A·I, μ₃ = B·I, μ₄ = 3μ₂² + C·I."""
     shape = (1000, 1000)
     _, rows, coef = _rows_and_coefficients(None, shape)
-    moments = noise.pseudo_poisson_moments(coef, FRAME_TIME)
+    moments = weights.pseudo_poisson_moments(coef, FRAME_TIME)
     gain = np.full(shape, 1.8)
     rate_dn = 40.0  # DN/s
     layer = noise.pseudo_poisson_layer(
@@ -303,7 +303,7 @@ def test_pseudo_poisson_layer_skips_and_floors(rng):
     endslice = np.full(shape, -1, dtype=np.int8)
     endslice[0] = 1  # no usable pair
     _, rows, coef = _rows_and_coefficients(endslice, shape)
-    moments = noise.pseudo_poisson_moments(coef, FRAME_TIME)
+    moments = weights.pseudo_poisson_moments(coef, FRAME_TIME)
     rate = np.full(shape, 5.0)
     rate[1, 0] = np.nan
     rate[1, 1] = -100.0  # floored at 0.01 e/s: still gets (tiny) noise
@@ -315,20 +315,6 @@ def test_pseudo_poisson_layer_skips_and_floors(rng):
 
 
 # ------------------------------------------------------------------- read noise
-def test_pink_noise_spectrum(rng):
-    n = 4096
-    reps = 200
-    series = np.stack([noise.pink_noise(n, rng) for _ in range(reps)])
-    np.testing.assert_allclose(series.mean(axis=1), 0.0, atol=1e-12)
-    # Variance Σ_{k=1}^{n} 1/k minus the removed mean's share (large-scale power).
-    var = series.var(axis=1).mean()
-    assert 0.6 * np.log(n) < var < np.sum(1.0 / np.arange(1, n + 1))
-    # 1/f: power per unit frequency halves per octave → equal power per octave.
-    power = np.mean(np.abs(np.fft.rfft(series, axis=1)) ** 2, axis=0)
-    octave = [power[2**j : 2 ** (j + 1)].sum() for j in (4, 6, 8, 10)]
-    np.testing.assert_allclose(octave, np.mean(octave), rtol=0.15)
-
-
 def _read_inputs(shape=(64, 64), nres=6):
     return {
         "read_noise": np.full(shape, 6.5),
@@ -340,7 +326,7 @@ def test_read_noise_ramp_white_and_reset(rng):
     ny = nx = 128
     data = np.full((6, ny, nx), 5000.0)
     kw = _read_inputs((ny, nx))
-    out, amp33 = noise.read_noise_ramp(
+    out, amp33 = read_ramp.read_noise_ramp(
         data, None, reset_noise=np.full((ny, nx), 10.0), rng=rng, **kw
     )
     assert out.dtype == np.uint16 and amp33 is None
@@ -376,7 +362,7 @@ def test_read_noise_ramp_border_base_and_amp33(rng):
     amp33 = np.full((6, ny, 128), 7000, dtype=np.uint16)
     kw = _read_inputs((ny, nx))
     kw["read_noise"] = np.zeros((ny, nx))
-    out, a33 = noise.read_noise_ramp(
+    out, a33 = read_ramp.read_noise_ramp(
         data, amp33, border_base=dark, amp33_model=model, rng=rng, **kw
     )
     assert np.all(out[:, 4:-4, 4:-4] == 5000)
@@ -384,12 +370,12 @@ def test_read_noise_ramp_border_base_and_amp33(rng):
     assert abs(a33.astype(float).mean() - 3000) < 0.1
     assert a33.astype(float)[0].std() == pytest.approx(2.0, rel=0.1)
     # Add mode keeps the exposure's amp33 and adds the noise.
-    _, a33_add = noise.read_noise_ramp(
+    _, a33_add = read_ramp.read_noise_ramp(
         data, amp33, amp33_model=model, replace_amp33=False, rng=rng, **kw
     )
     assert abs(a33_add.astype(float).mean() - 7000) < 0.1
     # An invalid model leaves amp33 untouched.
-    _, a33_inv = noise.read_noise_ramp(
+    _, a33_inv = read_ramp.read_noise_ramp(
         data, amp33, amp33_model={**model, "valid": False}, rng=rng, **kw
     )
     np.testing.assert_array_equal(a33_inv, amp33)
@@ -401,7 +387,9 @@ def test_read_noise_ramp_one_over_f_channels(rng):
     data = np.full((6, ny, nx), 20000.0)
     kw = _read_inputs((ny, nx))
     kw["read_noise"] = np.zeros((ny, nx))
-    out, _ = noise.read_noise_ramp(data, None, c_pink=30.0, u_pink=0.0, rng=rng, **kw)
+    out, _ = read_ramp.read_noise_ramp(
+        data, None, c_pink=30.0, u_pink=0.0, rng=rng, **kw
+    )
     x = out[0].astype(float) - 20000
     # Common mode only: every even channel equals channel 0, odd channels mirrored.
     for ch in range(2, 32, 2):
@@ -589,10 +577,10 @@ def test_poisson_layer_read_pattern_with_gaps(rng):
     pattern = [[0], [3, 4], [8], [12, 13], [20]]
     tbar, _, _ = resultant_times(pattern, FRAME_TIME)
     k = optimal_weights(pattern, FRAME_TIME)
-    table, valid = noise.weight_table(k, tbar, start=1)
+    table, valid = weights.weight_table(k, tbar, start=1)
     shape = (400, 400)
-    rows = noise.endslice_rows(None, valid, shape)
-    coef = noise.increment_coefficients(table, pattern)
+    rows = weights.endslice_rows(None, valid, shape)
+    coef = weights.increment_coefficients(table, pattern)
     layer = noise.poisson_layer(
         np.full(shape, 0.8), np.full(shape, 2.0), coef, rows, FRAME_TIME, rng
     )

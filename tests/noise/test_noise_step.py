@@ -95,11 +95,11 @@ def test_op_layers_written_with_model_statistics(l2_model, refs, tmp_path, weigh
     assert config["layers"] == ["O", "Pr", "CxP"] and config["seed"] == 3
     np.testing.assert_array_equal(cube[2], 0.0)  # P without r adds nothing
     # P layer, unsaturated half: variance sky·t·Σc²/gain (c = per-increment weights).
-    from romanimpreprocess.noise import noise
+    from romanimpreprocess.noise import weights as fit_weights
 
     tbar, _, _ = resultant_times(READ_PATTERN, FRAME_TIME)
-    table, _ = noise.weight_table(weights, tbar, start=1)
-    coef = noise.increment_coefficients(table, READ_PATTERN)
+    table, _ = fit_weights.weight_table(weights, tbar, start=1)
+    coef = fit_weights.increment_coefficients(table, READ_PATTERN)
     expected = 3.0 * FRAME_TIME * np.sum(coef[5] ** 2) / GAIN
     part = cube[1, SCI // 2 :].astype(float)
     np.testing.assert_allclose(part.var(), expected, rtol=5 * np.sqrt(2.2 / part.size))
