@@ -184,5 +184,7 @@ def test_cli_on_an_existing_scheduler(tmp_path, client, capsys):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert f"on scheduler {address}" in out and "2 done" in out
-    # the cluster is not ours: it is still up and serving
+    # the cluster is not ours: it is still up and serving (its nannies may still be
+    # bringing back a worker an earlier test killed, which takes a while under load)
+    client.wait_for_workers(2, timeout=120)
     assert len(client.scheduler_info()["workers"]) == 2

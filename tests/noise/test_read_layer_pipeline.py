@@ -280,7 +280,7 @@ def test_read_layer_with_one_over_f(pink_read_set):
     )
     good = np.asarray(model.dq) == 0
     assert good.sum() >= MIN_GOOD_PIXELS
-    var_rnoise = np.asarray(model["processinfo"]["var_rnoise_float32"], np.float64)
+    var_rnoise = np.asarray(model.var_rnoise, np.float64)
     measured = np.mean(cube[:, good] ** 2) / np.mean(var_rnoise[good])
     assert abs(measured - 1) < 0.03, measured
 
