@@ -212,7 +212,7 @@ def deconvolve_cube(
         low = ~(g > MIN_GAIN)
     if clip_gain:
         g = np.where(low, MIN_GAIN, g).astype(dtype, copy=False)
-    release_pages(gain)  # read once into ``g``
+    release_pages(np.asarray(gain))  # read once into ``g``
     bad = np.zeros((ny, nx), dtype=bool)
     bad[region] = low
     if iterations == 0:  # R_0 is the identity: leave the data as they are
