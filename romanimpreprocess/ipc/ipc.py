@@ -32,10 +32,12 @@ __all__ = [
 ]
 
 DEFAULT_ITERATIONS = 2  # fixed-point iterations of the legacy inverse (order 2)
-# Rows of the region per band of the compiled paths: a band of the kernel (9 x 256 rows
-# x 4088 float32 = 38 MB on a full frame) is copied while the mapped file's pages are
-# given back, instead of the whole kernel (0.6 GB) staying resident with the cube.
-DEFAULT_BAND_ROWS = 256
+# Rows of the region per band of the compiled paths: a band of the kernel (9 x 1024
+# rows x 4088 float32 = 0.15 GB on a full frame) is copied while the mapped file's
+# pages are given back, instead of the whole kernel (0.6 GB) staying resident with
+# the cube. Not smaller: every band costs each resultant three parallel launches,
+# about 10 ms each on a loaded machine (bench/RESULTS.md, memory at long ramps).
+DEFAULT_BAND_ROWS = 1024
 MIN_GAIN = 0.1  # e/DN; gains at or below are unusable (NO_GAIN_VALUE), as the flat does
 # Off-centre taps (dy, dx) in the order the legacy accumulates them.
 TAPS = ((1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (1, -1), (-1, 1), (-1, -1))
@@ -314,22 +316,22 @@ def noise_gain(
             g = np.where(g > MIN_GAIN, g, g.dtype.type(MIN_GAIN))
     release_pages(np.asarray(gain))  # read once into ``g``
     if fast:
-        from romanimpreprocess.ipc.ipc_kernels import noise_gain_order2
+        from romanimpreprocess.ipc.ipc_kernels import kernel_rows, noise_gain_order2
 
         sy = g.shape[0]
         band = sy if band_rows is None else max(1, min(int(band_rows), sy))
         halo = 2  # row y of R_2 reaches rows y - 2 .. y + 2
         out = np.empty(g.shape, np.float32)
         g = np.ascontiguousarray(g)
+        rows = min(sy, band + 2 * halo)
+        # The kernel's own dtype (a float64 file is not copied to float32).
+        flat = None if band == sy else np.empty(9 * rows * g.shape[1], kernel.dtype)
+        band_flat = np.empty(rows * g.shape[1], np.float32)
         for y0 in range(0, sy, band):
             y1 = min(sy, y0 + band)
             a, c = max(0, y0 - halo), min(sy, y1 + halo)
-            # The kernel's own dtype (a float64 file is not copied to float32).
-            kernel_band = np.ascontiguousarray(kernel[:, :, a:c])
-            for ty in range(3):
-                for tx in range(3):
-                    release_pages(kernel[ty, tx, a:c])
-            band_out = np.empty((c - a, g.shape[1]), np.float32)
+            kernel_band = kernel_rows(kernel, a, c, flat)
+            band_out = band_flat[: (c - a) * g.shape[1]].reshape(c - a, g.shape[1])
             noise_gain_order2(kernel_band, g[a:c], band_out)
             # Rows of the halo see the band's edge as the region's: left out.
             out[y0:y1] = band_out[y0 - a : y1 - a]

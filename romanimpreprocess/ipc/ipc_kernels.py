@@ -14,7 +14,7 @@ for ``k > 2``).
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["deconvolve_cube_f32", "noise_gain_order2"]
+__all__ = ["deconvolve_cube_f32", "kernel_rows", "noise_gain_order2"]
 
 _F32 = np.float32
 
@@ -118,6 +118,27 @@ def _electrons(plane, gain, b, out):
             out[y, x] = _F32(plane[b + y, b + x] * gain[y, x])
 
 
+def kernel_rows(kernel, a, c, flat=None):
+    """Rows ``a:c`` of every tap of ``kernel``, C-contiguous, as a copy in ``flat``.
+
+    ``flat`` (1-d, at least ``9 (c - a) nx`` elements of the kernel's dtype) is
+    reused from band to band: a new array per band costs its first touch again (about
+    3 ms per MiB on a virtual machine). A memory-mapped kernel's pages of these rows
+    are given back once copied. None: the kernel itself (contiguous, no copy).
+    """
+    from romanimpreprocess.utils.mapped import release_pages
+
+    if flat is None:
+        return np.ascontiguousarray(kernel)
+    shape = (3, 3, c - a, kernel.shape[-1])
+    band = flat[: int(np.prod(shape))].reshape(shape)
+    np.copyto(band, kernel[:, :, a:c])
+    for ty in range(3):
+        for tx in range(3):
+            release_pages(kernel[ty, tx, a:c])
+    return band
+
+
 def deconvolve_cube_f32(data, kernel, gain, border, iterations, band_rows=None):
     """``data[i][region] = R_k(g data[i][region]) / g`` for every resultant, in place.
 
@@ -146,8 +167,6 @@ def deconvolve_cube_f32(data, kernel, gain, border, iterations, band_rows=None):
     band_rows : int, optional
         Rows per band (None: the whole region in one band).
     """
-    from romanimpreprocess.utils.mapped import release_pages
-
     sy, sx = gain.shape
     band = sy if band_rows is None else max(1, min(int(band_rows), sy))
     halo = iterations
@@ -157,14 +176,12 @@ def deconvolve_cube_f32(data, kernel, gain, border, iterations, band_rows=None):
     spare = np.empty((rows, sx), np.float32) if iterations > 1 else scratch
     # Electrons of the (up to) ``halo`` rows above the band, before they were written.
     above = np.empty((data.shape[0], halo, sx), np.float32)
+    flat = None if band == sy else np.empty(9 * rows * sx, kernel.dtype)
     for y0 in range(0, sy, band):
         y1 = min(sy, y0 + band)
         a, c = max(0, y0 - halo), min(sy, y1 + halo)
         n = c - a
-        kernel_band = np.ascontiguousarray(kernel[:, :, a:c])
-        for ty in range(3):
-            for tx in range(3):
-                release_pages(kernel[ty, tx, a:c])
+        kernel_band = kernel_rows(kernel, a, c, flat)
         gain_band = gain[a:c]
         kept = y0 - a  # rows of the halo above, already deconvolved in ``data``
         for i, plane in enumerate(data):
