@@ -498,9 +498,12 @@ def fit_ramps(
     counts["jump"] = int(np.unique(jumps[:, 1] * sx + jumps[:, 2]).size)
 
     pdq = np.asarray(pixeldq[border : border + sy, border : border + sx])
-    # In place in ``flags``: no full-frame temporaries (0.2 GiB less at the peak).
-    flags[(pdq & _P_REF) != 0] = 0
-    flags |= pdq.astype(np.uint32, copy=False)
+    # In place in ``flags``, by row blocks: no full-frame temporaries (they set the
+    # peak of a run at 12 resultants).
+    for r0 in range(0, sy, rows):
+        block, pdq_block = flags[r0 : r0 + rows], pdq[r0 : r0 + rows]
+        block[(pdq_block & _P_REF) != 0] = 0
+        block |= pdq_block.astype(np.uint32, copy=False)
     dq = flags
     return RampFitResult(
         slope=slope,
