@@ -17,7 +17,10 @@ Images in DN are deconvolved in electrons, ``R(g I) / g`` with the gain ``g`` (e
 import numpy as np
 from numpy.typing import NDArray
 
+from romanimpreprocess.utils.mapped import release_pages
+
 __all__ = [
+    "DEFAULT_BAND_ROWS",
     "DEFAULT_ITERATIONS",
     "MIN_GAIN",
     "TAPS",
@@ -29,6 +32,12 @@ __all__ = [
 ]
 
 DEFAULT_ITERATIONS = 2  # fixed-point iterations of the legacy inverse (order 2)
+# Rows of the region per band of the compiled paths: a band of the kernel (9 x 1024
+# rows x 4088 float32 = 0.15 GB on a full frame) is copied while the mapped file's
+# pages are given back, instead of the whole kernel (0.6 GB) staying resident with
+# the cube. Not smaller: every band costs each resultant three parallel launches,
+# about 10 ms each on a loaded machine (bench/RESULTS.md, memory at long ramps).
+DEFAULT_BAND_ROWS = 1024
 MIN_GAIN = 0.1  # e/DN; gains at or below are unusable (NO_GAIN_VALUE), as the flat does
 # Off-centre taps (dy, dx) in the order the legacy accumulates them.
 TAPS = ((1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (1, -1), (-1, 1), (-1, -1))
@@ -154,6 +163,7 @@ def deconvolve_cube(
     clip_gain: bool = True,
     threads: int | None = None,
     engine: str = "numba",
+    band_rows: int | None = DEFAULT_BAND_ROWS,
 ) -> NDArray[np.bool_]:
     """IPC-deconvolve every resultant in place: ``data[i] = R(g data[i]) / g``.
 
@@ -182,6 +192,10 @@ def deconvolve_cube(
         ``"numba"``: the compiled kernel of `ipc_kernels` for float32 arithmetic on a
         float32 cube (the same bits as the numpy path, 3-5 times faster on a full
         frame); other dtypes always take the numpy path.
+    band_rows : int or None
+        Compiled path: rows of the region per band (all resultants of a band, then
+        the next; a memory-mapped kernel's pages are given back band by band). None
+        does the whole region at once. Results do not depend on it.
 
     Returns
     -------
@@ -200,6 +214,7 @@ def deconvolve_cube(
         low = ~(g > MIN_GAIN)
     if clip_gain:
         g = np.where(low, MIN_GAIN, g).astype(dtype, copy=False)
+    release_pages(np.asarray(gain))  # read once into ``g``
     bad = np.zeros((ny, nx), dtype=bool)
     bad[region] = low
     if iterations == 0:  # R_0 is the identity: leave the data as they are
@@ -219,10 +234,11 @@ def deconvolve_cube(
         with kernel_threads(threads):
             deconvolve_cube_f32(
                 data,
-                np.ascontiguousarray(kernel),
+                kernel,
                 np.ascontiguousarray(g, dtype=np.float32),
                 b,
                 iterations,
+                band_rows=band_rows,
             )
         return bad
     threads = max(1, min(resolve_threads(threads), nres))
@@ -251,6 +267,7 @@ def noise_gain(
     iterations: int = DEFAULT_ITERATIONS,
     clip_gain: bool = True,
     engine: str = "numba",
+    band_rows: int | None = DEFAULT_BAND_ROWS,
 ) -> NDArray[np.float32]:
     """Variance gain of white noise through the deconvolution, per pixel.
 
@@ -274,6 +291,10 @@ def noise_gain(
         the default); ``"numpy"`` (or other iterations): ``(2k+1)^2`` impulse images
         through `ipc_inverse` in float64, each with one impulse every ``2k+1``
         pixels.
+    band_rows : int or None
+        Compiled path: rows per band (a memory-mapped kernel's pages are given back
+        band by band, as in `deconvolve_cube`); None: all rows at once. Results do
+        not depend on it.
 
     Returns
     -------
@@ -293,16 +314,27 @@ def noise_gain(
     if clip_gain:
         with np.errstate(invalid="ignore"):
             g = np.where(g > MIN_GAIN, g, g.dtype.type(MIN_GAIN))
+    release_pages(np.asarray(gain))  # read once into ``g``
     if fast:
-        from romanimpreprocess.ipc.ipc_kernels import noise_gain_order2
+        from romanimpreprocess.ipc.ipc_kernels import kernel_rows, noise_gain_order2
 
+        sy = g.shape[0]
+        band = sy if band_rows is None else max(1, min(int(band_rows), sy))
+        halo = 2  # row y of R_2 reaches rows y - 2 .. y + 2
         out = np.empty(g.shape, np.float32)
-        noise_gain_order2(
-            # The kernel's own dtype (a float64 file is not copied to float32).
-            np.ascontiguousarray(kernel),
-            np.ascontiguousarray(g),
-            out,
-        )
+        g = np.ascontiguousarray(g)
+        rows = min(sy, band + 2 * halo)
+        # The kernel's own dtype (a float64 file is not copied to float32).
+        flat = None if band == sy else np.empty(9 * rows * g.shape[1], kernel.dtype)
+        band_flat = np.empty(rows * g.shape[1], np.float32)
+        for y0 in range(0, sy, band):
+            y1 = min(sy, y0 + band)
+            a, c = max(0, y0 - halo), min(sy, y1 + halo)
+            kernel_band = kernel_rows(kernel, a, c, flat)
+            band_out = band_flat[: (c - a) * g.shape[1]].reshape(c - a, g.shape[1])
+            noise_gain_order2(kernel_band, g[a:c], band_out)
+            # Rows of the halo see the band's edge as the region's: left out.
+            out[y0:y1] = band_out[y0 - a : y1 - a]
         return out
     return _noise_gain_impulses(np.asarray(kernel), g, iterations)
 

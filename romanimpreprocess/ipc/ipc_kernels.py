@@ -14,7 +14,7 @@ for ``k > 2``).
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["deconvolve_cube_f32", "noise_gain_order2"]
+__all__ = ["deconvolve_cube_f32", "kernel_rows", "noise_gain_order2"]
 
 _F32 = np.float32
 
@@ -63,9 +63,9 @@ def _make_pass(to_plane):
     """
 
     @njit(parallel=True, nogil=True, cache=True)
-    def run(plane, gain, kernel, image, src, dst, b):
+    def run(plane, gain, kernel, image, src, dst, b, y_lo, y_hi):
         sy, sx = gain.shape
-        for y in prange(sy):
+        for y in prange(y_lo, y_hi):
             if y == 0 or y == sy - 1 or sx < 3:
                 for x in range(sx):
                     acc = _forward_at(src, kernel, y, x, sy, sx)
@@ -118,8 +118,38 @@ def _electrons(plane, gain, b, out):
             out[y, x] = _F32(plane[b + y, b + x] * gain[y, x])
 
 
-def deconvolve_cube_f32(data, kernel, gain, border, iterations):
+def kernel_rows(kernel, a, c, flat=None):
+    """Rows ``a:c`` of every tap of ``kernel``, C-contiguous, as a copy in ``flat``.
+
+    ``flat`` (1-d, at least ``9 (c - a) nx`` elements of the kernel's dtype) is
+    reused from band to band: a new array per band costs its first touch again (about
+    3 ms per MiB on a virtual machine). A memory-mapped kernel's pages of these rows
+    are given back once copied. None: the kernel itself (contiguous, no copy).
+    """
+    from romanimpreprocess.utils.mapped import release_pages
+
+    if flat is None:
+        return np.ascontiguousarray(kernel)
+    shape = (3, 3, c - a, kernel.shape[-1])
+    band = flat[: int(np.prod(shape))].reshape(shape)
+    np.copyto(band, kernel[:, :, a:c])
+    for ty in range(3):
+        for tx in range(3):
+            release_pages(kernel[ty, tx, a:c])
+    return band
+
+
+def deconvolve_cube_f32(data, kernel, gain, border, iterations, band_rows=None):
     """``data[i][region] = R_k(g data[i][region]) / g`` for every resultant, in place.
+
+    The region is done in bands of ``band_rows`` rows, every resultant of a band
+    before the next band, so that only a band of the kernel is needed at a time: its
+    rows are copied (contiguous) and the pages of a memory-mapped kernel given back
+    (`romanimpreprocess.utils.mapped.release_pages`). Each band is computed with
+    ``iterations`` rows of halo on either side (row ``y`` of ``R_k`` reaches rows
+    ``y - k .. y + k``); the rows just above the next band are kept, in electrons,
+    before the band is written back, since the next band's halo needs their values
+    before deconvolution. The bits are those of one band over the whole region.
 
     Parameters
     ----------
@@ -134,22 +164,53 @@ def deconvolve_cube_f32(data, kernel, gain, border, iterations):
         ``b``, the border left out by the kernel.
     iterations : int
         ``k >= 1`` fixed-point iterations.
+    band_rows : int, optional
+        Rows per band (None: the whole region in one band).
     """
     sy, sx = gain.shape
-    image = np.empty((sy, sx), np.float32)
-    scratch = np.empty((sy, sx), np.float32)
-    spare = np.empty((sy, sx), np.float32) if iterations > 1 else scratch
-    for plane in data:
-        _electrons(plane, gain, border, image)
-        src = image
-        for j in range(iterations):
-            last = j == iterations - 1
-            dst = scratch if src is not scratch else spare
-            if last:
-                _pass_to_plane(plane, gain, kernel, image, src, dst, border)
-            else:
-                _pass_to_scratch(plane, gain, kernel, image, src, dst, border)
-            src = dst
+    band = sy if band_rows is None else max(1, min(int(band_rows), sy))
+    halo = iterations
+    rows = min(sy, band + 2 * halo)
+    image = np.empty((rows, sx), np.float32)
+    scratch = np.empty((rows, sx), np.float32)
+    spare = np.empty((rows, sx), np.float32) if iterations > 1 else scratch
+    # Electrons of the (up to) ``halo`` rows above the band, before they were written.
+    above = np.empty((data.shape[0], halo, sx), np.float32)
+    flat = None if band == sy else np.empty(9 * rows * sx, kernel.dtype)
+    for y0 in range(0, sy, band):
+        y1 = min(sy, y0 + band)
+        a, c = max(0, y0 - halo), min(sy, y1 + halo)
+        n = c - a
+        kernel_band = kernel_rows(kernel, a, c, flat)
+        gain_band = gain[a:c]
+        kept = y0 - a  # rows of the halo above, already deconvolved in ``data``
+        for i, plane in enumerate(data):
+            img = image[:n]
+            img[:kept] = above[i, halo - kept :]
+            _electrons(plane[y0:], gain[y0:c], border, img[kept:])
+            if y1 < sy:
+                t = min(halo, y1)
+                above[i, halo - t :] = img[y1 - t - a : y1 - a]
+            src = img
+            for j in range(iterations):
+                dst = (scratch, spare)[j % 2][:n]
+                if j == iterations - 1:
+                    _pass_to_plane(
+                        plane[a:],
+                        gain_band,
+                        kernel_band,
+                        img,
+                        src,
+                        dst,
+                        border,
+                        y0 - a,
+                        y1 - a,
+                    )
+                else:
+                    _pass_to_scratch(
+                        plane, gain_band, kernel_band, img, src, dst, border, 0, n
+                    )
+                src = dst
 
 
 @njit(inline="always")

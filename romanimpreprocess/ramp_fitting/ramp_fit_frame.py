@@ -379,12 +379,18 @@ class FrameFit:
         self.counts["jump"] = int(np.unique(jumps[:, 1] * self.sx + jumps[:, 2]).size)
         sy = self.slope.shape[0]
         pdq = np.asarray(pixeldq[border : border + sy, border : border + self.sx])
-        dq = pdq | np.where((pdq & P_REF) != 0, np.uint32(0), self.flags)
+        # In place in ``flags``, by row blocks: no full-frame temporaries (they set
+        # the peak of a run at 12 resultants).
+        rows = max(1, BLOCK_PIXELS // max(self.sx, 1))
+        for r0 in range(0, sy, rows):
+            block, pdq_block = self.flags[r0 : r0 + rows], pdq[r0 : r0 + rows]
+            block[(pdq_block & P_REF) != 0] = 0
+            block |= pdq_block.astype(np.uint32, copy=False)
         return RampFitResult(
             slope=self.slope,
             var_poisson=self.var_poisson,
             var_rnoise=self.var_rnoise,
-            dq=dq.astype(np.uint32),
+            dq=self.flags.astype(np.uint32, copy=False),
             weights=weights,
             jumps=jumps,
             endslice=self.endslice,

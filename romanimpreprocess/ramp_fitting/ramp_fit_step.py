@@ -259,7 +259,8 @@ class RampFitStep(RipStep):
             var_r = self._calibration_variance(
                 model, res.var_rnoise, references, res.weights, n_frames
             )
-            err = np.sqrt(var_p + var_r)
+            err = np.add(var_p, var_r)
+            np.sqrt(err, out=err)  # in place: one full-frame plane less
         # Placeholders; np.zeros pages stay unallocated until written.
         arrays = {
             "data": res.slope,
@@ -304,7 +305,8 @@ class RampFitStep(RipStep):
         before = np.array(var_rnoise[::64, ::64], dtype=np.float64)  # for the log
         var_r = read_variance.calibration_read_variance(
             var_rnoise,
-            read_scale * np.asarray(references["readnoise"])[b:-b, b:-b],
+            # x * 1.0 == x: no float64 full-frame product for the optimal fit
+            _scaled(np.asarray(references["readnoise"])[b:-b, b:-b], read_scale),
             np.asarray(weights, dtype=np.float64),
             n_frames,
             ipc_gain=ipc_gain,
@@ -435,3 +437,8 @@ class RampFitStep(RipStep):
         out["ramp_fit_algorithm"] = self.algorithm
         out["legacy_compat_ramp_fit"] = bool(self.legacy_compat)
         return out
+
+
+def _scaled(array, scale):
+    """``scale * array``, or ``array`` itself when ``scale`` is 1 (the same values)."""
+    return array if scale == 1.0 else scale * array

@@ -89,3 +89,21 @@ def test_compiled_rows_in_chunks_match_the_impulses():
     fast = ipc.noise_gain(kernel, gain, engine="numba")
     slow = ipc.noise_gain(kernel, gain, engine="numpy")
     np.testing.assert_allclose(fast, slow, rtol=2e-5)
+
+
+def test_bands_give_the_bits_of_all_rows_at_once(tmp_path):
+    """The compiled map in row bands (halo of 2 rows) = all rows at once, mapped kernel."""
+    rng = np.random.default_rng(9)
+    shape = (37, 300)
+    kernel = random_kernel(rng, shape, 0.02).astype(np.float32)
+    path = tmp_path / "kernel.f32"
+    kernel.tofile(path)
+    mapped = np.memmap(path, dtype=np.float32, mode="r", shape=kernel.shape)
+    gain = rng.uniform(1.2, 2.4, shape)
+    whole = ipc.noise_gain(kernel, gain, band_rows=None)
+    for band_rows in (1, 2, 3, 5, 8, 36, 37, 100):
+        np.testing.assert_array_equal(
+            ipc.noise_gain(mapped, gain, band_rows=band_rows),
+            whole,
+            err_msg=f"band_rows={band_rows}",
+        )
