@@ -122,23 +122,26 @@ def main(argv=None):
     catalog = SourceCatalog.read(os.path.join(out, "catalog.asdf"))
     stars = np.load(os.path.join(out, f"stars_{args.weight_type}.npy"))
     precise = stars[stars[:, 2] < 0.02 / 3 * stars[:, 0]]
+    index = precise[:, 5].astype(int)
+    ra, dec = catalog.ra[index], catalog.dec[index]
+    # positions of all stars at once: gwcs inverts one point as slowly as thousands
+    positions = [coadd.meta.wcs.invert(ra, dec, with_bounding_box=False)]
+    positions += [e["wcs"].invert(ra, dec, with_bounding_box=False) for e in exposures]
+    positions = [(np.asarray(x, float), np.asarray(y, float)) for x, y in positions]
     rows = []
-    for i, true in zip(precise[:, 5].astype(int), precise[:, 0], strict=True):
-        ra, dec = catalog.ra[i], catalog.dec[i]
-        x, y = coadd.meta.wcs.invert(ra, dec, with_bounding_box=False)
-        measured = aperture_flux(data, err, float(x), float(y), pixel_sr)
+    for k, (i, true) in enumerate(zip(index, precise[:, 0], strict=True)):
+        x, y = positions[0][0][k], positions[0][1][k]
+        measured = aperture_flux(data, err, x, y, pixel_sr)
         row = [i, true, measured[0] / true if measured else np.nan]
         counts = []
-        for exposure in exposures:
-            ex, ey = exposure["wcs"].invert(ra, dec, with_bounding_box=False)
-            ex, ey = float(ex), float(ey)
+        for exposure, (ex, ey) in zip(exposures, positions[1:], strict=True):
             l2 = aperture_flux(
-                exposure["data"], exposure["err"], ex, ey, exposure["pixel_sr"]
+                exposure["data"], exposure["err"], ex[k], ey[k], exposure["pixel_sr"]
             )
             row.append(l2[0] / true if l2 else np.nan)
-            counts.append(_outlier_counts(exposure["dq"], ex, ey))
+            counts.append(_outlier_counts(exposure["dq"], ex[k], ey[k]))
         row += [c[0] for c in counts] + [c[1] for c in counts]
-        row.append(_pixel_area_ratio(coadd.meta.wcs, float(x), float(y), pixel_sr))
+        row.append(_pixel_area_ratio(coadd.meta.wcs, x, y, pixel_sr))
         rows.append(row)
     rows = np.array(rows, np.float64)
     tag = args.weight_type + (
