@@ -65,20 +65,52 @@ def _timed(cmd, cwd=None, env=None):
     }
 
 
-def _mosaic_phase(out, weight_type="ivm", skip=()):
-    """Run the MosaicPipeline and the checks (in a child process); write JSON."""
+def forbid_crds():
+    """Make every CRDS look-up fail, so that a run that needs one says so."""
     import crds
-    import roman_datamodels as rdm
     import stpipe.crds_client
-    from romancal.pipeline import MosaicPipeline
-
-    from romanimpreprocess.simulate.field import SourceCatalog
 
     def no_crds(*args, **kwargs):
         raise RuntimeError("CRDS was called")
 
     crds.getreferences = no_crds
     stpipe.crds_client.get_reference_file = no_crds
+
+
+def aperture_flux(data, err, x, y, pixel_sr):
+    """``(flux, sigma)`` in µJy of the source at ``(x, y)``, or None near an edge.
+
+    Aperture ``APERTURE`` px minus the median of the ``ANNULUS``; ``data`` and
+    ``err`` in MJy/sr, ``pixel_sr`` the pixel solid angle. None when the aperture has
+    a non-finite pixel or the annulus fewer than 50 finite ones.
+    """
+    ny, nx = data.shape
+    half = int(ANNULUS[1]) + 2
+    ix, iy = int(np.rint(x)), int(np.rint(y))
+    if not (half <= ix < nx - half and half <= iy < ny - half):
+        return None
+    cut = (slice(iy - half, iy + half + 1), slice(ix - half, ix + half + 1))
+    cy, cx = np.mgrid[cut]
+    r = np.hypot(cx - x, cy - y)
+    inside = r <= APERTURE
+    ring = (r >= ANNULUS[0]) & (r <= ANNULUS[1])
+    values = data[cut]
+    if not np.isfinite(values[inside]).all() or np.isfinite(values[ring]).sum() < 50:
+        return None
+    background = np.nanmedian(values[ring])
+    flux = np.sum(values[inside] - background) * pixel_sr * 1e12
+    sigma = math.sqrt(np.sum(err[cut][inside] ** 2)) * pixel_sr * 1e12
+    return flux, sigma
+
+
+def _mosaic_phase(out, weight_type="ivm", skip=()):
+    """Run the MosaicPipeline and the checks (in a child process); write JSON."""
+    import roman_datamodels as rdm
+    from romancal.pipeline import MosaicPipeline
+
+    from romanimpreprocess.simulate.field import SourceCatalog
+
+    forbid_crds()
     l2_paths = sorted(glob.glob(os.path.join(out, "exp*", "*_cal.asdf")))
     t0 = time.perf_counter()
     pipe = MosaicPipeline()
@@ -124,27 +156,11 @@ def _mosaic_phase(out, weight_type="ivm", skip=()):
                 catalog.ra, catalog.dec, with_bounding_box=False
             )
         cover += (px > 16) & (py > 16) & (px < ex - 17) & (py < ey - 17)
-    half = int(ANNULUS[1]) + 2
     rows = []
     for i in np.flatnonzero((catalog.sigma_arcsec == 0) & (nearest >= ISOLATION)):
-        ix, iy = int(np.rint(x[i])), int(np.rint(y[i]))
-        if not (half <= ix < nx - half and half <= iy < ny - half):
-            continue
-        cut = (slice(iy - half, iy + half + 1), slice(ix - half, ix + half + 1))
-        cy, cx = np.mgrid[cut]
-        r = np.hypot(cx - x[i], cy - y[i])
-        inside = r <= APERTURE
-        ring = (r >= ANNULUS[0]) & (r <= ANNULUS[1])
-        values = data[cut]
-        if (
-            not np.isfinite(values[inside]).all()
-            or np.isfinite(values[ring]).sum() < 50
-        ):
-            continue
-        background = np.nanmedian(values[ring])
-        flux = np.sum(values[inside] - background) * pixel_sr * 1e12
-        sigma = math.sqrt(np.sum(err[cut][inside] ** 2)) * pixel_sr * 1e12
-        rows.append((catalog.flux_ujy[i], flux, sigma, nearest[i], cover[i], i))
+        measured = aperture_flux(data, err, x[i], y[i], pixel_sr)
+        if measured is not None:
+            rows.append((catalog.flux_ujy[i], *measured, nearest[i], cover[i], i))
     rows = np.array(rows).reshape(-1, 6)
     np.save(os.path.join(out, f"stars_{tag}.npy"), rows)
     result = {
