@@ -223,22 +223,23 @@ def test_read_layer_ipc_amplification(white_read_set):
     assert abs(np.mean(cube[:, good] ** 2) / white - expected) < 4 * error * expected
 
 
-def test_read_layer_with_refpix_and_reset_noise(white_read_set):
-    """IPC and refpix on, 10 DN reset noise on the reference pixels: the channel
-    medians' noise (≈ 11 % of the white variance at this size) is in var_rnoise.
+def _refpix_layer_ratio(read_set, name, *, seed, pink=None):
+    """mean(layer²)/mean(var_rnoise) over good pixels, IPC and refpix on.
 
-    No 1/f here (C_PINK = U_PINK = 0): `test_read_layer_with_one_over_f` adds it.
+    The read file is the set's with 10 DN reset noise and, if given, the 1/f
+    amplitudes ``pink`` ({"anc": {...}, "amp33": {...}}) set.
     """
-    directory = white_read_set["directory"]
-    read = str(directory / "read_reset10.asdf")
-    with asdf.open(white_read_set["config"]["CALDIR"]["read"]) as af:
+    read = str(read_set["directory"] / f"read_{name}.asdf")
+    with asdf.open(read_set["config"]["CALDIR"]["read"]) as af:
         tree = copy.deepcopy(af.tree["roman"])
     tree["resetnoise"] = np.full_like(np.asarray(tree["resetnoise"]), 10.0)
+    for branch, values in (pink or {}).items():
+        tree[branch].update(values)
     asdf.AsdfFile({"roman": tree}).write_to(read)
     cube, model = _run_r_layers(
-        white_read_set,
-        "refpix",
-        seed=24,
+        read_set,
+        name,
+        seed=seed,
         n_layers=N_LAYERS,
         identity_ipc=False,
         read=read,
@@ -247,7 +248,16 @@ def test_read_layer_with_refpix_and_reset_noise(white_read_set):
     good = np.asarray(model.dq) == 0
     assert good.sum() >= MIN_GOOD_PIXELS
     var_rnoise = np.asarray(model.var_rnoise, np.float64)
-    measured = np.mean(cube[:, good] ** 2) / np.mean(var_rnoise[good])
+    return np.mean(cube[:, good] ** 2) / np.mean(var_rnoise[good])
+
+
+def test_read_layer_with_refpix_and_reset_noise(white_read_set):
+    """IPC and refpix on, 10 DN reset noise on the reference pixels: the channel
+    medians' noise (≈ 11 % of the white variance at this size) is in var_rnoise.
+
+    No 1/f here (C_PINK = U_PINK = 0): `test_read_layer_with_one_over_f` adds it.
+    """
+    measured = _refpix_layer_ratio(white_read_set, "refpix", seed=24)
     # The medians' term is one line per channel, resultant and layer: 32 x 6 x 3
     # lines carry ~11 % of the variance, so the ratio scatters by about
     # 0.11 sqrt(2/576) = 0.6 %; the median-variance formula is good to ~10 % of the
@@ -261,27 +271,9 @@ def test_read_layer_with_one_over_f(pink_read_set):
     reference-pixel correction leaves of the 1/f (≈ +20 % of the white variance per
     frame at this size) is in var_rnoise, and mean(layer²)/mean(var_rnoise) is 1
     within 3 %."""
-    directory = pink_read_set["directory"]
-    read = str(directory / "read_pink.asdf")
-    with asdf.open(pink_read_set["config"]["CALDIR"]["read"]) as af:
-        tree = copy.deepcopy(af.tree["roman"])
-    tree["resetnoise"] = np.full_like(np.asarray(tree["resetnoise"]), 10.0)
-    tree["anc"].update(C_PINK=1.0, U_PINK=0.5)
-    tree["amp33"].update(M_PINK=1.0, RU_PINK=0.3)
-    asdf.AsdfFile({"roman": tree}).write_to(read)
-    cube, model = _run_r_layers(
-        pink_read_set,
-        "pink",
-        seed=25,
-        n_layers=N_LAYERS,
-        identity_ipc=False,
-        read=read,
-        refpix=True,
-    )
-    good = np.asarray(model.dq) == 0
-    assert good.sum() >= MIN_GOOD_PIXELS
-    var_rnoise = np.asarray(model.var_rnoise, np.float64)
-    measured = np.mean(cube[:, good] ** 2) / np.mean(var_rnoise[good])
+    pink = {"anc": {"C_PINK": 1.0, "U_PINK": 0.5}}
+    pink["amp33"] = {"M_PINK": 1.0, "RU_PINK": 0.3}
+    measured = _refpix_layer_ratio(pink_read_set, "pink", seed=25, pink=pink)
     assert abs(measured - 1) < 0.03, measured
 
 
