@@ -214,7 +214,7 @@ def deconvolve_cube(
         low = ~(g > MIN_GAIN)
     if clip_gain:
         g = np.where(low, MIN_GAIN, g).astype(dtype, copy=False)
-    release_pages(np.asarray(gain))  # read once into ``g``
+    release_pages(gain)  # read once into ``g``
     bad = np.zeros((ny, nx), dtype=bool)
     bad[region] = low
     if iterations == 0:  # R_0 is the identity: leave the data as they are
@@ -314,7 +314,7 @@ def noise_gain(
     if clip_gain:
         with np.errstate(invalid="ignore"):
             g = np.where(g > MIN_GAIN, g, g.dtype.type(MIN_GAIN))
-    release_pages(np.asarray(gain))  # read once into ``g``
+    release_pages(gain)  # read once into ``g``
     if fast:
         from romanimpreprocess.ipc.ipc_kernels import kernel_rows, noise_gain_order2
 

@@ -47,10 +47,11 @@ def release_pages(array) -> bool:
 
     Parameters
     ----------
-    array : ndarray
+    array : array-like
         A plane (or any contiguous or strided view) of a memory-mapped reference
-        array. Its values stay readable: pages touched again are read back from the
-        page cache or the file.
+        array, or an object whose ``np.asarray`` is one (asdf's lazy ``NDArrayType``
+        of a reference model). Its values stay readable: pages touched again are
+        read back from the page cache or the file.
 
     Returns
     -------
@@ -58,7 +59,8 @@ def release_pages(array) -> bool:
         True if pages were released; False when ``array`` is not a read-only file
         mapping (nothing is done).
     """
-    if not isinstance(array, np.ndarray) or array.size == 0 or array.flags.writeable:
+    array = np.asarray(array)
+    if array.size == 0 or array.flags.writeable:
         return False
     buffer = mapped_buffer(array)
     if buffer is None or not hasattr(buffer, "madvise"):

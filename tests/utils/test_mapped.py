@@ -53,6 +53,20 @@ def test_only_read_only_mappings_are_released(cube_file):
     assert writable[0, 0, 0] == 123.0  # a written page is never discarded
 
 
+def test_asdf_lazy_array_of_a_reference_is_released(tmp_path, cube_file):
+    # reference models hand out asdf's lazy NDArrayType, not an ndarray
+    import asdf
+
+    _, truth = cube_file
+    path = tmp_path / "ref.asdf"
+    asdf.AsdfFile({"cube": truth}).write_to(path)
+    with asdf.open(path, memmap=True, lazy_load=True) as af:
+        lazy = af.tree["cube"]
+        assert not isinstance(lazy, np.ndarray)
+        assert release_pages(lazy)
+        assert np.array_equal(lazy, truth)
+
+
 def test_strided_view_is_released_without_touching_neighbours(cube_file):
     path, truth = cube_file
     mapped = np.load(path, mmap_mode="r")
