@@ -35,7 +35,7 @@ class RunConfigurationError(ValueError):
     """Parameters or outputs that cannot work, found before any work."""
 
 
-def _flag_unusable(model, dataset):
+def _flag_non_finite(model, dataset):
     """DO_NOT_USE on every non-finite pixel left unflagged; warn if none is usable.
 
     The steps flag what they know to be bad (a NaN in a reference array, a pixel
@@ -233,7 +233,7 @@ class L1ToL2Pipeline(RipPipeline):
             model, step_times = self._run_steps(handover)
             from romanimpreprocess.datamodels.l2 import finalize_l2
 
-            _flag_unusable(model, dataset)
+            _flag_non_finite(model, dataset)
             info = self.processinfo(model)
             info["step_times"] = step_times
             model = finalize_l2(
