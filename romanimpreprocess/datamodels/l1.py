@@ -21,7 +21,14 @@ from romanimpreprocess.datamodels.errors import InputFileError
 from romanimpreprocess.datamodels.geometry import Geometry
 from romanimpreprocess.parallel import run_in_threads
 
-__all__ = ["large_reads", "open_l1", "raw_to_ramp", "validate_l1"]
+__all__ = [
+    "decode_rows",
+    "large_reads",
+    "open_l1",
+    "ramp_skeleton",
+    "raw_to_ramp",
+    "validate_l1",
+]
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +231,7 @@ def validate_l1(model, path=None):
     return Geometry(nresultants=nres, ny=ny, nx=nx)
 
 
-def raw_to_ramp(raw, threads=None) -> dm.RampModel:
+def raw_to_ramp(raw, threads=None, *, skeleton=False) -> dm.RampModel:
     """Decode an L1 ``ScienceRawModel`` into a float32 ``RampModel``.
 
     The reference read (if stored) is added back to every resultant and the
@@ -238,6 +245,11 @@ def raw_to_ramp(raw, threads=None) -> dm.RampModel:
     ``threads`` threads (None = `romanimpreprocess.parallel.step_threads`): on a
     full frame the float32 cube is 0.4 GB of new memory, whose first touch costs
     about 1 s on one core.
+
+    With ``skeleton``, the cube is not decoded (the row-band path of the pipeline
+    decodes it band by band with `decode_rows`): ``data`` and ``groupdq`` are
+    read-only zero-stride placeholders of the cube's shape that take no memory,
+    and the border copies are decoded from the reference rows and columns alone.
     """
     if isinstance(raw, dm.RampModel):
         return raw
@@ -252,10 +264,18 @@ def raw_to_ramp(raw, threads=None) -> dm.RampModel:
         )
     reference_read = raw.get("reference_read") if "reference_read" in raw else None
     offset = int(raw.meta.instrument.get("data_encoding_offset", 0) or 0)
-    ramp.data = _decode_resultants(raw.data, reference_read, offset, threads)
-    shape = ramp.data.shape
+    if skeleton:
+        shape = tuple(raw.data.shape)
+        ramp.data = np.broadcast_to(np.float32(0), shape)
+    else:
+        ramp.data = _decode_resultants(raw.data, reference_read, offset, threads)
+        shape = ramp.data.shape
     ramp.pixeldq = np.zeros(shape[1:], dtype=np.uint32)
-    if "resultantdq" in ramp:
+    if skeleton:
+        if "resultantdq" in ramp:
+            del ramp.resultantdq  # read band by band (`decode_rows`)
+        ramp.groupdq = np.broadcast_to(np.uint8(0), shape)
+    elif "resultantdq" in ramp:
         ramp.groupdq = ramp.pop("resultantdq")
     else:
         ramp.groupdq = np.zeros(shape, dtype=np.uint8)
@@ -272,15 +292,84 @@ def raw_to_ramp(raw, threads=None) -> dm.RampModel:
     ramp.amp33 = np.array(ramp.amp33, dtype=np.uint16, copy=True)
     b = REF_BORDER
     ny, nx = ramp.data.shape[1:]
-    ramp.border_ref_pix_left = ramp.data[:, :, :b].copy()
-    ramp.border_ref_pix_right = ramp.data[:, :, -b:].copy()
-    ramp.border_ref_pix_bottom = ramp.data[:, :b, :].copy()
-    ramp.border_ref_pix_top = ramp.data[:, -b:, :].copy()
+    if skeleton:
+        # The same values as slices of the decoded cube: decoding is per element.
+        ramp.border_ref_pix_bottom = decode_rows(raw, slice(0, b), threads).data
+        ramp.border_ref_pix_top = decode_rows(raw, slice(ny - b, ny), threads).data
+        left, right = _decode_columns(raw, b, threads)
+        ramp.border_ref_pix_left = left
+        ramp.border_ref_pix_right = right
+    else:
+        ramp.border_ref_pix_left = ramp.data[:, :, :b].copy()
+        ramp.border_ref_pix_right = ramp.data[:, :, -b:].copy()
+        ramp.border_ref_pix_bottom = ramp.data[:, :b, :].copy()
+        ramp.border_ref_pix_top = ramp.data[:, -b:, :].copy()
     ramp.dq_border_ref_pix_left = np.zeros((ny, b), np.uint32)
     ramp.dq_border_ref_pix_right = np.zeros((ny, b), np.uint32)
     ramp.dq_border_ref_pix_bottom = np.zeros((b, nx), np.uint32)
     ramp.dq_border_ref_pix_top = np.zeros((b, nx), np.uint32)
     return ramp
+
+
+def ramp_skeleton(raw, threads=None) -> dm.RampModel:
+    """`raw_to_ramp` without the cube: meta, amp33, pixeldq, borders (see there)."""
+    return raw_to_ramp(raw, threads, skeleton=True)
+
+
+class DecodedRows:
+    """Rows ``rows`` of an L1 decoded as `raw_to_ramp` decodes them.
+
+    Attributes
+    ----------
+    data : ndarray, shape (n, h, nx), float32
+        The decoded resultants of the rows.
+    groupdq : ndarray, shape (n, h, nx), uint8
+        The L1 ``resultantdq`` of the rows (a copy), or zeros.
+    rows : slice
+        Frame rows held (``start`` and ``stop`` set).
+    """
+
+    def __init__(self, data, groupdq, rows):
+        self.data = data
+        self.groupdq = groupdq
+        self.rows = rows
+
+
+def decode_rows(raw, rows, threads=None) -> DecodedRows:
+    """Decode frame rows ``rows`` (a slice) of an L1 ``ScienceRawModel``.
+
+    The values are those of the same rows of `raw_to_ramp`'s cube, bit for bit (the
+    decode works element by element). The read pages of a memory-mapped L1 are
+    given back once decoded.
+    """
+    from romanimpreprocess.utils.mapped import release_pages
+
+    ny = raw.data.shape[1]
+    start, stop, _ = rows.indices(ny)
+    rows = slice(start, stop)
+    reference_read = raw.get("reference_read") if "reference_read" in raw else None
+    if reference_read is not None:
+        reference_read = np.asarray(reference_read)[rows]
+    offset = int(raw.meta.instrument.get("data_encoding_offset", 0) or 0)
+    source = raw.data[:, rows]
+    data = _decode_resultants(source, reference_read, offset, threads)
+    release_pages(source)
+    if "resultantdq" in raw:
+        groupdq = np.array(raw.resultantdq[:, rows], dtype=np.uint8, copy=True)
+    else:
+        groupdq = np.zeros(data.shape, dtype=np.uint8)
+    return DecodedRows(data, groupdq, rows)
+
+
+def _decode_columns(raw, border, threads):
+    """Decoded left and right ``border`` columns (`raw_to_ramp`'s values)."""
+    reference_read = raw.get("reference_read") if "reference_read" in raw else None
+    offset = int(raw.meta.instrument.get("data_encoding_offset", 0) or 0)
+    out = []
+    for cols in (slice(0, border), slice(-border, None)):
+        ref = None if reference_read is None else np.asarray(reference_read)[:, cols]
+        out.append(_decode_resultants(raw.data[:, :, cols], ref, offset, threads))
+    return out
 
 
 def _decode_resultants(data, reference_read, offset, threads):
