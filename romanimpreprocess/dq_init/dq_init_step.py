@@ -7,7 +7,7 @@ import numpy as np
 
 from romanimpreprocess.dq_init import dq_init
 from romanimpreprocess.stpipe import RipStep
-from romanimpreprocess.stpipe.bands import BandPlan, run_whole
+from romanimpreprocess.stpipe.bands import BandPlan
 from romanimpreprocess.utils.mapped import release_pages
 
 __all__ = ["DQInitStep"]
@@ -36,8 +36,7 @@ class DQInitStep(RipStep):
 
     def process(self, dataset):
         """Return the decoded, flagged `RampModel`."""
-        model = self.open_ramp(dataset)
-        return run_whole(self.band_plan(model), model)
+        return self.process_bands(dataset)
 
     def band_plan(self, model):
         """The flags to set, band by band (`romanimpreprocess.stpipe.bands`)."""

@@ -143,9 +143,7 @@ def resultant_terms(
         ctr = np.median(q)
         correction = np.float64(alpha) * (q - ctr)  # float64, stored back as float32
         held = np.r_[0:border, ny - border : ny]
-        np.subtract(
-            work, correction[held][:, None], out=work, casting="same_kind"
-        )
+        np.subtract(work, correction[held][:, None], out=work, casting="same_kind")
     y_bottom = (border - 1) / 2.0
     y_top = ny - border + (border - 1) / 2.0
     design = np.array([[y_bottom, 1.0], [y_top, 1.0]])

@@ -13,7 +13,7 @@ from romanimpreprocess.constants import (
 from romanimpreprocess.parallel import run_in_threads
 from romanimpreprocess.refpix import refpix
 from romanimpreprocess.stpipe import RipStep
-from romanimpreprocess.stpipe.bands import BandPlan, is_placeholder, run_whole
+from romanimpreprocess.stpipe.bands import BandPlan, is_placeholder
 from romanimpreprocess.utils.mapped import release_pages
 from romanimpreprocess.utils.pink import row_clocks
 
@@ -43,8 +43,7 @@ class RefPixStep(RipStep):
 
     def process(self, dataset):
         """Return the reference-pixel corrected `RampModel`."""
-        model = self.open_ramp(dataset)
-        return run_whole(self.band_plan(model), model)
+        return self.process_bands(dataset)
 
     def band_plan(self, model):
         """The correction terms of every resultant, to apply band by band.

@@ -8,7 +8,7 @@ from roman_datamodels.dqflags import group
 
 from romanimpreprocess.saturation import saturation
 from romanimpreprocess.stpipe import RipStep
-from romanimpreprocess.stpipe.bands import BandPlan, run_whole
+from romanimpreprocess.stpipe.bands import BandPlan
 from romanimpreprocess.utils.mapped import release_pages
 
 __all__ = ["SaturationStep"]
@@ -38,8 +38,7 @@ class SaturationStep(RipStep):
 
     def process(self, dataset):
         """Return the `RampModel` with SATURATED / DO_NOT_USE / AD_FLOOR flags."""
-        model = self.open_ramp(dataset)
-        return run_whole(self.band_plan(model), model)
+        return self.process_bands(dataset)
 
     def band_plan(self, model):
         """The saturation passes, band by band (`romanimpreprocess.stpipe.bands`).

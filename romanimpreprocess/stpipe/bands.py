@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Band", "BandPlan", "is_placeholder", "run_whole"]
+__all__ = ["Band", "BandPlan", "is_placeholder"]
 
 
 @dataclass
@@ -95,12 +95,6 @@ class BandPlan:
     def count(self, key: str, value: int) -> None:
         """Add ``value`` to ``counts[key]`` (kept rows only, by the caller)."""
         self.counts[key] = self.counts.get(key, 0) + int(value)
-
-
-def run_whole(plan: BandPlan, model):
-    """Apply ``plan`` to the whole frame of ``model`` as one band, then finish."""
-    plan.apply(Band.whole(model))
-    return plan.finish(model)
 
 
 def is_placeholder(array) -> bool:
