@@ -365,10 +365,14 @@ def _decode_columns(raw, border, threads):
     """Decoded left and right ``border`` columns (`raw_to_ramp`'s values)."""
     reference_read = raw.get("reference_read") if "reference_read" in raw else None
     offset = int(raw.meta.instrument.get("data_encoding_offset", 0) or 0)
+    from romanimpreprocess.utils.mapped import release_pages
+
     out = []
     for cols in (slice(0, border), slice(-border, None)):
         ref = None if reference_read is None else np.asarray(reference_read)[:, cols]
         out.append(_decode_resultants(raw.data[:, :, cols], ref, offset, threads))
+    # Every page of a mapped L1 holds a row end: all were read, none is needed now.
+    release_pages(raw.data)
     return out
 
 

@@ -92,9 +92,12 @@ class RefPixStep(RipStep):
         planes = [None] * n
 
         def terms(j):
+            plane = dark[offset + j]
+            dark_rows = np.asarray(plane[held], dtype=np.float32)
+            release_pages(plane)  # only the reference rows were read
             planes[j] = refpix.resultant_terms(
                 _reference_rows(model, j),
-                np.asarray(dark[offset + j], dtype=np.float32)[held],
+                dark_rows,
                 model.amp33[j] if use_rows else None,
                 ny=ny,
                 amp33_median=amp33_median,
