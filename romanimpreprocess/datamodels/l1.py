@@ -134,7 +134,10 @@ def _check_and_load(model, path):
                 # small arrays are copied so that nothing mapped (read-only)
                 # reaches the ramp model, whose arrays the steps modify.
                 if name == "data":
-                    model[name] = np.asarray(model[name])
+                    if _Lz4Rows.of(model, path) is None:
+                        model[name] = np.asarray(model[name])
+                    # else: an lz4 cube stays lazy; its chunks were checked
+                    # (`_Lz4Rows`) and the row bands decompress only theirs.
                 else:
                     model[name] = np.array(model[name], copy=True)
             except Exception as exc:
@@ -249,7 +252,8 @@ def raw_to_ramp(raw, threads=None, *, skeleton=False) -> dm.RampModel:
     With ``skeleton``, the cube is not decoded (the row-band path of the pipeline
     decodes it band by band with `decode_rows`): ``data`` and ``groupdq`` are
     read-only zero-stride placeholders of the cube's shape that take no memory,
-    and the border copies are decoded from the reference rows and columns alone.
+    the top and bottom border copies are decoded from the reference rows alone, and
+    the left and right ones are zeros for the caller to fill as it decodes the rows.
     """
     if isinstance(raw, dm.RampModel):
         return raw
@@ -296,9 +300,10 @@ def raw_to_ramp(raw, threads=None, *, skeleton=False) -> dm.RampModel:
         # The same values as slices of the decoded cube: decoding is per element.
         ramp.border_ref_pix_bottom = decode_rows(raw, slice(0, b), threads).data
         ramp.border_ref_pix_top = decode_rows(raw, slice(ny - b, ny), threads).data
-        left, right = _decode_columns(raw, b, threads)
-        ramp.border_ref_pix_left = left
-        ramp.border_ref_pix_right = right
+        # The left and right columns are filled band by band by the caller
+        # (`decode_rows` of every row): reading them here would read the cube.
+        ramp.border_ref_pix_left = np.zeros((shape[0], ny, b), np.float32)
+        ramp.border_ref_pix_right = np.zeros((shape[0], ny, b), np.float32)
     else:
         ramp.border_ref_pix_left = ramp.data[:, :, :b].copy()
         ramp.border_ref_pix_right = ramp.data[:, :, -b:].copy()
@@ -351,9 +356,14 @@ def decode_rows(raw, rows, threads=None) -> DecodedRows:
     if reference_read is not None:
         reference_read = np.asarray(reference_read)[rows]
     offset = int(raw.meta.instrument.get("data_encoding_offset", 0) or 0)
-    source = raw.data[:, rows]
+    reader = _Lz4Rows.of(raw)
+    if reader is not None:
+        source = reader.rows(rows, threads)
+    else:
+        source = np.asarray(raw.data)[:, rows]
     data = _decode_resultants(source, reference_read, offset, threads)
     release_pages(source)
+    del source
     if "resultantdq" in raw:
         groupdq = np.array(raw.resultantdq[:, rows], dtype=np.uint8, copy=True)
     else:
@@ -361,19 +371,122 @@ def decode_rows(raw, rows, threads=None) -> DecodedRows:
     return DecodedRows(data, groupdq, rows)
 
 
-def _decode_columns(raw, border, threads):
-    """Decoded left and right ``border`` columns (`raw_to_ramp`'s values)."""
-    reference_read = raw.get("reference_read") if "reference_read" in raw else None
-    offset = int(raw.meta.instrument.get("data_encoding_offset", 0) or 0)
-    from romanimpreprocess.utils.mapped import release_pages
+class _Lz4Rows:
+    """Rows of an L1 cube stored as one lz4-compressed ASDF block, read in pieces.
 
-    out = []
-    for cols in (slice(0, border), slice(-border, None)):
-        ref = None if reference_read is None else np.asarray(reference_read)[:, cols]
-        out.append(_decode_resultants(raw.data[:, :, cols], ref, offset, threads))
-    # Every page of a mapped L1 holds a row end: all were read, none is needed now.
-    release_pages(raw.data)
-    return out
+    asdf writes an lz4 block as chunks (4-byte big-endian compressed length, then
+    an lz4 block with its 4-byte little-endian decompressed size), 4 MiB of data
+    each; reading the array decompresses all of it (0.8 GB at 24 resultants, held
+    to the end of the run). This reader indexes the chunks once (a truncated or
+    inconsistent block is refused here) and decompresses only the chunks that hold
+    the rows asked for, so a band of rows costs its own size.
+    """
+
+    @classmethod
+    def of(cls, model, path=None):
+        """The reader of ``model``'s ``data`` (made once), or None if not lz4.
+
+        Raises `InputFileError` for a block whose chunks do not add up.
+        """
+        reader = None
+        try:
+            source = model._instance["data"]
+            # (asdf's lazy array loads itself on any unknown attribute: __dict__)
+            if "_rip_lz4_rows" in vars(source):
+                return vars(source)["_rip_lz4_rows"]
+            block = model._asdf._blocks.blocks[source._source]
+            header = block.header
+            if (
+                isinstance(source._source, int)
+                and header["compression"].rstrip(b"\0") == b"lz4"
+                and np.dtype(source.dtype) == np.uint16
+                and source._array is None
+            ):
+                uri = str(model._asdf.uri or "")
+                path = uri[len("file://") :] if uri.startswith("file://") else path
+                reader = cls(
+                    path,
+                    block.data_offset,
+                    int(header["used_size"]),
+                    tuple(source.shape),
+                )
+        except InputFileError:
+            raise
+        except Exception:  # not an asdf block we can read ourselves: read it all
+            reader = None
+        if reader is not None:
+            vars(source)["_rip_lz4_rows"] = reader  # indexed once per opened file
+        return reader
+
+    def __init__(self, path, data_offset, used_size, shape):
+        import struct
+
+        self.path = os.fspath(path)
+        self.shape = shape
+        self.row_bytes = shape[-1] * 2
+        starts, offsets, sizes = [0], [], []
+        with open(self.path, "rb") as fd:
+            position = 0
+            while position < used_size:
+                fd.seek(data_offset + position)
+                head = fd.read(8)
+                if len(head) < 8:
+                    raise InputFileError(
+                        self.path, "lz4 block is truncated", "roman.data"
+                    )
+                size = struct.unpack("!I", head[:4])[0]
+                decompressed = struct.unpack("<I", head[4:])[0]
+                offsets.append(data_offset + position + 4)
+                sizes.append(size)
+                starts.append(starts[-1] + decompressed)
+                position += 4 + size
+            end = fd.seek(0, os.SEEK_END)
+        nbytes = int(np.prod(shape)) * 2
+        if (
+            position != used_size
+            or starts[-1] != nbytes
+            or data_offset + used_size > end
+        ):
+            raise InputFileError(
+                self.path,
+                f"lz4 block does not hold the {nbytes} bytes of the cube (chunks "
+                f"give {starts[-1]}); the file may be truncated or corrupt",
+                field="roman.data",
+            )
+        self.starts = np.asarray(starts, dtype=np.int64)
+        self.offsets = offsets
+        self.sizes = sizes
+
+    def _read(self, fd, start, stop, out):
+        """Decompressed bytes ``start:stop`` of the block into ``out`` (uint8)."""
+        import lz4.block
+
+        first = int(np.searchsorted(self.starts, start, side="right")) - 1
+        done = 0
+        for k in range(first, len(self.sizes)):
+            c0, c1 = int(self.starts[k]), int(self.starts[k + 1])
+            if c0 >= stop:
+                break
+            fd.seek(self.offsets[k])
+            chunk = lz4.block.decompress(fd.read(self.sizes[k]))
+            a, b = max(start, c0) - c0, min(stop, c1) - c0
+            out[done : done + b - a] = np.frombuffer(chunk, np.uint8, b - a, a)
+            done += b - a
+
+    def rows(self, rows, threads=None):
+        """uint16 ``(n, h, nx)``: frame rows ``rows`` of every resultant."""
+        n, ny, nx = self.shape
+        h = rows.stop - rows.start
+        out = np.empty((n, h, nx), dtype=np.uint16)
+        flat = out.reshape(n, -1).view(np.uint8)
+
+        def plane(j):
+            start = (j * ny + rows.start) * self.row_bytes
+            with open(self.path, "rb") as fd:
+                self._read(fd, start, start + h * self.row_bytes, flat[j])
+
+        run_in_threads(plane, range(n), threads)
+        return out
 
 
 def _decode_resultants(data, reference_read, offset, threads):

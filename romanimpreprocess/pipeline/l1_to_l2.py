@@ -13,6 +13,7 @@ import time
 
 import roman_datamodels.datamodels as dm
 
+from romanimpreprocess.constants import REF_BORDER
 from romanimpreprocess.datamodels import ExposureInfo, Geometry, open_reference
 from romanimpreprocess.datamodels.l2 import fits_path, mask_path
 from romanimpreprocess.datamodels.wcs import read_wcs_header
@@ -354,6 +355,11 @@ class L1ToL2Pipeline(RipPipeline):
                 ny=ny,
             )
             del decoded
+            # The skeleton's left/right border copies: the decoded columns.
+            b = REF_BORDER
+            kept = band.inner_local
+            model.border_ref_pix_left[:, r0:r1] = band.data[:, kept, :b]
+            model.border_ref_pix_right[:, r0:r1] = band.data[:, kept, -b:]
             for name, plan in plans.items():
                 start = time.perf_counter()
                 plan.apply(band)
