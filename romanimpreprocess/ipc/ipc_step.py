@@ -76,6 +76,7 @@ class IPCStep(RipStep):
                 iterations=self.iterations,
             )
             release_pages(kernel)
+            release_pages(gain)
         plan = _IPCPlan(step=self, kernel=kernel, halo=max(int(self.iterations), 0))
         plan.gain, plan.dtype, plan.border = gain, dtype, border
         return plan

@@ -23,6 +23,7 @@ from romanimpreprocess.ramp_fitting.ramp_fit_frame import MAX_ENDSLICE_RESULTANT
 from romanimpreprocess.ramp_fitting.ramp_fit_legacy import legacy_error_roundtrip
 from romanimpreprocess.stpipe import RipStep
 from romanimpreprocess.stpipe.bands import BandPlan
+from romanimpreprocess.utils.mapped import release_pages
 
 __all__ = ["RampFitStep"]
 
@@ -528,12 +529,14 @@ class _RampFitPlan(BandPlan):
         )
         rows = slice(s0 - b, s1 + b)
         refs = context.references
+        gain = np.asarray(refs["gain"])[rows]
+        read_noise = np.asarray(refs["readnoise"])[rows]
         res = ramp_fit.fit_ramps(
             data,
             groupdq,
             pixeldq,
-            np.asarray(refs["gain"])[rows],
-            np.asarray(refs["readnoise"])[rows],
+            gain,
+            read_noise,
             context.tbar,
             context.tau,
             context.n_frames,
@@ -542,6 +545,7 @@ class _RampFitPlan(BandPlan):
             start=context.start,
             legacy=step.legacy_compat,
         )
+        del data, groupdq, pixeldq
         for kind, number in res.counts.items():
             self.kinds[kind] = self.kinds.get(kind, 0) + int(number)
         if step.legacy_compat:
@@ -567,6 +571,9 @@ class _RampFitPlan(BandPlan):
             if self.arrays[key] is not None:
                 self.arrays[key][out] = value
         self.weights = res.weights
+        # The rows' mapped reference pages leave the process with the band.
+        release_pages(gain)
+        release_pages(read_noise)
         self.elapsed += time.perf_counter() - began
 
     def finish(self, model):
