@@ -16,9 +16,10 @@ BORDERS = tuple(
 )
 
 
-def _run(simulated_set, out, **parameters):
-    """Run the simulation's legacy config; the L2's arrays and meta we compare."""
+def _run(simulated_set, out, keys=None, **parameters):
+    """Run the simulation's legacy config (+ ``keys``); the L2's arrays and meta."""
     config = legacy.load_config(simulated_set.config_yaml)
+    config.update(keys or {})
     config["OUT"] = str(out)
     pipeline, path = L1ToL2Pipeline.from_legacy_config(config, **parameters)
     pipeline.run(path)
@@ -56,6 +57,6 @@ def test_bands_give_the_whole_cube_l2(
 
 def test_legacy_compat_runs_on_the_whole_cube(simulated_set, tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="romanimpreprocess"):
-        _run(simulated_set, tmp_path / "legacy_cal.asdf", legacy_compat=True)
+        _run(simulated_set, tmp_path / "legacy_cal.asdf", {"LEGACY_COMPAT": True})
     assert "Ramp steps on the whole cube (legacy_compat)" in caplog.text
     assert "Ramp steps in bands" not in caplog.text
