@@ -24,6 +24,7 @@ from romanimpreprocess.parallel import run_in_threads
 __all__ = [
     "decode_rows",
     "large_reads",
+    "lz4_chunk_rows",
     "open_l1",
     "ramp_skeleton",
     "raw_to_ramp",
@@ -473,20 +474,51 @@ class _Lz4Rows:
             out[done : done + b - a] = np.frombuffer(chunk, np.uint8, b - a, a)
             done += b - a
 
+    # Rows of the last request kept for the next one (the halo rows two bands share).
+    TAIL_ROWS = 64
+
+    @property
+    def chunk_rows(self) -> int:
+        """Rows per lz4 chunk when chunks hold whole rows (0 otherwise)."""
+        size = int(self.starts[1]) if len(self.starts) > 1 else 0
+        return size // self.row_bytes if size and size % self.row_bytes == 0 else 0
+
     def rows(self, rows, threads=None):
-        """uint16 ``(n, h, nx)``: frame rows ``rows`` of every resultant."""
+        """uint16 ``(n, h, nx)``: frame rows ``rows`` of every resultant.
+
+        Rows the previous request ended with (up to `TAIL_ROWS`) are copied from it:
+        bands that overlap by their halos decompress the shared chunk once.
+        """
         n, ny, nx = self.shape
         h = rows.stop - rows.start
         out = np.empty((n, h, nx), dtype=np.uint16)
+        first = rows.start
+        tail = getattr(self, "_tail", None)
+        if tail is not None and tail[0].start <= rows.start < tail[0].stop:
+            kept = min(tail[0].stop, rows.stop) - rows.start
+            out[:, :kept] = tail[1][:, rows.start - tail[0].start :][:, :kept]
+            first = rows.start + kept
         flat = out.reshape(n, -1).view(np.uint8)
+        offset = (first - rows.start) * self.row_bytes
 
         def plane(j):
-            start = (j * ny + rows.start) * self.row_bytes
+            start = (j * ny + first) * self.row_bytes
             with open(self.path, "rb") as fd:
-                self._read(fd, start, start + h * self.row_bytes, flat[j])
+                self._read(
+                    fd, start, (j * ny + rows.stop) * self.row_bytes, flat[j, offset:]
+                )
 
-        run_in_threads(plane, range(n), threads)
+        if first < rows.stop:
+            run_in_threads(plane, range(n), threads)
+        keep = min(h, self.TAIL_ROWS)
+        self._tail = (slice(rows.stop - keep, rows.stop), out[:, h - keep :].copy())
         return out
+
+
+def lz4_chunk_rows(raw) -> int:
+    """Rows per chunk of an L1 cube read by lz4 chunks (`decode_rows`); 0 if not."""
+    reader = _Lz4Rows.of(raw) if isinstance(raw, dm.ScienceRawModel) else None
+    return reader.chunk_rows if reader is not None else 0
 
 
 def _decode_resultants(data, reference_read, offset, threads):

@@ -7,6 +7,7 @@ and every reference file named by the steps are opened and checked against the
 exposure's geometry, so a wrong file fails in seconds, not after the ramp fit.
 """
 
+import itertools
 import logging
 import os
 import time
@@ -26,6 +27,27 @@ from romanimpreprocess.stpipe import RipPipeline
 __all__ = ["L1ToL2Pipeline", "ReferenceCheckError", "RunConfigurationError"]
 
 log = logging.getLogger(__name__)
+
+
+def _chunk_rows(raw):
+    """Rows per lz4 chunk of the L1 cube (0: not read by chunks)."""
+    from romanimpreprocess.datamodels.l1 import lz4_chunk_rows
+
+    return lz4_chunk_rows(raw)
+
+
+def _band_starts(ny, height, halo, chunk_rows=0):
+    """First frame row of each band of ``height`` rows (the bands tile the frame).
+
+    When the L1 is read in lz4 chunks of ``chunk_rows`` rows and ``height`` is a
+    multiple of it, the bands after the first start ``halo`` rows before a chunk
+    boundary: each band then needs new rows from whole chunks only (the halo it
+    shares with the band before is kept by the reader), so every chunk is
+    decompressed once.
+    """
+    if chunk_rows and height % chunk_rows == 0 and 0 < halo < height:
+        return [0, *range(height - halo, ny, height)]
+    return list(range(0, ny, height))
 
 
 class ReferenceCheckError(ValueError):
@@ -335,14 +357,16 @@ class L1ToL2Pipeline(RipPipeline):
         halo = sum(plan.halo for plan in plans.values())
         ny = model.data.shape[1]
         height = max(1, int(self.band_rows))
+        starts = _band_starts(ny, height, halo, _chunk_rows(raw))
         log.info(
             "Ramp steps in bands of %d rows (halo %d rows each side): %d bands",
             height,
             halo,
-            -(-ny // height),
+            len(starts),
         )
-        for r0 in range(0, ny, height):
-            r1 = min(ny, r0 + height)
+        decoding = 0.0
+        for r0, r1 in itertools.pairwise([*starts, ny]):
+            began = time.perf_counter()
             held = slice(max(0, r0 - halo), min(ny, r1 + halo))
             decoded = decode_rows(raw, held)
             band = Band(
@@ -355,6 +379,7 @@ class L1ToL2Pipeline(RipPipeline):
                 ny=ny,
             )
             del decoded
+            decoding += time.perf_counter() - began
             # The skeleton's left/right border copies: the decoded columns.
             b = REF_BORDER
             kept = band.inner_local
@@ -366,6 +391,7 @@ class L1ToL2Pipeline(RipPipeline):
                 step_times[name] += time.perf_counter() - start
             model.pixeldq[r0:r1] = band.pixeldq[band.inner_local]
             del band
+        log.info("L1 rows decoded band by band in %.2f s", decoding)
         for name in names:
             step = getattr(self, name)
             start = time.perf_counter()

@@ -60,3 +60,24 @@ def test_legacy_compat_runs_on_the_whole_cube(simulated_set, tmp_path, caplog):
         _run(simulated_set, tmp_path / "legacy_cal.asdf", {"LEGACY_COMPAT": True})
     assert "Ramp steps on the whole cube (legacy_compat)" in caplog.text
     assert "Ramp steps in bands" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("ny", "height", "halo", "chunk_rows"),
+    [
+        (4096, 512, 8, 512),
+        (4096, 512, 8, 0),
+        (128, 37, 8, 0),
+        (128, 5, 8, 5),
+        (64, 16, 8, 8),
+    ],
+)
+def test_band_starts_tile_the_frame(ny, height, halo, chunk_rows):
+    from romanimpreprocess.pipeline.l1_to_l2 import _band_starts
+
+    starts = _band_starts(ny, height, halo, chunk_rows)
+    assert starts[0] == 0 and starts == sorted(set(starts)) and starts[-1] < ny
+    assert all(b - a <= height for a, b in zip(starts, [*starts[1:], ny], strict=True))
+    if chunk_rows == 512:
+        # after the first, each band's new rows (below its upper halo) start a chunk
+        assert all((s + halo) % chunk_rows == 0 for s in starts[1:])
