@@ -71,6 +71,14 @@ def simulated_set(tmp_path_factory):
     )
 
 
+@pytest.fixture(scope="session")
+def band_inputs(simulated_set):
+    """(pipeline, {ramp step: the ramp it receives}) of the simulated exposure."""
+    from tests.bands_check import ramp_inputs
+
+    return ramp_inputs(simulated_set)
+
+
 def cross_kernel(size, eps=0.02):
     """A (3, 3, size, size) IPC kernel: ``eps`` to the 4 neighbours, the rest kept."""
     kernel = np.zeros((3, 3, size, size), np.float32)

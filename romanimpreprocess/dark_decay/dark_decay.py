@@ -128,7 +128,18 @@ def subtract_dark_decay(
         time_constant,
         frame_offset=frame_offset,
     )
+    subtract_signal(data, terms)
+
+
+def subtract_signal(data: NDArray[np.float32], terms, rows: slice | None = None):
+    """Subtract the `dark_decay_signal` ``terms`` from ``data``, in place.
+
+    ``data`` (nresultants, h, nx) holds frame rows ``rows`` (default: the whole
+    frame); the signal of each resultant is formed in float64 and the difference
+    rounded to the cube's dtype.
+    """
+    rows = slice(None) if rows is None else rows
     signal = np.empty(data.shape[1:], dtype=np.float64)  # one buffer, reused
     for i, (base, scale) in enumerate(terms):
-        np.multiply(base, scale, out=signal)
+        np.multiply(base[rows], scale, out=signal)
         np.subtract(data[i], signal, out=data[i], casting="unsafe")

@@ -8,6 +8,7 @@ from typing import ClassVar
 from romanimpreprocess.dark_decay import dark_decay
 from romanimpreprocess.datamodels import ReferenceFileError
 from romanimpreprocess.stpipe import RipStep
+from romanimpreprocess.stpipe.bands import BandPlan
 
 __all__ = ["DarkDecayStep"]
 
@@ -36,7 +37,10 @@ class DarkDecayStep(RipStep):
 
     def process(self, dataset):
         """Return the `RampModel` with the dark-decay signal subtracted."""
-        model = self.open_ramp(dataset)
+        return self.process_bands(dataset)
+
+    def band_plan(self, model):
+        """The signal of every resultant (whole frame), subtracted band by band."""
         detector = str(model.meta.instrument.get("detector", ""))
         if not _DETECTOR.match(detector):
             raise ValueError(
@@ -45,7 +49,7 @@ class DarkDecayStep(RipStep):
             )
         ref = self.load_reference(model, "darkdecaysignal", fields=["decay_table"])
         if ref is None:
-            return self.skip_model(model, reason="no darkdecaysignal reference file")
+            return _DarkDecayPlan(step=self, terms=None, skipped=True)
         amplitude, time_constant = _decay_parameters(ref, detector)
         exposure = model.meta.exposure
         read_pattern = [list(r) for r in exposure.read_pattern]
@@ -58,17 +62,45 @@ class DarkDecayStep(RipStep):
             time_constant,
             frame_time,
         )
+        if len(read_pattern) != model.data.shape[0]:
+            raise ValueError(
+                f"read pattern has {len(read_pattern)} resultants, data "
+                f"{model.data.shape[0]}"
+            )
+        terms = None
         if amplitude == 0:
+            # The signal is 0 everywhere: subtracting it would change no value.
             log.info("Dark decay amplitude is 0 for %s: nothing to subtract", detector)
-        dark_decay.subtract_dark_decay(
-            model.data,
-            read_pattern,
-            frame_time,
-            int(detector[3:]),
-            amplitude,
-            time_constant,
-        )
-        self.record_cal_step(model, "COMPLETE")
+        else:
+            terms = dark_decay.dark_decay_signal(
+                model.data.shape[1:],
+                read_pattern,
+                frame_time,
+                int(detector[3:]),
+                amplitude,
+                time_constant,
+            )
+        return _DarkDecayPlan(step=self, terms=terms, skipped=False)
+
+
+class _DarkDecayPlan(BandPlan):
+    def __init__(self, step, terms, skipped):
+        super().__init__()
+        self.step = step
+        self.terms = terms
+        self.skipped = skipped
+
+    def apply(self, band):
+        if self.terms is not None:
+            dark_decay.subtract_signal(band.data, self.terms, band.rows)
+
+    def finish(self, model):
+        self.terms = None  # the float64 map is not held for the rest of the run
+        if self.skipped:
+            return self.step.skip_model(
+                model, reason="no darkdecaysignal reference file"
+            )
+        self.step.record_cal_step(model, "COMPLETE")
         return model
 
 

@@ -21,7 +21,15 @@ from romanimpreprocess.datamodels.errors import InputFileError
 from romanimpreprocess.datamodels.geometry import Geometry
 from romanimpreprocess.parallel import run_in_threads
 
-__all__ = ["large_reads", "open_l1", "raw_to_ramp", "validate_l1"]
+__all__ = [
+    "decode_rows",
+    "large_reads",
+    "lz4_chunk_rows",
+    "open_l1",
+    "ramp_skeleton",
+    "raw_to_ramp",
+    "validate_l1",
+]
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +135,10 @@ def _check_and_load(model, path):
                 # small arrays are copied so that nothing mapped (read-only)
                 # reaches the ramp model, whose arrays the steps modify.
                 if name == "data":
-                    model[name] = np.asarray(model[name])
+                    if _Lz4Rows.of(model, path) is None:
+                        model[name] = np.asarray(model[name])
+                    # else: an lz4 cube stays lazy; its chunks were checked
+                    # (`_Lz4Rows`) and the row bands decompress only theirs.
                 else:
                     model[name] = np.array(model[name], copy=True)
             except Exception as exc:
@@ -224,7 +235,7 @@ def validate_l1(model, path=None):
     return Geometry(nresultants=nres, ny=ny, nx=nx)
 
 
-def raw_to_ramp(raw, threads=None) -> dm.RampModel:
+def raw_to_ramp(raw, threads=None, *, skeleton=False) -> dm.RampModel:
     """Decode an L1 ``ScienceRawModel`` into a float32 ``RampModel``.
 
     The reference read (if stored) is added back to every resultant and the
@@ -238,6 +249,12 @@ def raw_to_ramp(raw, threads=None) -> dm.RampModel:
     ``threads`` threads (None = `romanimpreprocess.parallel.step_threads`): on a
     full frame the float32 cube is 0.4 GB of new memory, whose first touch costs
     about 1 s on one core.
+
+    With ``skeleton``, the cube is not decoded (the row-band path of the pipeline
+    decodes it band by band with `decode_rows`): ``data`` and ``groupdq`` are
+    read-only zero-stride placeholders of the cube's shape that take no memory,
+    the top and bottom border copies are decoded from the reference rows alone, and
+    the left and right ones are zeros for the caller to fill as it decodes the rows.
     """
     if isinstance(raw, dm.RampModel):
         return raw
@@ -252,10 +269,18 @@ def raw_to_ramp(raw, threads=None) -> dm.RampModel:
         )
     reference_read = raw.get("reference_read") if "reference_read" in raw else None
     offset = int(raw.meta.instrument.get("data_encoding_offset", 0) or 0)
-    ramp.data = _decode_resultants(raw.data, reference_read, offset, threads)
-    shape = ramp.data.shape
+    if skeleton:
+        shape = tuple(raw.data.shape)
+        ramp.data = np.broadcast_to(np.float32(0), shape)
+    else:
+        ramp.data = _decode_resultants(raw.data, reference_read, offset, threads)
+        shape = ramp.data.shape
     ramp.pixeldq = np.zeros(shape[1:], dtype=np.uint32)
-    if "resultantdq" in ramp:
+    if skeleton:
+        if "resultantdq" in ramp:
+            del ramp.resultantdq  # read band by band (`decode_rows`)
+        ramp.groupdq = np.broadcast_to(np.uint8(0), shape)
+    elif "resultantdq" in ramp:
         ramp.groupdq = ramp.pop("resultantdq")
     else:
         ramp.groupdq = np.zeros(shape, dtype=np.uint8)
@@ -272,15 +297,228 @@ def raw_to_ramp(raw, threads=None) -> dm.RampModel:
     ramp.amp33 = np.array(ramp.amp33, dtype=np.uint16, copy=True)
     b = REF_BORDER
     ny, nx = ramp.data.shape[1:]
-    ramp.border_ref_pix_left = ramp.data[:, :, :b].copy()
-    ramp.border_ref_pix_right = ramp.data[:, :, -b:].copy()
-    ramp.border_ref_pix_bottom = ramp.data[:, :b, :].copy()
-    ramp.border_ref_pix_top = ramp.data[:, -b:, :].copy()
+    if skeleton:
+        # The same values as slices of the decoded cube: decoding is per element.
+        ramp.border_ref_pix_bottom = decode_rows(raw, slice(0, b), threads).data
+        ramp.border_ref_pix_top = decode_rows(raw, slice(ny - b, ny), threads).data
+        # The left and right columns are filled band by band by the caller
+        # (`decode_rows` of every row): reading them here would read the cube.
+        ramp.border_ref_pix_left = np.zeros((shape[0], ny, b), np.float32)
+        ramp.border_ref_pix_right = np.zeros((shape[0], ny, b), np.float32)
+    else:
+        ramp.border_ref_pix_left = ramp.data[:, :, :b].copy()
+        ramp.border_ref_pix_right = ramp.data[:, :, -b:].copy()
+        ramp.border_ref_pix_bottom = ramp.data[:, :b, :].copy()
+        ramp.border_ref_pix_top = ramp.data[:, -b:, :].copy()
     ramp.dq_border_ref_pix_left = np.zeros((ny, b), np.uint32)
     ramp.dq_border_ref_pix_right = np.zeros((ny, b), np.uint32)
     ramp.dq_border_ref_pix_bottom = np.zeros((b, nx), np.uint32)
     ramp.dq_border_ref_pix_top = np.zeros((b, nx), np.uint32)
     return ramp
+
+
+def ramp_skeleton(raw, threads=None) -> dm.RampModel:
+    """`raw_to_ramp` without the cube: meta, amp33, pixeldq, borders (see there)."""
+    return raw_to_ramp(raw, threads, skeleton=True)
+
+
+class DecodedRows:
+    """Rows ``rows`` of an L1 decoded as `raw_to_ramp` decodes them.
+
+    Attributes
+    ----------
+    data : ndarray, shape (n, h, nx), float32
+        The decoded resultants of the rows.
+    groupdq : ndarray, shape (n, h, nx), uint8
+        The L1 ``resultantdq`` of the rows (a copy), or zeros.
+    rows : slice
+        Frame rows held (``start`` and ``stop`` set).
+    """
+
+    def __init__(self, data, groupdq, rows):
+        self.data = data
+        self.groupdq = groupdq
+        self.rows = rows
+
+
+def decode_rows(raw, rows, threads=None) -> DecodedRows:
+    """Decode frame rows ``rows`` (a slice) of an L1 ``ScienceRawModel``.
+
+    The values are those of the same rows of `raw_to_ramp`'s cube, bit for bit (the
+    decode works element by element). The read pages of a memory-mapped L1 are
+    given back once decoded.
+    """
+    from romanimpreprocess.utils.mapped import release_pages
+
+    ny = raw.data.shape[1]
+    start, stop, _ = rows.indices(ny)
+    rows = slice(start, stop)
+    reference_read = raw.get("reference_read") if "reference_read" in raw else None
+    if reference_read is not None:
+        reference_read = np.asarray(reference_read)[rows]
+    offset = int(raw.meta.instrument.get("data_encoding_offset", 0) or 0)
+    reader = _Lz4Rows.of(raw)
+    if reader is not None:
+        source = reader.rows(rows, threads)
+    else:
+        source = np.asarray(raw.data)[:, rows]
+    data = _decode_resultants(source, reference_read, offset, threads)
+    release_pages(source)
+    del source
+    if "resultantdq" in raw:
+        groupdq = np.array(raw.resultantdq[:, rows], dtype=np.uint8, copy=True)
+    else:
+        groupdq = np.zeros(data.shape, dtype=np.uint8)
+    return DecodedRows(data, groupdq, rows)
+
+
+class _Lz4Rows:
+    """Rows of an L1 cube stored as one lz4-compressed ASDF block, read in pieces.
+
+    asdf writes an lz4 block as chunks (4-byte big-endian compressed length, then
+    an lz4 block with its 4-byte little-endian decompressed size), 4 MiB of data
+    each; reading the array decompresses all of it (0.8 GB at 24 resultants, held
+    to the end of the run). This reader indexes the chunks once (a truncated or
+    inconsistent block is refused here) and decompresses only the chunks that hold
+    the rows asked for, so a band of rows costs its own size.
+    """
+
+    @classmethod
+    def of(cls, model, path=None):
+        """The reader of ``model``'s ``data`` (made once), or None if not lz4.
+
+        Raises `InputFileError` for a block whose chunks do not add up.
+        """
+        reader = None
+        try:
+            source = model._instance["data"]
+            # (asdf's lazy array loads itself on any unknown attribute: __dict__)
+            if "_rip_lz4_rows" in vars(source):
+                return vars(source)["_rip_lz4_rows"]
+            block = model._asdf._blocks.blocks[source._source]
+            header = block.header
+            if (
+                isinstance(source._source, int)
+                and header["compression"].rstrip(b"\0") == b"lz4"
+                and np.dtype(source.dtype) == np.uint16
+                and source._array is None
+            ):
+                uri = str(model._asdf.uri or "")
+                path = uri[len("file://") :] if uri.startswith("file://") else path
+                reader = cls(
+                    path,
+                    block.data_offset,
+                    int(header["used_size"]),
+                    tuple(source.shape),
+                )
+        except InputFileError:
+            raise
+        except Exception:  # not an asdf block we can read ourselves: read it all
+            reader = None
+        if reader is not None:
+            vars(source)["_rip_lz4_rows"] = reader  # indexed once per opened file
+        return reader
+
+    def __init__(self, path, data_offset, used_size, shape):
+        import struct
+
+        self.path = os.fspath(path)
+        self.shape = shape
+        self.row_bytes = shape[-1] * 2
+        starts, offsets, sizes = [0], [], []
+        with open(self.path, "rb") as fd:
+            position = 0
+            while position < used_size:
+                fd.seek(data_offset + position)
+                head = fd.read(8)
+                if len(head) < 8:
+                    raise InputFileError(
+                        self.path, "lz4 block is truncated", "roman.data"
+                    )
+                size = struct.unpack("!I", head[:4])[0]
+                decompressed = struct.unpack("<I", head[4:])[0]
+                offsets.append(data_offset + position + 4)
+                sizes.append(size)
+                starts.append(starts[-1] + decompressed)
+                position += 4 + size
+            end = fd.seek(0, os.SEEK_END)
+        nbytes = int(np.prod(shape)) * 2
+        if (
+            position != used_size
+            or starts[-1] != nbytes
+            or data_offset + used_size > end
+        ):
+            raise InputFileError(
+                self.path,
+                f"lz4 block does not hold the {nbytes} bytes of the cube (chunks "
+                f"give {starts[-1]}); the file may be truncated or corrupt",
+                field="roman.data",
+            )
+        self.starts = np.asarray(starts, dtype=np.int64)
+        self.offsets = offsets
+        self.sizes = sizes
+
+    def _read(self, fd, start, stop, out):
+        """Decompressed bytes ``start:stop`` of the block into ``out`` (uint8)."""
+        import lz4.block
+
+        first = int(np.searchsorted(self.starts, start, side="right")) - 1
+        done = 0
+        for k in range(first, len(self.sizes)):
+            c0, c1 = int(self.starts[k]), int(self.starts[k + 1])
+            if c0 >= stop:
+                break
+            fd.seek(self.offsets[k])
+            chunk = lz4.block.decompress(fd.read(self.sizes[k]))
+            a, b = max(start, c0) - c0, min(stop, c1) - c0
+            out[done : done + b - a] = np.frombuffer(chunk, np.uint8, b - a, a)
+            done += b - a
+
+    # Rows of the last request kept for the next one (the halo rows two bands share).
+    TAIL_ROWS = 64
+
+    @property
+    def chunk_rows(self) -> int:
+        """Rows per lz4 chunk when chunks hold whole rows (0 otherwise)."""
+        size = int(self.starts[1]) if len(self.starts) > 1 else 0
+        return size // self.row_bytes if size and size % self.row_bytes == 0 else 0
+
+    def rows(self, rows, threads=None):
+        """uint16 ``(n, h, nx)``: frame rows ``rows`` of every resultant.
+
+        Rows the previous request ended with (up to `TAIL_ROWS`) are copied from it:
+        bands that overlap by their halos decompress the shared chunk once.
+        """
+        n, ny, nx = self.shape
+        h = rows.stop - rows.start
+        out = np.empty((n, h, nx), dtype=np.uint16)
+        first = rows.start
+        tail = getattr(self, "_tail", None)
+        if tail is not None and tail[0].start <= rows.start < tail[0].stop:
+            kept = min(tail[0].stop, rows.stop) - rows.start
+            out[:, :kept] = tail[1][:, rows.start - tail[0].start :][:, :kept]
+            first = rows.start + kept
+        flat = out.reshape(n, -1).view(np.uint8)
+        offset = (first - rows.start) * self.row_bytes
+
+        def plane(j):
+            start = (j * ny + first) * self.row_bytes
+            with open(self.path, "rb") as fd:
+                self._read(
+                    fd, start, (j * ny + rows.stop) * self.row_bytes, flat[j, offset:]
+                )
+
+        if first < rows.stop:
+            run_in_threads(plane, range(n), threads)
+        keep = min(h, self.TAIL_ROWS)
+        self._tail = (slice(rows.stop - keep, rows.stop), out[:, h - keep :].copy())
+        return out
+
+
+def lz4_chunk_rows(raw) -> int:
+    """Rows per chunk of an L1 cube read by lz4 chunks (`decode_rows`); 0 if not."""
+    reader = _Lz4Rows.of(raw) if isinstance(raw, dm.ScienceRawModel) else None
+    return reader.chunk_rows if reader is not None else 0
 
 
 def _decode_resultants(data, reference_read, offset, threads):

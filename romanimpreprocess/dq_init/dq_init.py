@@ -16,6 +16,8 @@ def flag_guide_window(
     window: tuple[int, int, int, int],
     *,
     expand: int = 1,
+    row0: int = 0,
+    ny: int | None = None,
 ) -> bool:
     """Flag the guide-star window in ``pixeldq`` in place, as romancal's dq_init does.
 
@@ -31,6 +33,10 @@ def flag_guide_window(
         ``(xstart, xstop, ystart, ystop)`` of the guide window, full-frame pixels.
     expand : int
         Pixels to grow the window by on every side.
+    row0 : int
+        Frame row of ``pixeldq``'s first row (a band of rows of the frame).
+    ny : int, optional
+        Rows of the whole frame (default: those of ``pixeldq``).
 
     Returns
     -------
@@ -38,12 +44,15 @@ def flag_guide_window(
         True if the window lies on the frame and was flagged.
     """
     xstart, xstop, ystart, ystop = (int(v) for v in window)
-    ny, nx = pixeldq.shape
+    rows, nx = pixeldq.shape
+    ny = rows if ny is None else int(ny)
     if not (0 <= xstart < nx and 0 <= ystart < ny):
         return False
     pixeldq[:, xstart:xstop] = pixel.GW_AFFECTED_DATA
     xstart, xstop = np.clip([xstart - expand, xstop + expand], 0, nx)
     ystart, ystop = np.clip([ystart - expand, ystop + expand], 0, ny)
+    # The window in the rows held (a band): frame rows less ``row0``, clipped.
+    ystart, ystop = (int(np.clip(y - row0, 0, rows)) for y in (ystart, ystop))
     pixeldq[ystart:ystop, xstart:xstop] |= np.uint32(
         pixel.DO_NOT_USE | pixel.GW_AFFECTED_DATA
     )

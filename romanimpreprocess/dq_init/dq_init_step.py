@@ -3,8 +3,12 @@
 import logging
 from typing import ClassVar
 
+import numpy as np
+
 from romanimpreprocess.dq_init import dq_init
 from romanimpreprocess.stpipe import RipStep
+from romanimpreprocess.stpipe.bands import BandPlan
+from romanimpreprocess.utils.mapped import release_pages
 
 __all__ = ["DQInitStep"]
 
@@ -32,26 +36,57 @@ class DQInitStep(RipStep):
 
     def process(self, dataset):
         """Return the decoded, flagged `RampModel`."""
-        model = self.open_ramp(dataset)
+        return self.process_bands(dataset)
+
+    def band_plan(self, model):
+        """The flags to set, band by band (`romanimpreprocess.stpipe.bands`)."""
         guide = model.meta.guide_star
         window = tuple(
             int(guide.get(f"window_{k}", -1))
             for k in ("xstart", "xstop", "ystart", "ystop")
         )
-        if dq_init.flag_guide_window(
-            model.pixeldq, window, expand=self.expand_guide_window
-        ):
-            log.info("Flagged guide window x %d:%d, y %d:%d", *window)
-        if self.exclude_first:
-            dq_init.exclude_first_resultant(model.groupdq)
-            log.info("Resultant 0 marked DO_NOT_USE (exclude_first)")
-        info = self.processinfo(model)
-        info["exclude_first"] = bool(self.exclude_first)
-
+        # Set now: the later steps' preparations read it.
+        self.processinfo(model)["exclude_first"] = bool(self.exclude_first)
         mask = self.load_reference(model, "mask")
-        if mask is None:
+        return _DQInitPlan(
+            step=self,
+            window=window,
+            mask_dq=None if mask is None else mask.dq,
+        )
+
+
+class _DQInitPlan(BandPlan):
+    def __init__(self, step, window, mask_dq):
+        super().__init__()
+        self.step = step
+        self.window = window
+        self.mask_dq = mask_dq
+        self.window_flagged = False
+
+    def apply(self, band):
+        step = self.step
+        self.window_flagged = dq_init.flag_guide_window(
+            band.pixeldq,
+            self.window,
+            expand=step.expand_guide_window,
+            row0=band.rows.start,
+            ny=band.ny,
+        )
+        if step.exclude_first:
+            dq_init.exclude_first_resultant(band.groupdq)
+        if self.mask_dq is not None:
+            rows = np.asarray(self.mask_dq)[band.rows]
+            dq_init.apply_mask(band.pixeldq, rows)
+            release_pages(rows)
+
+    def finish(self, model):
+        step = self.step
+        if self.window_flagged:
+            log.info("Flagged guide window x %d:%d, y %d:%d", *self.window)
+        if step.exclude_first:
+            log.info("Resultant 0 marked DO_NOT_USE (exclude_first)")
+        if self.mask_dq is None:
             log.warning("No mask reference file: no bad-pixel flags applied")
-            return self.skip_model(model, reason="no mask reference file")
-        dq_init.apply_mask(model.pixeldq, mask.dq)
-        self.record_cal_step(model, "COMPLETE")
+            return step.skip_model(model, reason="no mask reference file")
+        step.record_cal_step(model, "COMPLETE")
         return model

@@ -8,7 +8,9 @@ from roman_datamodels.dqflags import pixel
 
 from romanimpreprocess.datamodels import ReferenceFileError
 from romanimpreprocess.linearity import linearity
+from romanimpreprocess.stpipe.bands import BandPlan
 from romanimpreprocess.stpipe.core import RipStep
+from romanimpreprocess.utils.mapped import release_pages
 
 __all__ = ["LinearityLegendreStep"]
 
@@ -36,12 +38,15 @@ class LinearityLegendreStep(RipStep):
 
     def process(self, dataset):
         """Return the linearised `RampModel` (DN_lin)."""
-        model = self.open_ramp(dataset)
+        return self.process_bands(dataset)
+
+    def band_plan(self, model):
+        """The checked calibration, applied band by band (pixels are independent)."""
         ref = self.load_reference(
             model, "linearitylegendre", fields=["data", "Smin", "Smax", "Sref", "dq"]
         )
         if ref is None:
-            return self.skip_model(model, reason="no linearitylegendre reference file")
+            return _LinearityPlan(step=self, ref=None)
         coeffs = ref.data
         if coeffs.shape[0] < 1:
             raise ReferenceFileError(
@@ -51,36 +56,66 @@ class LinearityLegendreStep(RipStep):
                 field="roman.data",
             )
         read_pattern = [list(r) for r in model.meta.exposure.read_pattern]
-        do_not_flag_first = read_pattern[0] == [0]
+        plan = _LinearityPlan(step=self, ref=ref)
+        plan.do_not_flag_first = read_pattern[0] == [0]
         log.info(
             "Legendre linearity: order %d, %d resultants, do_not_flag_first=%s, "
             "legacy_compat=%s",
             coeffs.shape[0] - 1,
             model.data.shape[0],
-            do_not_flag_first,
+            plan.do_not_flag_first,
             self.legacy_compat,
         )
-        invalid = linearity.invalid_calibration(coeffs, ref.Smin, ref.Smax, ref.Sref)
-        _check_invalid(ref, invalid)
-        flags = linearity.apply_linearity(
-            model.data,
-            model.groupdq,
-            coeffs,
-            ref.Smin,
-            ref.Smax,
-            ref.Sref,
-            ref.dq,
-            do_not_flag_first=do_not_flag_first,
-            legacy_compat=self.legacy_compat,
-            invalid=invalid,
-            dtype=None if self.legacy_compat else np.float64,
+        plan.invalid = linearity.invalid_calibration(
+            coeffs, ref.Smin, ref.Smax, ref.Sref
         )
+        for array in (coeffs, ref.Smin, ref.Smax, ref.Sref):
+            release_pages(array)  # read again band by band
+        _check_invalid(ref, plan.invalid)
+        return plan
+
+
+class _LinearityPlan(BandPlan):
+    def __init__(self, step, ref):
+        super().__init__()
+        self.step = step
+        self.ref = ref
+        self.do_not_flag_first = False
+        self.invalid = None
+
+    def apply(self, band):
+        if self.ref is None:
+            return
+        ref, rows = self.ref, band.rows
+        arrays = [
+            np.asarray(a)[..., rows, :]
+            for a in (ref.data, ref.Smin, ref.Smax, ref.Sref, ref.dq)
+        ]
+        flags = linearity.apply_linearity(
+            band.data,
+            band.groupdq,
+            *arrays,
+            do_not_flag_first=self.do_not_flag_first,
+            legacy_compat=self.step.legacy_compat,
+            invalid=self.invalid[rows],
+            dtype=None if self.step.legacy_compat else np.float64,
+        )
+        for array in arrays:
+            release_pages(array)
+        kept = flags[band.inner_local] & np.uint32(pixel.NO_LIN_CORR)
+        self.count("no_lin_corr", np.count_nonzero(kept))
+        band.pixeldq |= flags
+
+    def finish(self, model):
+        step = self.step
+        if self.ref is None:
+            return step.skip_model(model, reason="no linearitylegendre reference file")
         log.info(
             "Linearity: %d pixel(s) flagged NO_LIN_CORR",
-            int(np.count_nonzero(flags & np.uint32(pixel.NO_LIN_CORR))),
+            self.counts.get("no_lin_corr", 0),
         )
-        model.pixeldq |= flags
-        self.record_cal_step(model, "COMPLETE")
+        self.invalid = None
+        step.record_cal_step(model, "COMPLETE")
         return model
 
 

@@ -7,12 +7,14 @@ and every reference file named by the steps are opened and checked against the
 exposure's geometry, so a wrong file fails in seconds, not after the ramp fit.
 """
 
+import itertools
 import logging
 import os
 import time
 
 import roman_datamodels.datamodels as dm
 
+from romanimpreprocess.constants import REF_BORDER
 from romanimpreprocess.datamodels import ExposureInfo, Geometry, open_reference
 from romanimpreprocess.datamodels.l2 import fits_path, mask_path
 from romanimpreprocess.datamodels.wcs import read_wcs_header
@@ -25,6 +27,27 @@ from romanimpreprocess.stpipe import RipPipeline
 __all__ = ["L1ToL2Pipeline", "ReferenceCheckError", "RunConfigurationError"]
 
 log = logging.getLogger(__name__)
+
+
+def _chunk_rows(raw):
+    """Rows per lz4 chunk of the L1 cube (0: not read by chunks)."""
+    from romanimpreprocess.datamodels.l1 import lz4_chunk_rows
+
+    return lz4_chunk_rows(raw)
+
+
+def _band_starts(ny, height, halo, chunk_rows=0):
+    """First frame row of each band of ``height`` rows (the bands tile the frame).
+
+    When the L1 is read in lz4 chunks of ``chunk_rows`` rows and ``height`` is a
+    multiple of it, the bands after the first start ``halo`` rows before a chunk
+    boundary: each band then needs new rows from whole chunks only (the halo it
+    shares with the band before is kept by the reader), so every chunk is
+    decompressed once.
+    """
+    if chunk_rows and height % chunk_rows == 0 and 0 < halo < height:
+        return [0, *range(height - halo, ny, height)]
+    return list(range(0, ny, height))
 
 
 class ReferenceCheckError(ValueError):
@@ -100,6 +123,7 @@ class L1ToL2Pipeline(RipPipeline):
         mask_output = boolean(default=False)  # also write the PixelMask1 file <output stem>_mask.fits (MASKOUT)
         keep_nan = boolean(default=False)  # keep NaN where a pixel has no slope (default: finite values, DO_NOT_USE)
         float32_errors = boolean(default=False)  # also keep err and the variances in float32 in processinfo (200 MB more on a full frame; FLOAT32_ERRORS)
+        band_rows = integer(default=512, min=0)  # rows per band of the ramp steps (the cube is never whole in memory); 0 = whole cube
         legacy_config = string(default="")  # legacy gen_cal_image YAML: its keys set the output, step parameters and reference files
         suffix = string(default="cal")  # output file suffix
     """
@@ -110,6 +134,8 @@ class L1ToL2Pipeline(RipPipeline):
 
     # Set during a run for the noise step (R layers re-run the calibration).
     l1_model = None
+    # The L1 whose rows the ramp steps decode band by band (None: whole cube).
+    _band_source = None
     # The legacy config of this run, stored in processinfo.config.
     legacy_config_dict = None
 
@@ -224,12 +250,11 @@ class L1ToL2Pipeline(RipPipeline):
             model = self.open_model(dataset)
             if not self.noise.skip and isinstance(model, dm.ScienceRawModel):
                 self.l1_model = model
-            model = self.open_ramp(model)
-            self._check_references(model)
+            handover = [self._open_ramp_for_run(model)]
+            del model
+            self._check_references(handover[0])
             # Hand the ramp over: no reference to it stays in this frame, so the
             # cube (0.5 GB on a full frame) is freed as soon as the ramp fit is done.
-            handover = [model]
-            del model
             model, step_times = self._run_steps(handover)
             from romanimpreprocess.datamodels.l2 import finalize_l2
 
@@ -255,16 +280,157 @@ class L1ToL2Pipeline(RipPipeline):
 
     def calibrate_l1(self, l1):
         """Calibrate another L1 model exactly as this run (used by the noise step)."""
-        model, _ = self._run_steps([self.open_ramp(l1)], until="noise")
+        model, _ = self._run_steps([self._open_ramp_for_run(l1)], until="noise")
         return model
+
+    # -------------------------------------------------------------- row bands
+    def _open_ramp_for_run(self, model):
+        """The ramp to run: a skeleton (`ramp_skeleton`) if the steps run in bands.
+
+        The L1 of a skeleton is kept for the bands (``self._band_source``).
+        """
+        from romanimpreprocess.datamodels.l1 import ramp_skeleton, validate_l1
+
+        reason = self._whole_cube_reason(model)
+        if reason is not None:
+            log.info("Ramp steps on the whole cube (%s)", reason)
+            self._band_source = None
+            return self.open_ramp(model)
+        validate_l1(model)
+        self._band_source = model
+        return ramp_skeleton(model)
+
+    def _ramp_step_names(self):
+        """The steps up to the ramp fit (included): those that can run in bands."""
+        names = list(self.step_defs)
+        return names[: names.index("ramp_fit") + 1]
+
+    def _whole_cube_reason(self, model):
+        """Why the ramp steps must see the whole cube, or None (they run in bands)."""
+        if not self.band_rows:
+            return "band_rows = 0"
+        if not isinstance(model, dm.ScienceRawModel):
+            return f"the input is a {type(model).__name__}, not an L1"
+        if self.legacy_compat:
+            return "legacy_compat"
+        for name in self._ramp_step_names():
+            step = getattr(self, name)
+            if step.skip:
+                continue
+            if step.save_results:
+                return f"steps.{name}.save_results saves its whole ramp"
+        fit = self.ramp_fit
+        if fit.skip:
+            return "steps.ramp_fit.skip"
+        if fit.algorithm != "optimal":
+            return f"steps.ramp_fit.algorithm = {fit.algorithm!r}"
+        if not fit.exclude_first:
+            return "steps.ramp_fit.exclude_first = False"
+        detector = str(model.meta.instrument.get("detector", ""))
+        if detector == "WFI18" and not self.wfi18_transient.skip:
+            return "the WFI18 transient fit"
+        return None
+
+    def _run_ramp_steps_in_bands(self, model, step_times):
+        """Every ramp step on row bands of the L1 (``self._band_source``).
+
+        Each step prepares its plan on the skeleton ``model``; then, band after
+        band, the band's rows (plus the summed halo) are decoded, every plan is
+        applied in step order and the ramp fit keeps the band's rows; then the
+        steps finish in order (``run_planned``: stpipe's run, logs, metadata).
+        Returns the ramp fit's image.
+        """
+        from romanimpreprocess.datamodels.l1 import decode_rows
+        from romanimpreprocess.stpipe.bands import Band
+
+        raw = self._band_source
+        names = self._ramp_step_names()
+        plans = {}
+        for name in names:
+            step = getattr(self, name)
+            if step.skip:
+                continue
+            start = time.perf_counter()
+            step._reference_files_used = []  # those of the preparation, as in run
+            plans[name] = step.band_plan(model)
+            step_times[name] = time.perf_counter() - start
+        halo = sum(plan.halo for plan in plans.values())
+        ny = model.data.shape[1]
+        height = max(1, int(self.band_rows))
+        starts = _band_starts(ny, height, halo, _chunk_rows(raw))
+        log.info(
+            "Ramp steps in bands of %d rows (halo %d rows each side): %d bands",
+            height,
+            halo,
+            len(starts),
+        )
+        decoding = 0.0
+        for r0, r1 in itertools.pairwise([*starts, ny]):
+            began = time.perf_counter()
+            held = slice(max(0, r0 - halo), min(ny, r1 + halo))
+            decoded = decode_rows(raw, held)
+            band = Band(
+                data=decoded.data,
+                groupdq=decoded.groupdq,
+                pixeldq=model.pixeldq[held].copy(),
+                amp33=model.amp33[:, held],
+                rows=held,
+                inner=slice(r0, r1),
+                ny=ny,
+            )
+            del decoded
+            decoding += time.perf_counter() - began
+            # The skeleton's left/right border copies: the decoded columns.
+            b = REF_BORDER
+            kept = band.inner_local
+            model.border_ref_pix_left[:, r0:r1] = band.data[:, kept, :b]
+            model.border_ref_pix_right[:, r0:r1] = band.data[:, kept, -b:]
+            for name, plan in plans.items():
+                start = time.perf_counter()
+                plan.apply(band)
+                step_times[name] += time.perf_counter() - start
+            model.pixeldq[r0:r1] = band.pixeldq[band.inner_local]
+            del band
+        log.info("L1 rows decoded band by band in %.2f s", decoding)
+        for name in names:
+            step = getattr(self, name)
+            start = time.perf_counter()
+            if step.skip:
+                model = step.run(model)
+            else:
+                model = step.run_planned(model, plans.pop(name))
+            step_times[name] = round(step_times.get(name, 0.0) + time.perf_counter()
+                                     - start, 4)  # fmt: skip
+            self._after_step(name, step, model, step_times[name])
+        self._band_source = None
+        return model
+
+    def _after_step(self, name, step, model, elapsed):
+        """Close the step's references, record a skip, log the step's time."""
+        # Unmap the reference arrays of this step: their pages would otherwise
+        # stay resident to the end of the run (a later step reopens a file it
+        # needs, which costs milliseconds).
+        self.close_references()
+        if step.skip:
+            step.record_cal_step(model, "SKIPPED")
+        self._drop_alias_entry(model, step)
+        status = "n/a"
+        if step.cal_step_key and "cal_step" in model.meta:
+            status = model.meta.cal_step.get(step.cal_step_key, "n/a")
+        log.info("Step %s: %s in %.2f s", name, status, elapsed)
 
     def _run_steps(self, handover, until=None):
         """Run the steps on ``handover[0]`` (taken out of the list; see process)."""
         model = handover.pop()
         step_times = {}
+        banded = getattr(self, "_band_source", None) is not None
+        if banded:
+            model = self._run_ramp_steps_in_bands(model, step_times)
         for name in self.step_defs:
             if name == until:
                 break
+            if banded and name in step_times:
+                continue
             step = getattr(self, name)
             if name == "ramp_fit" and step.skip:
                 raise ValueError(
@@ -275,17 +441,7 @@ class L1ToL2Pipeline(RipPipeline):
             model = step.run(model)
             elapsed = time.perf_counter() - start
             step_times[name] = round(elapsed, 4)
-            # Unmap the reference arrays of this step: their pages would otherwise
-            # stay resident to the end of the run (a later step reopens a file it
-            # needs, which costs milliseconds).
-            self.close_references()
-            if step.skip:
-                step.record_cal_step(model, "SKIPPED")
-            self._drop_alias_entry(model, step)
-            status = "n/a"
-            if step.cal_step_key and "cal_step" in model.meta:
-                status = model.meta.cal_step.get(step.cal_step_key, "n/a")
-            log.info("Step %s: %s in %.2f s", name, status, elapsed)
+            self._after_step(name, step, model, elapsed)
         total = sum(step_times.values())
         log.info("All steps done in %.1f s", total)
         return model, step_times

@@ -3,6 +3,7 @@
 import copy
 import logging
 import time
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -21,6 +22,8 @@ from romanimpreprocess.ramp_fitting.optimal_weights import RampOptPars, optimal_
 from romanimpreprocess.ramp_fitting.ramp_fit_frame import MAX_ENDSLICE_RESULTANTS
 from romanimpreprocess.ramp_fitting.ramp_fit_legacy import legacy_error_roundtrip
 from romanimpreprocess.stpipe import RipStep
+from romanimpreprocess.stpipe.bands import BandPlan
+from romanimpreprocess.utils.mapped import release_pages
 
 __all__ = ["RampFitStep"]
 
@@ -113,7 +116,36 @@ class RampFitStep(RipStep):
 
     def process(self, dataset):
         """Return the rate `ImageModel` of the science area."""
+        if self.algorithm == "optimal":
+            return self.process_bands(dataset)
         model = self.open_ramp(dataset)
+        context = self._prepare(model)
+        began = time.perf_counter()
+        arrays, weights = self._fit_likely(
+            model, context.references, context.read_pattern, context.frame_time,
+            context.start,
+        )  # fmt: skip
+        elapsed = time.perf_counter() - began
+        return self._finish(model, context, arrays, weights, elapsed)
+
+    def band_plan(self, model):
+        """The optimal fit, band by band (``algorithm="optimal"`` only).
+
+        Halo: the ``REF_BORDER`` rows around the rows fitted (`ramp_fit.fit_ramps`
+        fits the inside of what it is given; every pixel is fitted alone, so these
+        rows need not be exact). The outputs are full-frame planes filled band by
+        band; `finish` makes the `ImageModel`.
+        """
+        if self.algorithm != "optimal":
+            raise ValueError(
+                f"step {self.name}: algorithm {self.algorithm!r} cannot run in row "
+                f"bands (only 'optimal')"
+            )
+        context = self._prepare(model)
+        return _RampFitPlan(self, model, context)
+
+    def _prepare(self, model):
+        """Checks, references, resultant times and the handed-over noise models."""
         nres = model.data.shape[0]
         exposure = model.meta.exposure
         read_pattern = [[int(k) for k in frames] for frames in exposure.read_pattern]
@@ -142,28 +174,33 @@ class RampFitStep(RipStep):
         self._ipc_gain = handed.pop(IPC_NOISE_GAIN_KEY, None)
         self._row_variance = handed.pop(REFPIX_ROW_VARIANCE_KEY, None)
         info = dict(model["processinfo"]) if "processinfo" in model else {}
-
-        began = time.perf_counter()
         if self.algorithm == "optimal" and (
             (self.jump_kw or "").strip() or self.rejection_threshold != 4.5
         ):
             log.info("jump_kw and rejection_threshold apply to algorithm='likely' only")
-        if self.algorithm == "optimal":
-            arrays, weights = self._fit_optimal(
-                model, references, tbar, tau, n_frames, start
-            )
-        else:
-            arrays, weights = self._fit_likely(
-                model, references, read_pattern, frame_time, start
-            )
-        elapsed = time.perf_counter() - began
+        return _FitContext(
+            read_pattern=read_pattern,
+            frame_time=frame_time,
+            references=references,
+            tbar=tbar,
+            tau=tau,
+            n_frames=n_frames,
+            start=start,
+            info=info,
+        )
 
+    def _finish(self, model, context, arrays, weights, elapsed):
+        """The `ImageModel` of the fitted ``arrays``, with processinfo and the log."""
         self._ipc_gain = self._row_variance = None  # not held for the rest of the run
         image = self._image_model(model, arrays)
+        info = context.info
         info.update(
-            self._processinfo(read_pattern, frame_time, tbar, tau, n_frames, weights)
-        )
-        info["exclude_first"] = bool(start)
+            self._processinfo(
+                context.read_pattern, context.frame_time, context.tbar, context.tau,
+                context.n_frames, weights,
+            )
+        )  # fmt: skip
+        info["exclude_first"] = bool(context.start)
         if arrays.get("endslice") is not None:
             info["endslice"] = arrays["endslice"]
         image["processinfo"] = info
@@ -217,7 +254,8 @@ class RampFitStep(RipStep):
                 start = 1
         return start
 
-    def _fit_optimal(self, model, references, tbar, tau, n_frames, start):
+    def _optimal_parameters(self, start):
+        """`RampOptPars` and `JumpThresholds` of the optimal fit (logged)."""
         opt = RampOptPars(
             slope=self.opt_slope, gain=self.opt_gain, sigma_read=self.opt_sigma_read
         )
@@ -237,76 +275,49 @@ class RampFitStep(RipStep):
             start,
             thresholds.as_dict(),
         )
-        res = ramp_fit.fit_ramps(
-            model.data,
-            model.groupdq,
-            model.pixeldq,
-            references["gain"],
-            references["readnoise"],
-            tbar,
-            tau,
-            n_frames,
-            opt=opt,
-            thresholds=thresholds,
-            start=start,
-            legacy=self.legacy_compat,
-        )
-        log.info("Pixels by kind of fit: %s", res.counts)
-        if self.legacy_compat:
-            err, var_p, var_r = legacy_error_roundtrip(res.var_poisson, res.var_rnoise)
-        else:
-            var_p = res.var_poisson
-            var_r = self._calibration_variance(
-                model, res.var_rnoise, references, res.weights, n_frames
-            )
-            err = np.add(var_p, var_r)
-            np.sqrt(err, out=err)  # in place: one full-frame plane less
-        # Placeholders; np.zeros pages stay unallocated until written.
-        arrays = {
-            "data": res.slope,
-            "dq": res.dq,
-            "err": err,
-            "var_poisson": var_p,
-            "var_rnoise": var_r,
-            "chisq": np.zeros(res.slope.shape, np.float32),
-            "dumo": np.zeros(res.slope.shape, np.float32),
-            "endslice": res.endslice,
-            "n_jump": res.counts.get("jump", 0),
-        }
         self._opt, self._thresholds = opt, thresholds
-        return arrays, np.asarray(res.weights, dtype=np.float32)
+        return opt, thresholds
 
     def _calibration_variance(
-        self, model, var_rnoise, references, weights, n_frames, read_scale=1.0
-    ):
+        self, shape, var_rnoise, references, weights, n_frames, read_scale=1.0,
+        rows=None, samples=None,
+    ):  # fmt: skip
         """`read_variance.calibration_read_variance` with the earlier steps' models.
 
-        ``read_scale``: the fit's read noise over the file's (the likelihood fit is
-        given σ√2, as romancal does), so that the pixel's weight sum is
-        ``var_rnoise / (read_scale σ)²``.
+        ``shape``: the frame's ``(ny, nx)``; ``var_rnoise`` holds the science rows
+        ``rows`` (a slice of science rows; default all). ``read_scale``: the fit's
+        read noise over the file's (the likelihood fit is given σ√2, as romancal
+        does), so that the pixel's weight sum is ``var_rnoise / (read_scale σ)²``.
+        ``samples``: a list given the (before, after) values of every 64th row
+        and column (the log's median ratio); default: logged here.
         """
         b = REF_BORDER
-        ny, nx = model.data.shape[1:]
+        ny, nx = shape
+        rows = slice(0, ny - 2 * b) if rows is None else rows
         ipc_gain = self._ipc_gain
         if ipc_gain is not None:
             ipc_gain = np.asarray(ipc_gain)
             if ipc_gain.shape == (ny, nx):  # kernel over the full frame
                 ipc_gain = ipc_gain[b:-b, b:-b]
-            if ipc_gain.shape != var_rnoise.shape:
+            if ipc_gain.shape != (ny - 2 * b, nx - 2 * b):
                 log.warning(
                     "IPC noise gain of shape %s does not match the science area; "
                     "not used",
                     ipc_gain.shape,
                 )
-                ipc_gain = None
+                ipc_gain = self._ipc_gain = None
+            else:
+                ipc_gain = ipc_gain[rows]
         row_variance = self._row_variance
         if row_variance is not None:
-            row_variance = np.asarray(row_variance)
-        before = np.array(var_rnoise[::64, ::64], dtype=np.float64)  # for the log
+            # ``border`` rows before the science rows, as the function expects
+            row_variance = np.asarray(row_variance)[:, rows.start : rows.stop + 2 * b]
+        first = -rows.start % 64  # every 64th row of the science area
+        before = np.array(var_rnoise[first::64, ::64], dtype=np.float64)
         var_r = read_variance.calibration_read_variance(
             var_rnoise,
             # x * 1.0 == x: no float64 full-frame product for the optimal fit
-            _scaled(np.asarray(references["readnoise"])[b:-b, b:-b], read_scale),
+            _scaled(np.asarray(references["readnoise"])[b:-b, b:-b][rows], read_scale),
             np.asarray(weights, dtype=np.float64),
             n_frames,
             ipc_gain=ipc_gain,
@@ -315,7 +326,17 @@ class RampFitStep(RipStep):
             nx=nx,
             inplace=var_rnoise.dtype == np.float32 and var_rnoise.flags.writeable,
         )
-        after = np.asarray(var_r[::64, ::64], dtype=np.float64)
+        after = np.asarray(var_r[first::64, ::64], dtype=np.float64)
+        if samples is not None:
+            samples.append((before, after))
+        else:
+            self._log_calibration_variance([(before, after)])
+        return var_r
+
+    def _log_calibration_variance(self, samples):
+        """Log the median ratio of var_rnoise after / before the calibration terms."""
+        before = np.concatenate([s[0].ravel() for s in samples])
+        after = np.concatenate([s[1].ravel() for s in samples])
         good = np.isfinite(after) & np.isfinite(before) & (before > 0)
         if good.any():
             ratio = float(np.median(after[good] / before[good]))
@@ -323,10 +344,9 @@ class RampFitStep(RipStep):
                 "var_rnoise through the calibration: median %.4f x the fit's white "
                 "read noise (rounding, IPC %s, refpix rows %s)",
                 ratio,
-                "on" if ipc_gain is not None else "off",
-                "on" if row_variance is not None else "off",
+                "on" if self._ipc_gain is not None else "off",
+                "on" if self._row_variance is not None else "off",
             )
-        return var_r
 
     def _fit_likely(self, model, references, read_pattern, frame_time, start):
         jump_kw = likely.parse_jump_kw(self.jump_kw)
@@ -358,8 +378,9 @@ class RampFitStep(RipStep):
             )
             weights = optimal_weights(tbar, tau, n_frames, u=opt.u, start=start)
             var_r = self._calibration_variance(
-                model, var_r, references, weights, n_frames, read_scale=likely.SQRT2
-            )
+                model.data.shape[1:], var_r, references, weights, n_frames,
+                read_scale=likely.SQRT2,
+            )  # fmt: skip
             err = np.sqrt(var_p + var_r)
         if self.legacy_compat:
             err, var_p, var_r = legacy_error_roundtrip(var_p, var_r)
@@ -442,3 +463,130 @@ class RampFitStep(RipStep):
 def _scaled(array, scale):
     """``scale * array``, or ``array`` itself when ``scale`` is 1 (the same values)."""
     return array if scale == 1.0 else scale * array
+
+
+@dataclass
+class _FitContext:
+    """What `RampFitStep._prepare` found: pattern, references, times, start."""
+
+    read_pattern: list
+    frame_time: float
+    references: dict
+    tbar: np.ndarray
+    tau: np.ndarray
+    n_frames: np.ndarray
+    start: int
+    info: dict
+
+
+class _RampFitPlan(BandPlan):
+    """The optimal fit of a ramp, band by band, into full science-area planes."""
+
+    def __init__(self, step, model, context):
+        super().__init__(halo=REF_BORDER)
+        self.step = step
+        self.context = context
+        self.opt, self.thresholds = step._optimal_parameters(context.start)
+        n, ny, nx = model.data.shape
+        b = REF_BORDER
+        self.shape = (ny, nx)
+        science = (ny - 2 * b, nx - 2 * b)
+        # np.empty: pages are touched band by band.
+        self.arrays = {
+            "data": np.empty(science, np.float32),
+            "dq": np.empty(science, np.uint32),
+            "err": np.empty(science, np.float32),
+            "var_poisson": np.empty(science, np.float32),
+            "var_rnoise": np.empty(science, np.float32),
+            "endslice": (
+                np.empty(science, np.int8) if n < MAX_ENDSLICE_RESULTANTS else None
+            ),
+        }
+        self.weights = None
+        self.samples = []
+        self.elapsed = 0.0
+        self.kinds = {}
+
+    def apply(self, band):
+        began = time.perf_counter()
+        step, context, b = self.step, self.context, REF_BORDER
+        ny = band.ny
+        # Science rows to fit, and the rows given to the fit (``b`` more each side).
+        s0 = max(band.inner.start, b)
+        s1 = min(band.inner.stop, ny - b)
+        if s1 <= s0:
+            return
+        given = band.local(slice(s0 - b, s1 + b))
+        if given.stop - given.start != s1 - s0 + 2 * b:
+            raise ValueError(
+                f"band of rows {band.rows.start}:{band.rows.stop} lacks the "
+                f"{b} rows around rows {s0}:{s1} (halo too small)"
+            )
+        whole = given == slice(0, band.data.shape[1])
+        data, groupdq, pixeldq = (
+            a if whole else np.ascontiguousarray(a[..., given, :])
+            for a in (band.data, band.groupdq, band.pixeldq)
+        )
+        rows = slice(s0 - b, s1 + b)
+        refs = context.references
+        gain = np.asarray(refs["gain"])[rows]
+        read_noise = np.asarray(refs["readnoise"])[rows]
+        res = ramp_fit.fit_ramps(
+            data,
+            groupdq,
+            pixeldq,
+            gain,
+            read_noise,
+            context.tbar,
+            context.tau,
+            context.n_frames,
+            opt=self.opt,
+            thresholds=self.thresholds,
+            start=context.start,
+            legacy=step.legacy_compat,
+        )
+        del data, groupdq, pixeldq
+        for kind, number in res.counts.items():
+            self.kinds[kind] = self.kinds.get(kind, 0) + int(number)
+        if step.legacy_compat:
+            err, var_p, var_r = legacy_error_roundtrip(res.var_poisson, res.var_rnoise)
+        else:
+            var_p = res.var_poisson
+            var_r = step._calibration_variance(
+                self.shape, res.var_rnoise, {"readnoise": refs["readnoise"]},
+                res.weights, context.n_frames, rows=slice(s0 - b, s1 - b),
+                samples=self.samples,
+            )  # fmt: skip
+            err = np.add(var_p, var_r)
+            np.sqrt(err, out=err)  # in place: one plane of the band less
+        out = slice(s0 - b, s1 - b)  # science rows
+        for key, value in (
+            ("data", res.slope),
+            ("dq", res.dq),
+            ("err", err),
+            ("var_poisson", var_p),
+            ("var_rnoise", var_r),
+            ("endslice", res.endslice),
+        ):
+            if self.arrays[key] is not None:
+                self.arrays[key][out] = value
+        self.weights = res.weights
+        # The rows' mapped reference pages leave the process with the band.
+        release_pages(gain)
+        release_pages(read_noise)
+        self.elapsed += time.perf_counter() - began
+
+    def finish(self, model):
+        step = self.step
+        log.info("Pixels by kind of fit: %s", self.kinds)
+        if self.samples:
+            step._log_calibration_variance(self.samples)
+        arrays = dict(self.arrays)
+        shape = arrays["data"].shape
+        # Placeholders; np.zeros pages stay unallocated until written.
+        arrays["chisq"] = np.zeros(shape, np.float32)
+        arrays["dumo"] = np.zeros(shape, np.float32)
+        arrays["n_jump"] = self.kinds.get("jump", 0)
+        self.arrays = None
+        weights = np.asarray(self.weights, dtype=np.float32)
+        return step._finish(model, self.context, arrays, weights, self.elapsed)

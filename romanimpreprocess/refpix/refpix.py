@@ -13,6 +13,7 @@ Everything is vectorised over rows and channels.
 """
 
 import itertools
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
@@ -21,6 +22,8 @@ from romanimpreprocess.constants import N_CHANNELS
 from romanimpreprocess.utils.pink import row_clocks, structure_function
 
 __all__ = [
+    "ResultantTerms",
+    "apply_terms",
     "channel_step",
     "correct_resultant",
     "median_variance",
@@ -28,6 +31,7 @@ __all__ = [
     "pink_block_variance",
     "pink_residual_variance",
     "residual_row_variance",
+    "resultant_terms",
     "row_step",
 ]
 
@@ -90,6 +94,93 @@ def channel_step(work: NDArray[np.float32], edges, border: int) -> None:
         np.subtract(block, rows * slope + offset, out=block, casting="same_kind")
 
 
+@dataclass
+class ResultantTerms:
+    """What the correction of one resultant subtracts, per frame row.
+
+    ``correction`` (ny,) float64 is the row step's ``alpha (q_r - median q)`` (None
+    without a row step); ``lines`` holds ``(slope, offset)`` of each science channel's
+    line through its reference medians; ``edges`` are the channel boundaries.
+    """
+
+    correction: NDArray[np.float64] | None
+    lines: list
+    edges: list
+    ny: int
+
+
+def resultant_terms(
+    reference_rows: NDArray,
+    dark_rows: NDArray,
+    amp33: NDArray | None,
+    *,
+    ny: int,
+    amp33_median: NDArray | None,
+    alpha,
+    border: int,
+    n_channels: int = N_CHANNELS,
+) -> ResultantTerms:
+    """The row step and the channel lines of one resultant, from its reference rows.
+
+    ``reference_rows`` (2 border, nx) are the ``border`` bottom then top rows of the
+    resultant, ``dark_rows`` the same rows of its dark plane and ``amp33`` (ny, 128)
+    the whole amp33 block (None: no row step). The medians see exactly the values
+    `correct_resultant` gives them on the whole frame, so `apply_terms` on any
+    rows gives the same bits.
+    """
+    nx = reference_rows.shape[-1]
+    channel = nx // n_channels
+    edges = list(range(0, nx + 1, channel))
+    work = np.empty(reference_rows.shape, dtype=np.float32)
+    np.subtract(reference_rows, dark_rows, out=work, casting="unsafe")
+    correction = None
+    if amp33 is not None:
+        block = np.asarray(amp33, dtype=np.float32)
+        if amp33_median is not None:
+            block = block - np.asarray(amp33_median, dtype=np.float32)
+        block = block - np.median(block)
+        q = np.median(block, axis=1)
+        ctr = np.median(q)
+        correction = np.float64(alpha) * (q - ctr)  # float64, stored back as float32
+        held = np.r_[0:border, ny - border : ny]
+        np.subtract(work, correction[held][:, None], out=work, casting="same_kind")
+    y_bottom = (border - 1) / 2.0
+    y_top = ny - border + (border - 1) / 2.0
+    design = np.array([[y_bottom, 1.0], [y_top, 1.0]])
+    lines = []
+    for start, stop in itertools.pairwise(edges):
+        bottom = np.median(work[:border, start:stop])
+        top = np.median(work[border:, start:stop])
+        # The line through the two points, solved by least squares as the legacy
+        # does (the last bits of slope and offset then match it exactly).
+        slope, offset = np.linalg.lstsq(design, [bottom, top], rcond=None)[0]
+        lines.append((slope, offset))
+    return ResultantTerms(correction=correction, lines=lines, edges=edges, ny=ny)
+
+
+def apply_terms(
+    frame: NDArray[np.float32], dark: NDArray, terms: ResultantTerms, rows: slice
+) -> None:
+    """Subtract a resultant's row step and channel lines from frame rows ``rows``.
+
+    ``frame`` (h, nx) holds frame rows ``rows`` of the resultant (modified in place),
+    ``dark`` the same rows of its dark plane (subtracted first, added back).
+    """
+    work = np.empty(frame.shape, dtype=np.float32)
+    np.subtract(frame, dark, out=work, casting="unsafe")
+    if terms.correction is not None:
+        np.subtract(
+            work, terms.correction[rows][:, None], out=work, casting="same_kind"
+        )
+    y = np.arange(terms.ny, dtype=np.float64)[rows][:, None]
+    for (start, stop), (slope, offset) in zip(
+        itertools.pairwise(terms.edges), terms.lines, strict=True
+    ):
+        block = work[:, start:stop]
+        np.subtract(block, y * slope + offset, out=block, casting="same_kind")
+    np.add(work, dark, out=frame, casting="unsafe")
+
+
 def correct_resultant(
     frame: NDArray[np.float32],
     amp33: NDArray | None,
@@ -101,7 +192,7 @@ def correct_resultant(
     block_width: int,
     n_channels: int = N_CHANNELS,
 ) -> float | None:
-    """Reference-pixel correct one resultant in place; return the row coefficient.
+    """Reference-pixel correct one resultant in place (`resultant_terms`, `apply_terms`).
 
     Parameters
     ----------
@@ -114,31 +205,44 @@ def correct_resultant(
     amp33_median : ndarray, shape (ny, 128) or None
         Median amp33 pattern of the read-noise file.
     alpha : float or None
-        Row coefficient (`pink_alpha`); None = least-squares slope.
+        Row coefficient (`pink_alpha`); None = least-squares slope of the science
+        row medians on the amp33 ones (`row_step`, whole frame).
     border : int
         Reference border width.
     block_width : int
         Width of the amp33 block (128).
     n_channels : int
         Readout channels across the frame.
+
+    Returns
+    -------
+    float or None
+        The row coefficient applied (None without ``amp33``).
     """
     ny, nx = frame.shape
-    width = nx + block_width
-    channel = nx // n_channels
-    edges = [*range(0, nx + 1, channel), width]
-    work = np.zeros((ny, width), dtype=np.float32)
-    np.subtract(frame, dark, out=work[:, :nx], casting="unsafe")
-    applied = None
-    if amp33 is not None:
+    if amp33 is not None and alpha is None:
+        work = np.zeros((ny, nx + block_width), dtype=np.float32)
+        np.subtract(frame, dark, out=work[:, :nx], casting="unsafe")
         ref = np.asarray(amp33, dtype=np.float32)
         if amp33_median is not None:
             ref = ref - np.asarray(amp33_median, dtype=np.float32)
         work[:, nx:] = ref
         work[:, nx:] -= np.median(work[:, nx:])
-        applied = row_step(work, nx, border, alpha)
-    channel_step(work, edges, border)
-    np.add(work[:, :nx], dark, out=frame, casting="unsafe")
-    return applied
+        alpha = row_step(work, nx, border, None)
+        del work
+    held = np.r_[0:border, ny - border : ny]
+    terms = resultant_terms(
+        frame[held],
+        np.asarray(dark)[held],
+        amp33,
+        ny=ny,
+        amp33_median=amp33_median,
+        alpha=alpha,
+        border=border,
+        n_channels=n_channels,
+    )
+    apply_terms(frame, dark, terms, slice(0, ny))
+    return None if amp33 is None else float(alpha)
 
 
 # ------------------------------------------------------------- noise left behind

@@ -13,6 +13,7 @@ from romanimpreprocess.constants import (
 from romanimpreprocess.parallel import run_in_threads
 from romanimpreprocess.refpix import refpix
 from romanimpreprocess.stpipe import RipStep
+from romanimpreprocess.stpipe.bands import BandPlan, is_placeholder
 from romanimpreprocess.utils.mapped import release_pages
 from romanimpreprocess.utils.pink import row_clocks
 
@@ -42,7 +43,16 @@ class RefPixStep(RipStep):
 
     def process(self, dataset):
         """Return the reference-pixel corrected `RampModel`."""
-        model = self.open_ramp(dataset)
+        return self.process_bands(dataset)
+
+    def band_plan(self, model):
+        """The correction terms of every resultant, to apply band by band.
+
+        The row step and the channel lines come from the amp33 block and the
+        reference rows alone (`refpix.resultant_terms`), so a band needs no halo.
+        The spread of the reference rows and the row variance handed to the ramp fit
+        are computed here too.
+        """
         dark = self.load_reference(model, "dark", fields=["data"]).data
         read = self.load_reference(model, "readnoise", fields=["data", "amp33", "anc"])
         n, ny, _ = model.data.shape
@@ -77,29 +87,29 @@ class RefPixStep(RipStep):
             offset,
             offset + n - 1,
         )
-        width = model.amp33.shape[-1]
+        held = np.r_[0:REF_BORDER, ny - REF_BORDER : ny]
 
-        def correct(j):
-            refpix.correct_resultant(
-                model.data[j],
+        planes = [None] * n
+
+        def terms(j):
+            plane = dark[offset + j]
+            dark_rows = np.asarray(plane[held], dtype=np.float32)
+            release_pages(plane)  # only the reference rows were read
+            planes[j] = refpix.resultant_terms(
+                _reference_rows(model, j),
+                dark_rows,
                 model.amp33[j] if use_rows else None,
-                np.asarray(dark[offset + j], dtype=np.float32),
+                ny=ny,
                 amp33_median=amp33_median,
                 alpha=alpha,
                 border=REF_BORDER,
-                block_width=width,
             )
-            # The dark plane is not needed again: its mapped pages leave the
-            # process now, not when the file is closed (a 24-resultant dark cube is
-            # 1.6 GiB: it set the run's peak, bench/RESULTS.md).
-            release_pages(dark[offset + j])
 
+        # The medians run without the GIL: resultants in threads.
+        run_in_threads(terms, range(n))
         # The spread of the reference pixels before the correction (reset offsets),
         # for the noise the correction leaves (default mode only).
         offsets = None if self.legacy_compat else self._reset_spread(model, dark, read)
-        # Resultants are corrected independently (in place), in threads: the medians
-        # and array arithmetic run without the GIL. Same bits as one at a time.
-        run_in_threads(correct, range(n))
         if offsets is not None:
             # For the ramp fit's var_rnoise (taken out of processinfo there).
             self.processinfo(model)[REFPIX_ROW_VARIANCE_KEY] = self._row_variance(
@@ -109,8 +119,7 @@ class RefPixStep(RipStep):
                 alpha if use_rows else None,
                 amp33_model if use_rows else None,
             )
-        self.record_cal_step(model, "COMPLETE")
-        return model
+        return _RefPixPlan(step=self, dark=dark, offset=offset, terms=planes)
 
     def _reset_spread(self, model, dark, read):
         """Spread (DN) of the fixed offsets of each channel's reference rows.
@@ -139,8 +148,10 @@ class RefPixStep(RipStep):
         if pink2:
             clocks = row_clocks(width, model.amp33.shape[-1])
             pink2 *= refpix.pink_block_variance(b, width, clocks) / n_frames
+        reference = _reference_rows(model, k)
         for side, rows in enumerate((slice(0, b), slice(ny - b, ny))):
-            values = np.asarray(model.data[k, rows], np.float64) - np.asarray(
+            held = reference[side * b : (side + 1) * b]
+            values = np.asarray(held, np.float64) - np.asarray(
                 dark[plane, rows], np.float64
             )
             white = np.asarray(read.data[rows], np.float64) ** 2 / n_frames + 1 / 12
@@ -192,3 +203,49 @@ class RefPixStep(RipStep):
             amp33_white_var=amp33_var,
             amp33_width=model.amp33.shape[-1],
         )
+
+
+def _reference_rows(model, j):
+    """Bottom then top reference rows of resultant ``j`` (2 border, nx).
+
+    From the cube, or, when the pipeline runs in row bands (the cube is a
+    placeholder), from the decoded border copies: the steps before refpix do not
+    change the data.
+    """
+    b = REF_BORDER
+    if is_placeholder(model.data):
+        return np.concatenate(
+            [model.border_ref_pix_bottom[j], model.border_ref_pix_top[j]]
+        )
+    ny = model.data.shape[1]
+    return model.data[j][np.r_[0:b, ny - b : ny]]
+
+
+class _RefPixPlan(BandPlan):
+    def __init__(self, step, dark, offset, terms):
+        super().__init__()
+        self.step = step
+        self.dark = dark
+        self.offset = offset
+        self.terms = terms
+
+    def apply(self, band):
+        rows = band.rows
+
+        def correct(j):
+            dark = self.dark[self.offset + j][rows]
+            refpix.apply_terms(
+                band.data[j], np.asarray(dark, dtype=np.float32), self.terms[j], rows
+            )
+            # The dark rows are not needed again: their mapped pages leave the
+            # process now (a 24-resultant dark cube is 1.6 GiB: kept, it set the
+            # run's peak, bench/RESULTS.md).
+            release_pages(dark)
+
+        # Resultants are corrected independently (in place), in threads: the
+        # array arithmetic runs without the GIL. Same bits as one at a time.
+        run_in_threads(correct, range(band.data.shape[0]))
+
+    def finish(self, model):
+        self.step.record_cal_step(model, "COMPLETE")
+        return model

@@ -8,6 +8,8 @@ from roman_datamodels.dqflags import group
 
 from romanimpreprocess.saturation import saturation
 from romanimpreprocess.stpipe import RipStep
+from romanimpreprocess.stpipe.bands import BandPlan
+from romanimpreprocess.utils.mapped import release_pages
 
 __all__ = ["SaturationStep"]
 
@@ -36,32 +38,71 @@ class SaturationStep(RipStep):
 
     def process(self, dataset):
         """Return the `RampModel` with SATURATED / DO_NOT_USE / AD_FLOOR flags."""
-        model = self.open_ramp(dataset)
+        return self.process_bands(dataset)
+
+    def band_plan(self, model):
+        """The saturation passes, band by band (`romanimpreprocess.stpipe.bands`).
+
+        Halo: ``2 n_pix_grow_sat`` rows (the growth of a saturated pixel, then the
+        growth of the partial saturation it causes one resultant earlier).
+        """
         ref = self.load_reference(model, "saturation", fields=["data", "dq"])
         info = model.get("processinfo", {})
         exclude_first = bool(info.get("exclude_first", True))
         first = 1 if (self.legacy_compat or exclude_first) else 0
-        read_pattern = [list(f) for f in model.meta.exposure.read_pattern]
-        threshold_dq = ref.get("dq")
-        sat_dq = saturation.flag_saturation(
-            model.data,
-            model.groupdq,
-            np.asarray(ref.data),
-            read_pattern,
-            threshold_dq=None if threshold_dq is None else np.asarray(threshold_dq),
+        return _SaturationPlan(
+            step=self,
+            threshold=ref.data,
+            threshold_dq=ref.get("dq"),
+            read_pattern=[list(f) for f in model.meta.exposure.read_pattern],
             first=first,
-            n_pix_grow_sat=self.n_pix_grow_sat,
-            backup=self.backup,
+            halo=2 * max(int(self.n_pix_grow_sat), 0),
         )
-        model.pixeldq |= sat_dq
-        n_sat = int(np.count_nonzero((model.groupdq[-1] & group.SATURATED) != 0))
+
+
+class _SaturationPlan(BandPlan):
+    def __init__(self, step, threshold, threshold_dq, read_pattern, first, halo):
+        super().__init__(halo=halo)
+        self.step = step
+        self.threshold = threshold
+        self.threshold_dq = threshold_dq
+        self.read_pattern = read_pattern
+        self.first = first
+        self.n = len(read_pattern)
+
+    def apply(self, band):
+        step = self.step
+        threshold = np.asarray(self.threshold)[band.rows]
+        threshold_dq = (
+            None
+            if self.threshold_dq is None
+            else np.asarray(self.threshold_dq)[band.rows]
+        )
+        sat_dq = saturation.flag_saturation(
+            band.data,
+            band.groupdq,
+            threshold,
+            self.read_pattern,
+            threshold_dq=threshold_dq,
+            first=self.first,
+            n_pix_grow_sat=step.n_pix_grow_sat,
+            backup=step.backup,
+        )
+        band.pixeldq |= sat_dq
+        for array in (threshold, threshold_dq):
+            release_pages(array)
+        last = band.groupdq[-1, band.inner_local]
+        self.count("saturated", np.count_nonzero((last & group.SATURATED) != 0))
+
+    def finish(self, model):
+        step = self.step
         log.info(
             "Saturation: resultants %d..%d examined, backup %d; %d pixel(s) saturated "
             "in the last resultant",
-            first,
-            model.data.shape[0] - 1,
-            self.backup,
-            n_sat,
+            self.first,
+            self.n - 1,
+            step.backup,
+            self.counts.get("saturated", 0),
         )
-        self.record_cal_step(model, "COMPLETE")
+        step.record_cal_step(model, "COMPLETE")
         return model

@@ -40,6 +40,7 @@ from romanimpreprocess.datamodels import (
     validate_l1,
 )
 from romanimpreprocess.paths import overwrite_problems
+from romanimpreprocess.stpipe.bands import Band
 from romanimpreprocess.utils.atomic import atomic_write
 
 __all__ = [
@@ -201,6 +202,44 @@ class RipStep(RomanStep):
                 if isinstance(value, str):
                     pars[f"override_{reftype}"] = value
         return pars
+
+    # ------------------------------------------------------------------ bands
+    def band_plan(self, model):
+        """This step's work as a `romanimpreprocess.stpipe.bands.BandPlan`.
+
+        Ramp steps that can run on row bands override it; None = cannot.
+        """
+        return
+
+    def run_planned(self, model, plan):
+        """``run`` a step whose ``plan`` was already applied to every band.
+
+        stpipe's ``run`` (logging, skip, meta) calls ``process``, which then only
+        finishes the plan (`process_bands`).
+        """
+        self._applied_plan = plan
+        # The reference files the preparation opened: stpipe's run starts a new
+        # list (for meta.ref_file); `process_bands` puts them back.
+        self._planned_references = list(self._reference_files_used)
+        try:
+            return self.run(model)
+        finally:
+            self.__dict__.pop("_applied_plan", None)
+            self.__dict__.pop("_planned_references", None)
+
+    def process_bands(self, dataset):
+        """``process`` of a ramp step: prepare, apply to the whole frame, finish.
+
+        In the pipeline's row-band path the plan was applied band by band
+        (`run_planned`): only its finish is left.
+        """
+        model = self.open_ramp(dataset)
+        plan = self.__dict__.pop("_applied_plan", None)
+        self._reference_files_used += self.__dict__.pop("_planned_references", [])
+        if plan is None:
+            plan = self.band_plan(model)
+            plan.apply(Band.whole(model))
+        return plan.finish(model)
 
     # ------------------------------------------------------------ model helpers
     def open_model(self, dataset):

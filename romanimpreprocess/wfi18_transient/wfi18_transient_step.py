@@ -4,6 +4,7 @@ import logging
 from typing import ClassVar
 
 from romanimpreprocess.stpipe import RipStep
+from romanimpreprocess.stpipe.bands import BandPlan
 from romanimpreprocess.wfi18_transient import wfi18_transient
 
 __all__ = ["WFI18TransientStep"]
@@ -32,13 +33,21 @@ class WFI18TransientStep(RipStep):
     """
     reference_file_types: ClassVar = []
 
+    def band_plan(self, model):
+        """Nothing to do on detectors other than WFI18; the fit needs the whole frame.
+
+        Returns a plan that only records the skip, or None (WFI18: whole cube).
+        """
+        detector = str(model.meta.instrument.get("detector", ""))
+        if detector == WFI18:
+            return None
+        return _NotWFI18Plan(self, detector)
+
     def process(self, dataset):
         """Return the corrected (or row-masked) `RampModel`."""
         model = self.open_ramp(dataset)
-        detector = str(model.meta.instrument.get("detector", ""))
-        if detector != WFI18:
-            log.info("WFI18 transient: detector is %r, not %s", detector, WFI18)
-            return self.skip_model(model, reason=f"detector {detector!r} is not WFI18")
+        if self.band_plan(model) is not None:  # not WFI18: nothing to do
+            return self.process_bands(model)
         exposure = model.meta.exposure
         fit = wfi18_transient.correct_transient(
             model.data,
@@ -52,3 +61,16 @@ class WFI18TransientStep(RipStep):
             log.info("WFI18 transient: rows of resultant 0 masked, data unchanged")
         self.record_cal_step(model, "COMPLETE")
         return model
+
+
+class _NotWFI18Plan(BandPlan):
+    def __init__(self, step, detector):
+        super().__init__()
+        self.step = step
+        self.detector = detector
+
+    def finish(self, model):
+        log.info("WFI18 transient: detector is %r, not %s", self.detector, WFI18)
+        return self.step.skip_model(
+            model, reason=f"detector {self.detector!r} is not WFI18"
+        )
