@@ -193,6 +193,34 @@ def test_nonfinite_values_are_refused(tmp_path):
         _ = ref.data
 
 
+def test_nonfinite_scan_once_per_file_version(tmp_path, monkeypatch):
+    """A second opening of the same file (another step) does not scan it again,
+    still refuses a bad array, and a rewritten file is scanned anew."""
+    from romanimpreprocess.datamodels import reference
+
+    scans = []
+    count = reference._count_nonfinite
+    monkeypatch.setattr(
+        reference, "_count_nonfinite", lambda a: scans.append(1) or count(a)
+    )
+    gain = np.full((NY, NX), 1.8)
+    gain[3, 4] = np.nan
+    path = write(tmp_path, {"data": gain})
+    for _ in range(2):
+        ref = open_reference("gain", path, GEOM)
+        with pytest.raises(ReferenceFileError, match=r"roman.data.*1 non-finite"):
+            _ = ref.data
+        ref.close()
+    assert len(scans) == 1
+    gain[3, 4] = 1.8
+    stat = os.stat(path)
+    write(tmp_path, {"data": gain})
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    with open_reference("gain", path, GEOM) as ref:
+        np.testing.assert_array_equal(ref.data, gain)
+    assert len(scans) == 2
+
+
 def test_only_requested_fields_are_checked(tmp_path):
     """A step that needs only the dark slope opens a file whose cube is absent."""
     path = write(tmp_path, {"dark_slope": np.zeros((NY, NX), np.float32)})
