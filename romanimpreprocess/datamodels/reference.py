@@ -38,6 +38,8 @@ _CONTENT_CHECKED = {}
 # of one run open the same files again (the IPC kernel, 600 MB, by three steps, the
 # gain by four): each array is scanned once per process.
 _NONFINITE_COUNTED = {}
+# (path, size, mtime, field, border) -> `ReferenceFile.science_medians` of that array.
+_SCIENCE_MEDIANS = {}
 
 log = logging.getLogger(__name__)
 
@@ -410,6 +412,30 @@ class ReferenceFile:
                 )
         self._cache[name] = value
         return value
+
+    def science_medians(self, name, border=REF_BORDER):
+        """Medians of field ``name`` inside ``border``: all values, good values.
+
+        Returns ``(median of every value, median of the finite positive values)``
+        (the second is NaN when there is none); each exactly as `numpy.median` gives
+        it. Computed once per process and file version: the dark-current and photom
+        steps both need the median gain (0.3 s a full frame each).
+        """
+        key = (*self._identity, name, border)
+        medians = _SCIENCE_MEDIANS.get(key)
+        if medians is None:
+            array = np.asarray(getattr(self, name))
+            science = array[border:-border, border:-border] if border else array
+            good = np.isfinite(science) & (science > 0)
+            every = float(np.median(science))
+            if good.all():
+                medians = (every, every)
+            elif good.any():
+                medians = (every, float(np.median(science[good])))
+            else:
+                medians = (every, float("nan"))
+            _SCIENCE_MEDIANS[key] = medians
+        return medians
 
     def close(self):
         """Close the file; arrays already read stay valid only if not memory-mapped."""

@@ -251,3 +251,23 @@ def test_romancal_style_file_with_meta_is_accepted(tmp_path):
 def test_unknown_reftype():
     with pytest.raises(ValueError, match="unknown reference type"):
         open_reference("nonsense", os.devnull, GEOM)
+
+
+@pytest.mark.parametrize("case", ["all good", "some bad"])
+def test_science_medians_are_numpy_medians(tmp_path, case):
+    """Brute force: numpy's medians of the science area, every value / good ones."""
+    rng = np.random.default_rng(3)
+    gain = rng.uniform(1.5, 2.5, (NY, NX))
+    gain[0, :] = 100.0  # the border is not counted
+    if case == "some bad":
+        gain[10, 10:20] = -1.0
+        gain[11, 11] = 0.0
+    path = write(tmp_path, {"data": gain})
+    b = GEOM.border
+    science = gain[b:-b, b:-b]
+    good = science[np.isfinite(science) & (science > 0)]
+    with open_reference("gain", path, GEOM) as ref:
+        every, of_good = ref.science_medians("data", b)
+    assert every == float(np.median(science))
+    assert of_good == float(np.median(good))
+    assert (every == of_good) == (case == "all good")
