@@ -71,6 +71,39 @@ def test_values_beyond_float16_are_clipped_and_flagged():
     assert model["processinfo"]["var_poisson_float32"][3, 4] == np.float32(1e6)
 
 
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_float16_cast_in_blocks_matches_one_clip(monkeypatch, threads):
+    """The threaded row-block cast against one whole-array np.clip (the definition),
+    on more rows than a block and every awkward value: NaN, +-inf, beyond, at and
+    just under the float16 maximum, the smallest subnormals."""
+    monkeypatch.setenv("RIP_THREADS", threads)
+    rng = np.random.default_rng(5)
+    shape = (2 * l2._FLOAT16_BLOCK_ROWS + 37, 41)
+    value = rng.lognormal(0.0, 6.0, shape).astype(np.float32)
+    value *= rng.choice([-1, 1], shape).astype(np.float32)
+    awkward = [np.nan, np.inf, -np.inf, 65504.0, 65519.0, 65520.0, -7e4, 1e-8, -3e-8]
+    for i, x in enumerate(awkward):
+        value[100 * i % shape[0], i] = x
+    dq = np.zeros(shape, np.uint32)
+    dq[::7] = pixel.HOT
+    dq_before = dq.copy()
+    half, clipped = l2._float16_flagged(value, dq)
+    expected = np.empty(shape, np.float16)
+    big = np.abs(value) > l2._FLOAT16_MAX
+    np.clip(value, -l2._FLOAT16_MAX, l2._FLOAT16_MAX, out=expected, casting="unsafe")
+    np.testing.assert_array_equal(half.view(np.uint16), expected.view(np.uint16))
+    assert clipped == int(big.sum()) > 3
+    np.testing.assert_array_equal(
+        dq, dq_before | np.where(big, np.uint32(pixel.UNRELIABLE_ERROR), 0)
+    )
+    # chisq/dumo: NaN to 0 first, no flags
+    zeroed, _ = l2._float16_flagged(value, None, nan=0.0)
+    expected = np.clip(
+        np.nan_to_num(value, nan=0.0), -l2._FLOAT16_MAX, l2._FLOAT16_MAX
+    ).astype(np.float16)
+    np.testing.assert_array_equal(zeroed.view(np.uint16), expected.view(np.uint16))
+
+
 @pytest.mark.parametrize("flag", [pixel.DEAD, pixel.NO_GAIN_VALUE, pixel.NO_FLAT_FIELD])
 def test_unusable_pixels_get_do_not_use_outside_legacy_compat(flag):
     flags = {(3, 4): flag | pixel.HOT, (5, 6): pixel.HOT, (7, 8): pixel.LOW_QE}
