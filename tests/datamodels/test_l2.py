@@ -264,3 +264,44 @@ def test_keep_nan_keeps_them_and_still_flags():
     assert np.isnan(np.asarray(model.var_rnoise, np.float32)[no_slope]).all()
     assert (model.dq[no_slope] & pixel.DO_NOT_USE).all()
     assert model["processinfo"]["keep_nan"] is True
+
+
+def _block_checksums(path):
+    import mmap
+
+    from romanimpreprocess.datamodels.checksums import _blocks
+
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as v:
+        blocks, problems = _blocks(v, 0)
+    assert not problems
+    return [checksum for *_, checksum in blocks]
+
+
+def test_checksums_computed_ahead_are_asdf_s(tmp_path, monkeypatch):
+    """The block checksums hashed on threads before the write (RIP_THREADS=2) are
+    the ones asdf computes itself (RIP_THREADS=1), and every block verifies."""
+    from romanimpreprocess.datamodels.checksums import block_checksum_problems
+
+    hashed = []
+    md5 = l2._md5
+    monkeypatch.setattr(l2, "_md5", lambda a: hashed.append(a.nbytes) or md5(a))
+    monkeypatch.setattr(l2, "_AHEAD_MIN_BYTES", 4096)
+    # float32 planes stored as they are, the rest compressed (asdf hashes those)
+    monkeypatch.setattr(
+        l2, "_compression_for", lambda a: None if a.dtype == np.float32 else "lz4"
+    )
+    sums = {}
+    for threads in ("1", "2"):
+        monkeypatch.setenv("RIP_THREADS", threads)
+        model = _image(shape=(64, 64))
+        l2.finalize_l2(model, cal_steps={})
+        path = tmp_path / f"t{threads}_cal.asdf"
+        l2.write_l2(model, path)
+        assert block_checksum_problems(path) == []
+        sums[threads] = _block_checksums(path)
+    assert len(hashed) >= 3  # data and the float32 planes of the fake model
+    assert sums["1"] == sums["2"]
+    assert all(any(c) for c in sums["2"])
+    from asdf._block import io as block_io
+
+    assert block_io.calculate_block_checksum.__module__ == "asdf._block.io"
