@@ -10,6 +10,11 @@ Usage::
     python bench/profile_run.py bench/out/4096_survey6/sim/sim_WFI01_4096_s0.yaml
     python bench/profile_run.py CONFIG.yaml --markdown   # a table for RESULTS.md
     python bench/profile_run.py CONFIG.yaml --part-peaks # peak within each part
+    python bench/profile_run.py CONFIG.yaml --library    # as a library call
+
+The process is set up as the command line sets it up (`romanimpreprocess._startup.
+start_cli`: libyaml for the stack's manifests, gc freeze, freed buffers kept) unless
+``--library`` is given.
 
 With ``--part-peaks`` the peak column is the peak of each part alone (the kernel's
 high-water mark is reset when a part starts, ``/proc/self/clear_refs``), which shows
@@ -87,11 +92,22 @@ def main(argv=None):
     parser.add_argument(
         "--part-peaks", action="store_true", help="peak memory of each part alone"
     )
+    parser.add_argument(
+        "--library",
+        action="store_true",
+        help="profile a library call: no start_cli (the default profiles the CLI)",
+    )
     args = parser.parse_args(argv)
     global PART_PEAKS
     PART_PEAKS = args.part_peaks
 
     start = (_T0, 0.0, 0.0, 0)
+    if not args.library:
+        # as ``python -m ...gen_cal_image`` does: the stack's manifests through
+        # libyaml, and the process-level tweaks (gc freeze, freed buffers kept)
+        from romanimpreprocess._startup import start_cli
+
+        start_cli()
     import stpipe.step
     import yaml
 
