@@ -15,6 +15,7 @@ skip only DO_NOT_USE (romancal's resample) skip them too.
 """
 
 import contextlib
+import functools
 import hashlib
 import importlib.metadata
 import logging
@@ -101,7 +102,9 @@ def file_fingerprint(path, chunk=1 << 20):
     }
 
 
+@functools.cache
 def _software_versions():
+    # the same for every exposure a process writes (rip-batch workers write many)
     out = {}
     for name in (
         "romanimpreprocess",
@@ -358,7 +361,7 @@ def finalize_l2(
     info.setdefault("skycoefs", np.zeros(0, np.float32))
     info["config"] = plain_tree(config) if config is not None else None
     info["log"] = log_text
-    info["software"] = _software_versions()
+    info["software"] = dict(_software_versions())
     info["legacy_compat"] = bool(legacy_compat)
     refs = {}
     for reftype, path in (references or {}).items():
