@@ -20,6 +20,7 @@ import hashlib
 import importlib.metadata
 import logging
 import os
+import threading
 
 import asdf
 import numpy as np
@@ -455,6 +456,7 @@ def _write_asdf(model, path):
 
 # arrays smaller than this are hashed by asdf itself as it writes them
 _AHEAD_MIN_BYTES = 1 << 20
+_AHEAD_LOCK = threading.Lock()
 
 
 def _md5(array):
@@ -480,6 +482,7 @@ def _checksums_ahead(arrays):
     from asdf._block import io as block_io
 
     original = getattr(block_io, "calculate_block_checksum", None)
+    # the arrays stay referenced (and so at their addresses) until the write ends
     ahead = [
         a
         for a in arrays
@@ -490,24 +493,32 @@ def _checksums_ahead(arrays):
     if original is None or not ahead or step_threads() < 2:
         yield
         return
+    # one write at a time swaps asdf's function (threads writing L2s side by side:
+    # the others hash as asdf does), so it is always asdf's own that is put back
+    if not _AHEAD_LOCK.acquire(blocking=False):
+        yield
+        return
 
     def key(buffer):
         interface = np.asarray(buffer).__array_interface__
         return interface["data"][0], np.asarray(buffer).nbytes
 
-    pool = ThreadPoolExecutor(step_threads())
-    digests = {key(a): pool.submit(_md5, a) for a in ahead}
-
-    def checksum(data):
-        digest = digests.get(key(data))
-        return original(data) if digest is None else digest.result()
-
-    block_io.calculate_block_checksum = checksum
     try:
-        yield
+        pool = ThreadPoolExecutor(step_threads())
+        digests = {key(a): pool.submit(_md5, a) for a in ahead}
+
+        def checksum(data):
+            digest = digests.get(key(data))
+            return original(data) if digest is None else digest.result()
+
+        block_io.calculate_block_checksum = checksum
+        try:
+            yield
+        finally:
+            block_io.calculate_block_checksum = original
+            pool.shutdown(wait=True, cancel_futures=True)
     finally:
-        block_io.calculate_block_checksum = original
-        pool.shutdown(wait=True, cancel_futures=True)
+        _AHEAD_LOCK.release()
 
 
 # lz4 is used for an array only when a sample of it compresses to less than this

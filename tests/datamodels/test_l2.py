@@ -305,3 +305,37 @@ def test_checksums_computed_ahead_are_asdf_s(tmp_path, monkeypatch):
     from asdf._block import io as block_io
 
     assert block_io.calculate_block_checksum.__module__ == "asdf._block.io"
+
+
+def test_checksums_ahead_with_writers_side_by_side(tmp_path, monkeypatch):
+    """Threads writing L2s at the same time: every file verifies and asdf's own
+    checksum function is in place afterwards."""
+    import threading
+
+    from asdf._block import io as block_io
+
+    from romanimpreprocess.datamodels.checksums import block_checksum_problems
+
+    monkeypatch.setenv("RIP_THREADS", "2")
+    monkeypatch.setattr(l2, "_AHEAD_MIN_BYTES", 4096)
+    monkeypatch.setattr(
+        l2, "_compression_for", lambda a: None if a.dtype == np.float32 else "lz4"
+    )
+    original = block_io.calculate_block_checksum
+    models = []
+    for seed in range(4):
+        model = _image(shape=(64, 64), seed=seed)
+        l2.finalize_l2(model, cal_steps={})
+        models.append(model)
+    paths = [tmp_path / f"w{k}_cal.asdf" for k in range(4)]
+    writers = [
+        threading.Thread(target=l2.write_l2, args=(m, p))
+        for m, p in zip(models, paths, strict=True)
+    ]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    for path in paths:
+        assert block_checksum_problems(path) == []
+    assert block_io.calculate_block_checksum is original
