@@ -416,10 +416,22 @@ class ReferenceFile:
     def science_medians(self, name, border=REF_BORDER):
         """Medians of field ``name`` inside ``border``: all values, good values.
 
-        Returns ``(median of every value, median of the finite positive values)``
-        (the second is NaN when there is none); each exactly as `numpy.median` gives
-        it. Computed once per process and file version: the dark-current and photom
+        Computed once per process and file version: the dark-current and photom
         steps both need the median gain (0.3 s a full frame each).
+
+        Parameters
+        ----------
+        name : str
+            A 2-D array field (``"data"`` of the gain file).
+        border : int
+            Rows and columns left out on every side (the reference pixels).
+
+        Returns
+        -------
+        tuple of float
+            ``(median of every value, median of the finite positive values)``, each
+            exactly as `numpy.median` gives it; the second is NaN when no value is
+            finite and positive.
         """
         key = (*self._identity, name, border)
         medians = _SCIENCE_MEDIANS.get(key)
