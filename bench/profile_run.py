@@ -10,6 +10,12 @@ Usage::
     python bench/profile_run.py bench/out/4096_survey6/sim/sim_WFI01_4096_s0.yaml
     python bench/profile_run.py CONFIG.yaml --markdown   # a table for RESULTS.md
     python bench/profile_run.py CONFIG.yaml --part-peaks # peak within each part
+    python bench/profile_run.py CONFIG.yaml --library    # as a library call
+    python bench/profile_run.py CONFIG.yaml --main-thread  # + main thread's CPU
+
+The process is set up as the command line sets it up (`romanimpreprocess._startup.
+start_cli`: libyaml for the stack's manifests, gc freeze, freed buffers kept) unless
+``--library`` is given.
 
 With ``--part-peaks`` the peak column is the peak of each part alone (the kernel's
 high-water mark is reset when a part starts, ``/proc/self/clear_refs``), which shows
@@ -27,7 +33,13 @@ _T0 = time.perf_counter()
 
 def _usage():
     r = resource.getrusage(resource.RUSAGE_SELF)
-    return time.perf_counter(), r.ru_utime, r.ru_stime, r.ru_minflt
+    return (
+        time.perf_counter(),
+        r.ru_utime,
+        r.ru_stime,
+        r.ru_minflt,
+        time.thread_time(),
+    )
 
 
 def _memory():
@@ -60,6 +72,7 @@ def _record(name, before, memory=True):
         "user": after[1] - before[1],
         "sys": after[2] - before[2],
         "faults": after[3] - before[3],
+        "main": after[4] - before[4],
     }
     if memory:
         row["rss"], row["anon"], row["file"], row["peak"] = _memory()
@@ -87,11 +100,28 @@ def main(argv=None):
     parser.add_argument(
         "--part-peaks", action="store_true", help="peak memory of each part alone"
     )
+    parser.add_argument(
+        "--library",
+        action="store_true",
+        help="profile a library call: no start_cli (the default profiles the CLI)",
+    )
+    parser.add_argument(
+        "--main-thread",
+        action="store_true",
+        help="add the CPU time of the main thread alone (the serial path: on an "
+        "idle machine the wall time of a part that only the main thread works on)",
+    )
     args = parser.parse_args(argv)
     global PART_PEAKS
     PART_PEAKS = args.part_peaks
 
-    start = (_T0, 0.0, 0.0, 0)
+    start = (_T0, 0.0, 0.0, 0, 0.0)
+    if not args.library:
+        # as ``python -m ...gen_cal_image`` does: the stack's manifests through
+        # libyaml, and the process-level tweaks (gc freeze, freed buffers kept)
+        from romanimpreprocess._startup import start_cli
+
+        start_cli()
     import stpipe.step
     import yaml
 
@@ -128,6 +158,8 @@ def main(argv=None):
     ROWS[:] = [r for r in ROWS if r["part"] != "open the L1" or r["wall"] > 1e-3]
 
     header = ("part", "wall s", "user s", "sys s", "faults", "RSS", "anon", "file")
+    if args.main_thread:
+        header = (*header[:4], "main thread s", *header[4:])
     if args.markdown:
         sys.stdout.write("| " + " | ".join(header) + " | peak GiB |\n")
         sys.stdout.write("|" + "---|" * (len(header) + 1) + "\n")
@@ -147,6 +179,7 @@ def main(argv=None):
             f"{r['wall']:.2f}",
             f"{r['user']:.2f}",
             f"{r['sys']:.2f}",
+            *((f"{r['main']:.2f}",) if args.main_thread else ()),
             str(r["faults"]),
             *mem,
         )

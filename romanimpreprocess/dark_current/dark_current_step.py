@@ -36,7 +36,8 @@ class DarkCurrentStep(RipStep):
         """Return the dark-subtracted rate `ImageModel`."""
         model = self.open_model(dataset)
         dark = self.load_reference(model, "dark", fields=["dark_slope", "dq"])
-        gain = np.asarray(self.load_reference(model, "gain", fields=["data"]).data)
+        gain_ref = self.load_reference(model, "gain", fields=["data"])
+        gain = np.asarray(gain_ref.data)
         kernel_ref = self.load_reference(model, "ipc4d", fields=["data"])
         kernel = None if kernel_ref is None else kernel_ref.data
         dtype = (
@@ -74,7 +75,10 @@ class DarkCurrentStep(RipStep):
             from roman_datamodels.dqflags import pixel
 
             model.dq[bad_gain[science]] |= np.uint32(pixel.NO_GAIN_VALUE)
-        medgain = float(np.median(gain if self.legacy_compat else gain[science]))
+        if self.legacy_compat:
+            medgain = float(np.median(gain))
+        else:
+            medgain = gain_ref.science_medians("data", b)[0]
         self.processinfo(model)["medgain"] = medgain
         log.info(
             "Dark current: median deconvolved dark slope %.4g DN/s (every 4th row "

@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from romanimpreprocess.datamodels.errors import WCSHeaderError
+from romanimpreprocess.parallel import run_in_threads
 
 __all__ = [
     "gwcs_from_header",
@@ -253,6 +254,10 @@ def _area_at(world, x, y, north):
     return np.abs(j11 * j22 - j21 * j12)
 
 
+# rows of the area map per spline evaluation (`pixel_area_spline`)
+_SPLINE_BLOCK_ROWS = 512
+
+
 def pixel_area_spline(header, shape, *, offset: int = 0, step: int = 16):
     """`pixel_area_map` from a bicubic spline through every ``step``-th pixel.
 
@@ -273,7 +278,18 @@ def pixel_area_spline(header, shape, *, offset: int = 0, step: int = 16):
     gx, gy = np.meshgrid(xs + offset, ys + offset)
     nodes = _area_at(world, gx, gy, north)
     spline = RectBivariateSpline(ys, xs, nodes, kx=3, ky=3)
-    return spline(np.arange(ny, dtype=np.float64), np.arange(nx, dtype=np.float64))
+    rows = np.arange(ny, dtype=np.float64)
+    columns = np.arange(nx, dtype=np.float64)
+    area = np.empty((ny, nx), dtype=np.float64)
+
+    def evaluate(start):
+        # FITPACK's bispev releases the GIL and gives every point the value it
+        # has in a whole-frame call: row blocks on threads, same map
+        block = slice(start, start + _SPLINE_BLOCK_ROWS)
+        area[block] = spline(rows[block], columns)
+
+    run_in_threads(evaluate, range(0, ny, _SPLINE_BLOCK_ROWS))
+    return area
 
 
 def pixel_area_map(header, shape, *, offset: int = 0) -> NDArray[np.float64]:

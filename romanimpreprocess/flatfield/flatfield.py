@@ -4,6 +4,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from romanimpreprocess.ipc import ipc
+from romanimpreprocess.parallel import run_in_threads
 
 __all__ = ["FLAT_RANGE", "effective_flat", "prepare_flat"]
 
@@ -51,12 +52,16 @@ def effective_flat(
     """``F / (Area / Omega_ideal)`` (float64 area), cast to float32.
 
     Evaluated ``block_rows`` rows at a time (the same operations on every pixel, so
-    the same bits), which keeps the float64 temporaries in the cache.
+    the same bits), which keeps the float64 temporaries in the cache; the blocks run
+    on `romanimpreprocess.parallel.run_in_threads`.
     """
     if area is None:
         return np.asarray(flat, dtype=np.float32)
     out = np.empty(np.shape(flat), dtype=np.float32)
-    for r0 in range(0, out.shape[0], block_rows):
+
+    def divide(r0):
         rows = slice(r0, r0 + block_rows)
         out[rows] = flat[rows] / (area[rows] / omega)
+
+    run_in_threads(divide, range(0, out.shape[0], block_rows))
     return out

@@ -24,13 +24,10 @@ with ``g_det`` the median gain of the science area (romanisim's ``medgain``).
 import math
 from dataclasses import dataclass
 
-import numpy as np
-
 __all__ = [
     "Conversion",
     "PhotometryError",
     "conversion_to_our_units",
-    "median_gain",
     "placeholder",
 ]
 
@@ -84,16 +81,6 @@ def is_set(value):
     except (TypeError, ValueError):
         return False
     return math.isfinite(value) and value != PLACEHOLDER
-
-
-def median_gain(gain, border):
-    """Median of the positive, finite gain of the science area (e/DN)."""
-    gain = np.asarray(gain)
-    science = gain[border:-border, border:-border] if border else gain
-    good = science[np.isfinite(science) & (science > 0)]
-    if good.size == 0:
-        raise PhotometryError("gain: no positive finite value in the science area")
-    return float(np.median(good))
 
 
 def conversion_to_our_units(

@@ -120,8 +120,15 @@ class PhotomStep(RipStep):
         return {k: _plain_number(v) for k, v in row.items()}
 
     def _gain(self, model):
-        gain = self.load_reference(model, "gain", fields=["data"]).data
-        return photom.median_gain(np.asarray(gain), REF_BORDER)
+        gain_ref = self.load_reference(model, "gain", fields=["data"])
+        # the median of the good gains, as photom.median_gain gives it: computed
+        # once per process (dark_current needs it too)
+        median = gain_ref.science_medians("data", REF_BORDER)[1]
+        if not np.isfinite(median):
+            raise photom.PhotometryError(
+                "gain: no positive finite value in the science area"
+            )
+        return median
 
 
 def _plain_number(value):

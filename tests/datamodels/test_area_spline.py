@@ -26,3 +26,26 @@ def test_spline_matches_the_per_pixel_map():
         assert np.abs(spline / exact - 1).max() < 1e-8
         # and the distortion is visible at this level (the test can fail)
         assert np.ptp(exact) / exact.mean() > 1e-6
+
+
+def test_row_blocks_on_threads_give_the_whole_frame_evaluation(monkeypatch):
+    """The threaded row blocks against one scipy call over the whole frame."""
+    from scipy.interpolate import RectBivariateSpline
+
+    from romanimpreprocess.datamodels import wcs
+
+    captured = {}
+    original = RectBivariateSpline.__init__
+
+    def keep(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        captured["spline"] = self
+
+    monkeypatch.setattr(RectBivariateSpline, "__init__", keep)
+    monkeypatch.setattr(wcs, "_SPLINE_BLOCK_ROWS", 37)
+    shape = (200, 184)
+    for threads in ("1", "2"):
+        monkeypatch.setenv("RIP_THREADS", threads)
+        blocks = pixel_area_spline(_header(), shape)
+        whole = captured["spline"](np.arange(200.0), np.arange(184.0))
+        np.testing.assert_array_equal(blocks, whole)

@@ -71,6 +71,39 @@ def test_values_beyond_float16_are_clipped_and_flagged():
     assert model["processinfo"]["var_poisson_float32"][3, 4] == np.float32(1e6)
 
 
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_float16_cast_in_blocks_matches_one_clip(monkeypatch, threads):
+    """The threaded row-block cast against one whole-array np.clip (the definition),
+    on more rows than a block and every awkward value: NaN, +-inf, beyond, at and
+    just under the float16 maximum, the smallest subnormals."""
+    monkeypatch.setenv("RIP_THREADS", threads)
+    rng = np.random.default_rng(5)
+    shape = (2 * l2._FLOAT16_BLOCK_ROWS + 37, 41)
+    value = rng.lognormal(0.0, 6.0, shape).astype(np.float32)
+    value *= rng.choice([-1, 1], shape).astype(np.float32)
+    awkward = [np.nan, np.inf, -np.inf, 65504.0, 65519.0, 65520.0, -7e4, 1e-8, -3e-8]
+    for i, x in enumerate(awkward):
+        value[100 * i % shape[0], i] = x
+    dq = np.zeros(shape, np.uint32)
+    dq[::7] = pixel.HOT
+    dq_before = dq.copy()
+    half, clipped = l2._float16_flagged(value, dq)
+    expected = np.empty(shape, np.float16)
+    big = np.abs(value) > l2._FLOAT16_MAX
+    np.clip(value, -l2._FLOAT16_MAX, l2._FLOAT16_MAX, out=expected, casting="unsafe")
+    np.testing.assert_array_equal(half.view(np.uint16), expected.view(np.uint16))
+    assert clipped == int(big.sum()) > 3
+    np.testing.assert_array_equal(
+        dq, dq_before | np.where(big, np.uint32(pixel.UNRELIABLE_ERROR), 0)
+    )
+    # chisq/dumo: NaN to 0 first, no flags
+    zeroed, _ = l2._float16_flagged(value, None, nan=0.0)
+    expected = np.clip(
+        np.nan_to_num(value, nan=0.0), -l2._FLOAT16_MAX, l2._FLOAT16_MAX
+    ).astype(np.float16)
+    np.testing.assert_array_equal(zeroed.view(np.uint16), expected.view(np.uint16))
+
+
 @pytest.mark.parametrize("flag", [pixel.DEAD, pixel.NO_GAIN_VALUE, pixel.NO_FLAT_FIELD])
 def test_unusable_pixels_get_do_not_use_outside_legacy_compat(flag):
     flags = {(3, 4): flag | pixel.HOT, (5, 6): pixel.HOT, (7, 8): pixel.LOW_QE}
@@ -231,3 +264,78 @@ def test_keep_nan_keeps_them_and_still_flags():
     assert np.isnan(np.asarray(model.var_rnoise, np.float32)[no_slope]).all()
     assert (model.dq[no_slope] & pixel.DO_NOT_USE).all()
     assert model["processinfo"]["keep_nan"] is True
+
+
+def _block_checksums(path):
+    import mmap
+
+    from romanimpreprocess.datamodels.checksums import _blocks
+
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as v:
+        blocks, problems = _blocks(v, 0)
+    assert not problems
+    return [checksum for *_, checksum in blocks]
+
+
+def test_checksums_computed_ahead_are_asdf_s(tmp_path, monkeypatch):
+    """The block checksums hashed on threads before the write (RIP_THREADS=2) are
+    the ones asdf computes itself (RIP_THREADS=1), and every block verifies."""
+    from romanimpreprocess.datamodels.checksums import block_checksum_problems
+
+    hashed = []
+    md5 = l2._md5
+    monkeypatch.setattr(l2, "_md5", lambda a: hashed.append(a.nbytes) or md5(a))
+    monkeypatch.setattr(l2, "_AHEAD_MIN_BYTES", 4096)
+    # float32 planes stored as they are, the rest compressed (asdf hashes those)
+    monkeypatch.setattr(
+        l2, "_compression_for", lambda a: None if a.dtype == np.float32 else "lz4"
+    )
+    sums = {}
+    for threads in ("1", "2"):
+        monkeypatch.setenv("RIP_THREADS", threads)
+        model = _image(shape=(64, 64))
+        l2.finalize_l2(model, cal_steps={})
+        path = tmp_path / f"t{threads}_cal.asdf"
+        l2.write_l2(model, path)
+        assert block_checksum_problems(path) == []
+        sums[threads] = _block_checksums(path)
+    assert len(hashed) >= 3  # data and the float32 planes of the fake model
+    assert sums["1"] == sums["2"]
+    assert all(any(c) for c in sums["2"])
+    from asdf._block import io as block_io
+
+    assert block_io.calculate_block_checksum.__module__ == "asdf._block.io"
+
+
+def test_checksums_ahead_with_writers_side_by_side(tmp_path, monkeypatch):
+    """Threads writing L2s at the same time: every file verifies and asdf's own
+    checksum function is in place afterwards."""
+    import threading
+
+    from asdf._block import io as block_io
+
+    from romanimpreprocess.datamodels.checksums import block_checksum_problems
+
+    monkeypatch.setenv("RIP_THREADS", "2")
+    monkeypatch.setattr(l2, "_AHEAD_MIN_BYTES", 4096)
+    monkeypatch.setattr(
+        l2, "_compression_for", lambda a: None if a.dtype == np.float32 else "lz4"
+    )
+    original = block_io.calculate_block_checksum
+    models = []
+    for seed in range(4):
+        model = _image(shape=(64, 64), seed=seed)
+        l2.finalize_l2(model, cal_steps={})
+        models.append(model)
+    paths = [tmp_path / f"w{k}_cal.asdf" for k in range(4)]
+    writers = [
+        threading.Thread(target=l2.write_l2, args=(m, p))
+        for m, p in zip(models, paths, strict=True)
+    ]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    for path in paths:
+        assert block_checksum_problems(path) == []
+    assert block_io.calculate_block_checksum is original

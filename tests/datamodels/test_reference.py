@@ -193,6 +193,34 @@ def test_nonfinite_values_are_refused(tmp_path):
         _ = ref.data
 
 
+def test_nonfinite_scan_once_per_file_version(tmp_path, monkeypatch):
+    """A second opening of the same file (another step) does not scan it again,
+    still refuses a bad array, and a rewritten file is scanned anew."""
+    from romanimpreprocess.datamodels import reference
+
+    scans = []
+    count = reference._count_nonfinite
+    monkeypatch.setattr(
+        reference, "_count_nonfinite", lambda a: scans.append(1) or count(a)
+    )
+    gain = np.full((NY, NX), 1.8)
+    gain[3, 4] = np.nan
+    path = write(tmp_path, {"data": gain})
+    for _ in range(2):
+        ref = open_reference("gain", path, GEOM)
+        with pytest.raises(ReferenceFileError, match=r"roman.data.*1 non-finite"):
+            _ = ref.data
+        ref.close()
+    assert len(scans) == 1
+    gain[3, 4] = 1.8
+    stat = os.stat(path)
+    write(tmp_path, {"data": gain})
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    with open_reference("gain", path, GEOM) as ref:
+        np.testing.assert_array_equal(ref.data, gain)
+    assert len(scans) == 2
+
+
 def test_only_requested_fields_are_checked(tmp_path):
     """A step that needs only the dark slope opens a file whose cube is absent."""
     path = write(tmp_path, {"dark_slope": np.zeros((NY, NX), np.float32)})
@@ -223,3 +251,23 @@ def test_romancal_style_file_with_meta_is_accepted(tmp_path):
 def test_unknown_reftype():
     with pytest.raises(ValueError, match="unknown reference type"):
         open_reference("nonsense", os.devnull, GEOM)
+
+
+@pytest.mark.parametrize("case", ["all good", "some bad"])
+def test_science_medians_are_numpy_medians(tmp_path, case):
+    """Brute force: numpy's medians of the science area, every value / good ones."""
+    rng = np.random.default_rng(3)
+    gain = rng.uniform(1.5, 2.5, (NY, NX))
+    gain[0, :] = 100.0  # the border is not counted
+    if case == "some bad":
+        gain[10, 10:20] = -1.0
+        gain[11, 11] = 0.0
+    path = write(tmp_path, {"data": gain})
+    b = GEOM.border
+    science = gain[b:-b, b:-b]
+    good = science[np.isfinite(science) & (science > 0)]
+    with open_reference("gain", path, GEOM) as ref:
+        every, of_good = ref.science_medians("data", b)
+    assert every == float(np.median(science))
+    assert of_good == float(np.median(good))
+    assert (every == of_good) == (case == "all good")

@@ -58,6 +58,20 @@ def _image(rng):
     return model
 
 
+def test_effective_flat_in_threaded_blocks_is_the_whole_frame_formula(
+    rng, monkeypatch
+):
+    """Row blocks on threads against F / (Area / Omega) over the whole frame."""
+    flat = rng.uniform(0.5, 1.5, (301, 77)).astype(np.float32)
+    area = rng.uniform(0.9, 1.1, (301, 77)) * OMEGA_IDEAL
+    expected = (flat / (area / OMEGA_IDEAL)).astype(np.float32)
+    for threads in ("1", "2"):
+        monkeypatch.setenv("RIP_THREADS", threads)
+        got = flatfield.effective_flat(flat, area, OMEGA_IDEAL, block_rows=16)
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, expected)
+
+
 def test_step_without_wcs_divides_by_the_flat_only(make_ref_file, rng, caplog):
     model = _image(rng)
     data = np.array(model.data)
