@@ -71,8 +71,9 @@ def _calibrate_function(config):
 
     temp = config["NOISE"]["TEMP"]
 
-    def calibrate(l1):
-        atomic_save(l1, temp)
+    def calibrate(handover):
+        # the L1 is read back from its file: the model goes once written
+        atomic_save(handover.pop(), temp)
         out = temp_files(temp)["L2"]
         run = copy.deepcopy(config)
         run.update({"IN": temp, "OUT": out, "SLICEOUT": False, "FITSOUT": False})
@@ -80,6 +81,7 @@ def _calibrate_function(config):
         calibrateimage(run)
         return open_l2(out)
 
+    calibrate.takes_handover = True
     return calibrate
 
 

@@ -262,9 +262,12 @@ class NoiseInputs:
     c_pink, u_pink : float
     amp33_model : dict or None
     calibrate : callable or None
-        ``calibrate(data_uint16, amp33_uint16, *, reference=False) -> (sy, sx)``:
-        L2 ``data`` of the raw ramp run through the same calibration as the
-        exposure (``reference`` is True for the noiseless dark ramp).
+        ``calibrate(ramp, *, reference=False) -> (sy, sx)``: L2 ``data`` of the raw
+        ramp ``ramp = [data_uint16, amp33_uint16]`` run through the same
+        calibration as the exposure (``reference`` is True for the noiseless dark
+        ramp). The list is handed over: the callable takes the arrays out of it
+        (``data, amp33 = ramp; ramp.clear()``), so that no one else holds them
+        while it runs.
     """
 
     data: NDArray | None = None
@@ -360,13 +363,14 @@ class _ReadNoise:
 
     def reference(self):
         if self._reference is None:
-            dark16 = _dark_ramp(self.inputs, legacy_compat=self.legacy_compat)
+            ramp = [
+                _dark_ramp(self.inputs, legacy_compat=self.legacy_compat),
+                np.array(self._dark_amp33()),
+            ]
+            _release(self.inputs.dark)
             log.info("R layers: calibrating the noiseless reference (dark) ramp")
             self._reference = np.asarray(
-                self.inputs.calibrate(
-                    dark16, np.array(self._dark_amp33()), reference=True
-                ),
-                dtype=np.float32,
+                self.inputs.calibrate(ramp, reference=True), dtype=np.float32
             )
         return self._reference
 
@@ -413,7 +417,9 @@ class _ReadNoise:
             )
             del dark16
         _release(inp.read_noise, inp.reset_noise, inp.dark)
-        result = np.asarray(inp.calibrate(noisy, amp33), dtype=np.float32)
+        ramp = [noisy, amp33]
+        del noisy, amp33
+        result = np.asarray(inp.calibrate(ramp), dtype=np.float32)
         return result - reference
 
 

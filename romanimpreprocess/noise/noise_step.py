@@ -8,6 +8,7 @@ from typing import ClassVar
 import asdf
 import numpy as np
 
+from romanimpreprocess._memory import return_freed_memory
 from romanimpreprocess.constants import N_CHANNELS, REF_BORDER
 from romanimpreprocess.datamodels import (
     MissingReferenceError,
@@ -120,7 +121,10 @@ class NoiseStep(RipStep):
     needs the exposure's L1 and a calibration function. Inside `L1ToL2Pipeline` the
     pipeline provides both (``calibrate_l1`` and ``l1_model`` on the parent); from
     Python set ``step.calibrate`` (a callable L1 model → L2 model) and ``step.l1``
-    (an L1 model or path) or give ``l1_input``. The algorithms are in
+    (an L1 model or path) or give ``l1_input``. A calibration with the attribute
+    ``takes_handover`` set gets the L1 model in a one-element list instead and
+    takes it out: the step then holds no reference to the noisy ramp while it is
+    calibrated. The algorithms are in
     `romanimpreprocess.noise.noise`.
     """
 
@@ -355,29 +359,44 @@ class NoiseStep(RipStep):
         )
 
     def _array_calibration(self, raw):
-        """``calibrate(data_uint16, amp33_uint16) -> L2 data`` for `make_noise_cube`.
+        """``calibrate(ramp) -> L2 data`` for `make_noise_cube` (``NoiseInputs.calibrate``).
 
-        The noiseless reference (``reference=True``, the same dark ramp for every R
-        layer) is calibrated once and its data kept for the next layers.
+        The ramp's arrays go into an L1 model (a copy of ``raw`` without its
+        resultants), which is handed to the calibration: a calibration that takes
+        a handover (``takes_handover``: `L1ToL2Pipeline.calibrate_l1`,
+        ``gen_noise_image``'s) gets it in a one-element list and takes it out, so
+        nothing else holds the ramp while the calibration runs. The noiseless
+        reference (``reference=True``, the same dark ramp for every R layer) is
+        calibrated once and its data kept for the next layers.
         """
         function = self._calibration_function()
         temp = self.temp
         kept = {}
 
-        def calibrate(data, amp33, *, reference=False):
+        def calibrate(ramp, *, reference=False):
+            data, amp33 = ramp
+            ramp.clear()
             if reference and "reference" in kept:
                 return kept["reference"]
-            l1 = _l1_variant(raw, data, amp33)
-            result = function(l1)
-            if temp:
-                files = temp_files(temp)
-                atomic_save(l1, files["L1"])
+            handover = [_l1_variant(raw, data, amp33)]
+            del data, amp33
+            files = temp_files(temp) if temp else None
+            if files:
+                atomic_save(handover[0], files["L1"])
+            if getattr(function, "takes_handover", False):
+                result = function(handover)
+            else:
+                result = function(handover.pop())
+            handover.clear()
+            if files:
                 atomic_save(result, files["reference L2" if reference else "L2"])
             out = np.asarray(result.data, dtype=np.float32)
             # the rest of the L2 (err, variances, dq: 0.2 GB on a full frame) goes
-            # now, not at the next garbage collection
-            del l1, result
+            # now, not at the next garbage collection, and what the calibration
+            # freed leaves the process (the step runs with freed buffers kept)
+            del result
             gc.collect()
+            return_freed_memory()
             if reference:
                 kept["reference"] = out
             return out

@@ -223,7 +223,10 @@ class L1ToL2Pipeline(RipPipeline):
             self._preflight(dataset)
             model = self.open_model(dataset)
             if not self.noise.skip and isinstance(model, dm.ScienceRawModel):
-                self.l1_model = model
+                # a file is read again by the noise step: its resultants are not
+                # held through the calibration
+                path = isinstance(dataset, str | os.PathLike)
+                self.l1_model = os.fspath(dataset) if path else model
             model = self.open_ramp(model)
             self._check_references(model)
             # Hand the ramp over: no reference to it stays in this frame, so the
@@ -254,9 +257,19 @@ class L1ToL2Pipeline(RipPipeline):
             self.l1_model = None
 
     def calibrate_l1(self, l1):
-        """Calibrate another L1 model exactly as this run (used by the noise step)."""
-        model, _ = self._run_steps([self.open_ramp(l1)], until="noise")
+        """Calibrate another L1 model exactly as this run (used by the noise step).
+
+        ``l1`` is the model or, handed over, a one-element list holding it: the
+        model is then taken out, and its resultants go once decoded.
+        """
+        if isinstance(l1, list):
+            l1 = l1.pop()
+        handover = [self.open_ramp(l1)]
+        del l1
+        model, _ = self._run_steps(handover, until="noise")
         return model
+
+    calibrate_l1.takes_handover = True
 
     def _run_steps(self, handover, until=None):
         """Run the steps on ``handover[0]`` (taken out of the list; see process)."""
