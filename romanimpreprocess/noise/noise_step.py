@@ -383,6 +383,10 @@ class NoiseStep(RipStep):
             files = temp_files(temp) if temp else None
             if files:
                 atomic_save(handover[0], files["L1"])
+            # the ramp's temporaries (full-frame float32 planes) were freed, but the
+            # step keeps freed buffers (stpipe.core.RipStep.run): they leave now,
+            # before the calibration's own peak
+            return_freed_memory()
             if getattr(function, "takes_handover", False):
                 result = function(handover)
             else:
