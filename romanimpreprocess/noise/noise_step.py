@@ -206,7 +206,10 @@ class NoiseStep(RipStep):
                 if not_finite.any():
                     one[not_finite] = 0.0
                     not_finite_total += int(not_finite.sum())
+                del not_finite
             yield one
+            # not held while the next layer is made
+            del one
         if not_finite_total:
             log.info(
                 "%d non-finite noise value(s) set to 0 (keep_nan keeps them)",
@@ -383,9 +386,12 @@ class NoiseStep(RipStep):
             files = temp_files(temp) if temp else None
             if files:
                 atomic_save(handover[0], files["L1"])
-            # the ramp's temporaries (full-frame float32 planes) were freed, but the
-            # step keeps freed buffers (stpipe.core.RipStep.run): they leave now,
-            # before the calibration's own peak
+            # the ramp's temporaries (full-frame float32 planes) and models no
+            # longer used (the L1 read for the template or an Ra layer: cycles,
+            # freed at a collection) were freed, but the step keeps freed buffers
+            # (stpipe.core.RipStep.run): they leave now, before the calibration's
+            # own peak
+            gc.collect()
             return_freed_memory()
             if getattr(function, "takes_handover", False):
                 result = function(handover)
@@ -459,6 +465,8 @@ class NoiseStep(RipStep):
                         # float32, as the legacy's copy of a float16 cube too
                         fits_copy.write(np.asarray(layer, dtype=dtype).astype(">f4"))
                     count += 1
+                    # the next layer is made while this loop waits: not held then
+                    del layer
                 if fits_copy is not None:
                     fits_copy.close()
             replace_together(temporaries, targets, tmpdir)
