@@ -28,7 +28,7 @@ import ctypes.util
 import logging
 import os
 
-__all__ = ["reuse_freed_memory"]
+__all__ = ["return_freed_memory", "reuse_freed_memory"]
 
 log = logging.getLogger(__name__)
 
@@ -81,4 +81,18 @@ def reuse_freed_memory():
         reuse_freed_memory.active = False
         libc.mallopt(_M_MMAP_THRESHOLD, _DEFAULT_THRESHOLD)
         libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_THRESHOLD)
+        libc.malloc_trim(0)
+
+
+def return_freed_memory():
+    """Give the memory freed so far back to the system now (``malloc_trim``).
+
+    For a run that holds little between big pieces of work inside one
+    `reuse_freed_memory` block: the noise step calls it after each R layer's
+    calibration, so that what that calibration freed does not stay resident, under
+    the arrays the step allocates next, to the end of the step (bench/RESULTS.md,
+    the noise run). Does nothing where malloc is not glibc's.
+    """
+    libc = _libc()
+    if libc is not None:
         libc.malloc_trim(0)

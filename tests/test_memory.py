@@ -39,3 +39,17 @@ def test_can_be_turned_off(monkeypatch):
     assert _memory._libc() is None
     with reuse_freed_memory():
         assert not getattr(reuse_freed_memory, "active", False)
+
+
+@pytest.mark.skipif(_memory._libc() is None, reason="needs glibc's mallopt")
+def test_freed_planes_leave_on_request_inside_a_run():
+    """return_freed_memory gives back what a run keeps: the next plane faults in."""
+    with reuse_freed_memory():
+        assert _faults_of_a_second_plane() == 0  # kept for reuse
+        first = np.ones(PLANE, np.float32)
+        del first
+        _memory.return_freed_memory()
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        second = np.ones(PLANE, np.float32)
+        del second
+        assert resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before > 0

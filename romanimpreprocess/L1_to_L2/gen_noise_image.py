@@ -65,14 +65,19 @@ def open_l2(path):
 
 def _calibrate_function(config):
     """L1 model → L2 model, calibrated exactly as the exposure (``config``)."""
+    from romanimpreprocess._memory import return_freed_memory
     from romanimpreprocess.L1_to_L2.gen_cal_image import calibrateimage
     from romanimpreprocess.noise.noise_step import temp_files
     from romanimpreprocess.stpipe import atomic_save
 
     temp = config["NOISE"]["TEMP"]
 
-    def calibrate(l1):
-        atomic_save(l1, temp)
+    def calibrate(handover):
+        # the L1 is read back from its file: the model goes once written, and the
+        # memory it and the writing used leaves the process before the calibration
+        # (the noise step keeps freed buffers otherwise)
+        atomic_save(handover.pop(), temp)
+        return_freed_memory()
         out = temp_files(temp)["L2"]
         run = copy.deepcopy(config)
         run.update({"IN": temp, "OUT": out, "SLICEOUT": False, "FITSOUT": False})
@@ -80,6 +85,7 @@ def _calibrate_function(config):
         calibrateimage(run)
         return open_l2(out)
 
+    calibrate.takes_handover = True
     return calibrate
 
 

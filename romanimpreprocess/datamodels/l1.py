@@ -23,6 +23,7 @@ from romanimpreprocess.parallel import run_in_threads
 
 __all__ = [
     "decode_rows",
+    "decoded_uint16",
     "large_reads",
     "lz4_chunk_rows",
     "open_l1",
@@ -288,13 +289,11 @@ def raw_to_ramp(raw, threads=None, *, skeleton=False) -> dm.RampModel:
         ramp.meta.exposure.data_problem = "True" if data_problem else None
     if "reference_read" in ramp:
         del ramp.reference_read
+    ramp.amp33 = _decoded_amp33(ramp, offset)
     if "reference_amp33" in ramp:
-        ramp.amp33 = ramp.amp33 + np.asarray(ramp.reference_amp33, dtype=np.uint16)
         del ramp.reference_amp33
     if offset:
-        ramp.amp33 = ramp.amp33 - np.uint16(offset)
         log.info("Removed data-encoding offset %d DN from data and amp33", offset)
-    ramp.amp33 = np.array(ramp.amp33, dtype=np.uint16, copy=True)
     b = REF_BORDER
     ny, nx = ramp.data.shape[1:]
     if skeleton:
@@ -519,6 +518,51 @@ def lz4_chunk_rows(raw) -> int:
     """Rows per chunk of an L1 cube read by lz4 chunks (`decode_rows`); 0 if not."""
     reader = _Lz4Rows.of(raw) if isinstance(raw, dm.ScienceRawModel) else None
     return reader.chunk_rows if reader is not None else 0
+
+
+def _decoded_amp33(model, offset):
+    """amp33 + stored reference amp33 - offset, uint16 (modular, as the L1 encoding)."""
+    amp33 = model.amp33
+    if "reference_amp33" in model:
+        amp33 = amp33 + np.asarray(model.reference_amp33, dtype=np.uint16)
+    if offset:
+        amp33 = amp33 - np.uint16(offset)
+    return np.array(amp33, dtype=np.uint16, copy=True)
+
+
+def decoded_uint16(raw, planes=True):
+    """The decoded L1 resultants rounded to uint16, made one plane at a time.
+
+    Equal to ``np.clip(np.round(raw_to_ramp(raw).data), 0, 65535)`` as uint16 (the
+    same float32 decoding, plane by plane) and the decoded amp33 of `raw_to_ramp`,
+    without the float32 cube (0.4 GB on a full frame of 6 resultants) and its
+    rounding temporaries: the noise step's read-noise layers re-use the raw ramp
+    (docs/noise/index.rst).
+
+    Parameters
+    ----------
+    raw : ScienceRawModel
+    planes : bool
+        False: only the amp33 is decoded (``data`` is None).
+
+    Returns
+    -------
+    data : ndarray of uint16, shape (n, ny, nx), or None
+    amp33 : ndarray of uint16, shape (n, ny, w)
+    """
+    if not isinstance(raw, dm.ScienceRawModel):
+        raise TypeError(f"expected a ScienceRawModel, got {type(raw)}")
+    reference_read = raw.get("reference_read") if "reference_read" in raw else None
+    offset = int(raw.meta.instrument.get("data_encoding_offset", 0) or 0)
+    amp33 = _decoded_amp33(raw, offset)
+    if not planes:
+        return None, amp33
+    resultants = raw.data
+    data = np.empty(resultants.shape, dtype=np.uint16)
+    for k in range(resultants.shape[0]):
+        plane = _decode_resultants(resultants[k : k + 1], reference_read, offset, 1)
+        data[k] = np.clip(np.round(plane[0]), 0, 65535)
+    return data, amp33
 
 
 def _decode_resultants(data, reference_read, offset, threads):

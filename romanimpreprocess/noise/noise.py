@@ -42,6 +42,7 @@ from romanimpreprocess.noise.weights import (
     pseudo_poisson_moments,
     weight_table,
 )
+from romanimpreprocess.utils.mapped import release_pages
 
 __all__ = [
     "IQR_TO_SIGMA",
@@ -228,6 +229,11 @@ class NoiseInputs:
     Science-area arrays are (sy, sx); full-frame ones (ny, nx) with the border.
     Fields only some layers need may be None when no layer needs them.
 
+    ``gain``, ``read_noise``, ``reset_noise`` and ``dark`` may be read-only
+    memory-mapped arrays of the reference files: their pages are given back after
+    each use (`romanimpreprocess.utils.mapped.release_pages`), so they are not
+    resident while an R layer is calibrated (docs/noise/index.rst, "Memory").
+
     Attributes
     ----------
     data : ndarray (sy, sx)
@@ -246,15 +252,22 @@ class NoiseInputs:
     endslice : ndarray (sy, sx) or None
     l1_data, l1_amp33 : ndarray or None
         Decoded raw resultants (n, ny, nx) uint16 and amp33 (n, ny, w).
+    load_l1 : callable or None
+        ``load_l1() -> (l1_data, l1_amp33)``, used by ``Ra`` layers when
+        ``l1_data`` is None: the decoded resultants are then made when a layer
+        needs them and not held in between.
     dark : ndarray (n or n+1, ny, nx) or None
         Dark cube (noiseless raw ramp of the reference calibration).
     read_noise, reset_noise : ndarray (ny, nx) or None
     c_pink, u_pink : float
     amp33_model : dict or None
     calibrate : callable or None
-        ``calibrate(data_uint16, amp33_uint16, *, reference=False) -> (sy, sx)``:
-        L2 ``data`` of the raw ramp run through the same calibration as the
-        exposure (``reference`` is True for the noiseless dark ramp).
+        ``calibrate(ramp, *, reference=False) -> (sy, sx)``: L2 ``data`` of the raw
+        ramp ``ramp = [data_uint16, amp33_uint16]`` run through the same
+        calibration as the exposure (``reference`` is True for the noiseless dark
+        ramp). The list is handed over: the callable takes the arrays out of it
+        (``data, amp33 = ramp; ramp.clear()``), so that no one else holds them
+        while it runs.
     """
 
     data: NDArray | None = None
@@ -268,6 +281,7 @@ class NoiseInputs:
     endslice: NDArray | None = None
     l1_data: NDArray | None = None
     l1_amp33: NDArray | None = None
+    load_l1: Callable | None = None
     dark: NDArray | None = None
     read_noise: NDArray | None = None
     reset_noise: NDArray | None = None
@@ -283,8 +297,9 @@ def _need(inputs, names, what):
         raise ValueError(f"{what} needs {', '.join(missing)}, which is not available")
 
 
-def _dark_ramp(inputs, *, legacy_compat):
-    nres = inputs.l1_data.shape[0]
+def _dark_planes(inputs):
+    """The planes of the dark cube that match the resultants (reference read dropped)."""
+    nres = len(inputs.read_pattern)
     dark = inputs.dark
     extra = dark.shape[0] - nres
     if extra not in (0, 1):
@@ -292,7 +307,36 @@ def _dark_ramp(inputs, *, legacy_compat):
             f"dark cube has {dark.shape[0]} planes for {nres} resultants: expected "
             f"{nres} or {nres + 1} (with the reference read)"
         )
-    return to_uint16(dark[extra:], truncate=legacy_compat), dark[extra:]
+    return dark[extra:]
+
+
+def _dark_ramp(inputs, *, legacy_compat):
+    """The noiseless raw ramp of the R layers: the dark cube as uint16.
+
+    Converted one plane at a time (a mapped dark cube's pages are given back plane
+    by plane); the values are those of `to_uint16` on the whole cube.
+    """
+    planes = _dark_planes(inputs)
+    ramp = np.empty(planes.shape, dtype=np.uint16)
+    for k, plane in enumerate(planes):
+        ramp[k] = to_uint16(plane, truncate=legacy_compat)
+        release_pages(plane)
+    return ramp
+
+
+def _l1_arrays(inputs):
+    """The decoded raw ramp (data, amp33): held, or made by ``load_l1``."""
+    if inputs.l1_data is not None:
+        return inputs.l1_data, inputs.l1_amp33
+    return inputs.load_l1()
+
+
+def _release(*arrays):
+    """Give back the pages of memory-mapped inputs once a layer has read them."""
+    for array in arrays:
+        if array is not None:
+            for plane in np.reshape(array, (-1, *np.shape(array)[-2:])):
+                release_pages(plane)
 
 
 class _ReadNoise:
@@ -314,18 +358,19 @@ class _ReadNoise:
         """amp33 of the noiseless reference ramp: ``med`` (valid model) or the L1's."""
         if self._amp33_valid() and not self.legacy_compat:
             med = to_uint16(self.inputs.amp33_model["med"])
-            return np.broadcast_to(med, (self.inputs.l1_data.shape[0], *med.shape))
+            return np.broadcast_to(med, (len(self.inputs.read_pattern), *med.shape))
         return self.inputs.l1_amp33
 
     def reference(self):
         if self._reference is None:
-            dark16, _ = _dark_ramp(self.inputs, legacy_compat=self.legacy_compat)
+            ramp = [
+                _dark_ramp(self.inputs, legacy_compat=self.legacy_compat),
+                np.array(self._dark_amp33()),
+            ]
+            _release(self.inputs.dark)
             log.info("R layers: calibrating the noiseless reference (dark) ramp")
             self._reference = np.asarray(
-                self.inputs.calibrate(
-                    dark16, np.array(self._dark_amp33()), reference=True
-                ),
-                dtype=np.float32,
+                self.inputs.calibrate(ramp, reference=True), dtype=np.float32
             )
         return self._reference
 
@@ -347,29 +392,34 @@ class _ReadNoise:
             _need(inp, ("data",), "an 'Ra' layer")
             border_base = None
             if self.legacy_compat:
-                _, border_base = _dark_ramp(inp, legacy_compat=True)
+                border_base = _dark_planes(inp)
             else:
                 # The exposure's border already carries its own reset offsets; a
                 # second draw would widen their spread, and the reference-pixel
                 # medians are noisier for a wider spread (docs/noise, "Variance"):
                 # the layer would then hold more noise than the exposure has.
                 common["reset_noise"] = None
+            l1_data, l1_amp33 = _l1_arrays(inp)
             noisy, amp33 = read_noise_ramp(
-                inp.l1_data,
-                inp.l1_amp33,
+                l1_data,
+                l1_amp33,
                 border_base=border_base,
                 replace_amp33=self.legacy_compat,
                 **common,
             )
+            del l1_data, l1_amp33, border_base
             reference = np.asarray(inp.data, dtype=np.float32)
         else:
             reference = self.reference()
-            dark16, _ = _dark_ramp(inp, legacy_compat=self.legacy_compat)
+            dark16 = _dark_ramp(inp, legacy_compat=self.legacy_compat)
             noisy, amp33 = read_noise_ramp(
                 dark16, np.array(self._dark_amp33()), replace_amp33=True, **common
             )
             del dark16
-        result = np.asarray(inp.calibrate(noisy, amp33), dtype=np.float32)
+        _release(inp.read_noise, inp.reset_noise, inp.dark)
+        ramp = [noisy, amp33]
+        del noisy, amp33
+        result = np.asarray(inp.calibrate(ramp), dtype=np.float32)
         return result - reference
 
 
@@ -429,11 +479,9 @@ def make_noise_cube(
         )
     reader = None
     if any(layer.read for layer in layers):
-        _need(
-            inputs,
-            ("l1_data", "read_noise", "calibrate", "dark"),
-            "R layers",
-        )
+        _need(inputs, ("read_noise", "calibrate", "dark"), "R layers")
+        if inputs.load_l1 is None and any(layer.read_add for layer in layers):
+            _need(inputs, ("l1_data",), "an 'Ra' layer")
         reader = _ReadNoise(inputs, rng, legacy_compat, border, n_channels)
 
     for index, layer in enumerate(layers):
@@ -465,6 +513,8 @@ def make_noise_cube(
                 log.warning(
                     "Noise layer %r: 'P' without 'r' adds nothing (legacy)", layer.text
                 )
+        if layer.pseudo_poisson or layer.poisson:
+            _release(inputs.gain)
         if layer.sky_order is not None:
             diff -= sky_polynomial(diff, layer.sky_order).astype(np.float32)
         cube[index] = diff

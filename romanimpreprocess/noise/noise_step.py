@@ -8,18 +8,20 @@ from typing import ClassVar
 import asdf
 import numpy as np
 
-from romanimpreprocess.constants import ATOD_LIMIT, N_CHANNELS, REF_BORDER
+from romanimpreprocess._memory import return_freed_memory
+from romanimpreprocess.constants import N_CHANNELS, REF_BORDER
 from romanimpreprocess.datamodels import (
     MissingReferenceError,
     open_l1,
-    raw_to_ramp,
     resultant_times,
 )
+from romanimpreprocess.datamodels.l1 import decoded_uint16
 from romanimpreprocess.datamodels.l2 import fits_path
 from romanimpreprocess.noise import layers as grammar
 from romanimpreprocess.noise import noise
 from romanimpreprocess.stpipe import RipStep, atomic_save
 from romanimpreprocess.utils.atomic import atomic_directory, replace_together
+from romanimpreprocess.utils.mapped import release_pages
 
 __all__ = ["NoiseStep", "temp_files"]
 
@@ -44,6 +46,29 @@ def _l1_variant(raw, data, amp33):
             delattr(l1, name)
     l1.meta.instrument.data_encoding_offset = 0
     return l1
+
+
+def _opened_l1(source):
+    """The L1 model ``source`` (returned as it is) or the file at that path, opened."""
+    return open_l1(source) if isinstance(source, str) else source
+
+
+def _l1_loader(source):
+    """``load_l1()`` of `noise.NoiseInputs`: the L1's decoded resultants, made anew.
+
+    A path is opened and closed at each call (the resultants of an lz4 L1 are
+    0.2 GB on a full frame once decompressed; they are not held between layers).
+    """
+
+    def load_l1():
+        raw = _opened_l1(source)
+        try:
+            return decoded_uint16(raw)
+        finally:
+            if raw is not source:
+                raw.close()
+
+    return load_l1
 
 
 def _copied(node):
@@ -96,7 +121,10 @@ class NoiseStep(RipStep):
     needs the exposure's L1 and a calibration function. Inside `L1ToL2Pipeline` the
     pipeline provides both (``calibrate_l1`` and ``l1_model`` on the parent); from
     Python set ``step.calibrate`` (a callable L1 model → L2 model) and ``step.l1``
-    (an L1 model or path) or give ``l1_input``. The algorithms are in
+    (an L1 model or path) or give ``l1_input``. A calibration with the attribute
+    ``takes_handover`` set gets the L1 model in a one-element list instead and
+    takes it out: the step then holds no reference to the noisy ramp while it is
+    calibrated. The algorithms are in
     `romanimpreprocess.noise.noise`.
     """
 
@@ -135,13 +163,20 @@ class NoiseStep(RipStep):
             log.info("No noise seed given: drew seed %d", seed)
         rng = np.random.default_rng(seed)
 
-        inputs = self._inputs(model, layers)
-        # The reference files' arrays the layers use are copies: unmapping the files
-        # (a standalone run's cache; inside L1ToL2Pipeline the pipeline's) frees their
-        # pages before the layers' calibrations run.
-        self.close_references()
-        path = self._noise_path(model)
-        self._write(self._layers(layers, inputs, rng), dtype, path, seed, model)
+        # The gain, read-noise and dark files the layers read stay open (memory-
+        # mapped, apart from the reference cache, which the layers' calibrations
+        # close) for the whole step; the layers give their pages back after each use.
+        self._mapped = []
+        try:
+            inputs = self._inputs(model, layers)
+            path = self._noise_path(model)
+            self._write(self._layers(layers, inputs, rng), dtype, path, seed, model)
+            # the layers' views of the mapped arrays go before the files close
+            del inputs
+        finally:
+            for ref in self._mapped:
+                ref.close()
+            self._mapped = []
         self.record_cal_step(model, "COMPLETE")
         return model
 
@@ -171,7 +206,10 @@ class NoiseStep(RipStep):
                 if not_finite.any():
                     one[not_finite] = 0.0
                     not_finite_total += int(not_finite.sum())
+                del not_finite
             yield one
+            # not held while the next layer is made
+            del one
         if not_finite_total:
             log.info(
                 "%d non-finite noise value(s) set to 0 (keep_nan keeps them)",
@@ -184,11 +222,13 @@ class NoiseStep(RipStep):
 
     # ------------------------------------------------------------------ inputs
     def _require(self, model, reftype, why, fields=None):
-        ref = self.load_reference(model, reftype, fields=fields)
+        """The ``reftype`` file, opened for this step alone (closed when it ends)."""
+        ref = self.load_reference(model, reftype, fields=fields, cache=False)
         if ref is None:
             raise MissingReferenceError(
                 self._missing_reference_message(reftype) + f" ({why})"
             )
+        self._mapped.append(ref)
         return ref
 
     @staticmethod
@@ -238,9 +278,11 @@ class NoiseStep(RipStep):
                 )
             inputs.endslice = np.asarray(info["endslice"])
             gain = self._require(model, "gain", "O and P layers use the gain", ["data"])
-            inputs.gain = np.asarray(gain.data[sci], dtype=np.float64)
+            # as stored (memory-mapped): the layers convert it to float64 when used
+            inputs.gain = gain.data[sci]
+            release_pages(gain.data)
         if any(layer.read for layer in layers):
-            self._read_inputs(model, info, inputs)
+            self._read_inputs(model, info, inputs, layers)
         return inputs
 
     @staticmethod
@@ -251,50 +293,48 @@ class NoiseStep(RipStep):
         log.info("No data_withsky in the L2: the sky was not subtracted, using data")
         return np.asarray(model.data, dtype=np.float32)
 
-    def _read_inputs(self, model, info, inputs):
+    def _read_inputs(self, model, info, inputs, layers):
+        """The R layers' inputs: mapped reference arrays, the L1 re-read when needed.
+
+        Nothing full-frame is held while the layers are calibrated: the read-noise
+        and dark arrays stay memory-mapped (their pages given back after each use,
+        `noise.make_noise_cube`), the L1's decoded resultants are made again for
+        each ``Ra`` layer (`load_l1`) instead of kept, and the L1 the ramps go into
+        holds only the exposure's metadata and amp33 (docs/noise/index.rst, "Memory").
+        """
         why = "R layers regenerate read noise"
         read = self._require(model, "readnoise", why)
         dark = self._require(model, "dark", why + " on the dark ramp", ["data"])
         anc = read.get("anc") or {}
-        # copies: the reference files are closed before the layers are made
-        inputs.read_noise = np.array(read.data, dtype=np.float32)
-        reset = read.get("resetnoise")
-        inputs.reset_noise = None if reset is None else np.array(reset, np.float32)
+        inputs.read_noise = read.data
+        inputs.reset_noise = read.get("resetnoise")
         inputs.c_pink = float(anc.get("C_PINK", 0.0))
         inputs.u_pink = float(anc.get("U_PINK", 0.0))
         amp33 = read.get("amp33")
         inputs.amp33_model = None if amp33 is None else _copied(amp33)
-        inputs.dark = self._dark_cube(dark.data)
+        inputs.dark = dark.data
+        for array in (inputs.read_noise, inputs.reset_noise):
+            if array is not None:
+                release_pages(array)
 
-        raw = self._l1_model(model, info)
-        ramp = raw_to_ramp(raw)
-        inputs.l1_data = np.clip(np.round(ramp.data), 0, 65535).astype(np.uint16)
-        inputs.l1_amp33 = np.asarray(ramp.amp33, dtype=np.uint16)
-        del ramp
-        # The L1 the layers' ramps go into, holding the decoded arrays just made: the
-        # raw arrays (as many bytes again) are not kept while the layers are made.
-        template = _l1_variant(raw, inputs.l1_data, inputs.l1_amp33)
+        source = self._l1_source(info)
+        raw = _opened_l1(source)
+        try:
+            _, inputs.l1_amp33 = decoded_uint16(raw, planes=False)
+            # The L1 the layers' ramps go into: the exposure's metadata, with a
+            # zero-stride stand-in for the resultants each layer replaces.
+            placeholder = np.broadcast_to(np.uint16(0), np.shape(raw.data))
+            template = _l1_variant(raw, placeholder, inputs.l1_amp33)
+        finally:
+            if raw is not source:
+                raw.close()
         del raw
+        if any(layer.read and layer.read_add for layer in layers):
+            inputs.load_l1 = _l1_loader(source)
         inputs.calibrate = self._array_calibration(template)
 
-    def _dark_cube(self, dark):
-        """The dark cube as the R layers use it: rounded to uint16 by default.
-
-        Outside ``legacy_compat`` the layers read the dark cube only rounded to
-        uint16 (`noise.make_noise_cube`), which rounding again leaves as it is: the
-        cube is held in 2 bytes a pixel instead of 4 (235 MB instead of 470 MB on a
-        full frame of 6 resultants). ``legacy_compat`` also puts the float values in
-        the border of ``Ra`` ramps: kept as they are.
-        """
-        if self.legacy_compat:
-            return np.array(dark, dtype=np.float32)
-        rounded = np.empty(np.shape(dark), dtype=np.uint16)
-        for plane in range(rounded.shape[0]):
-            values = np.round(np.asarray(dark[plane], dtype=np.float32))
-            rounded[plane] = np.clip(values, 0, ATOD_LIMIT)
-        return rounded
-
-    def _l1_model(self, model, info):
+    def _l1_source(self, info):
+        """The exposure's L1: a model, or the path of its file."""
         source = self.l1 if self.l1 is not None else self.l1_input
         if source is None and self.parent is not None:
             source = getattr(self.parent, "l1_model", None)
@@ -306,7 +346,7 @@ class NoiseStep(RipStep):
                 "step.l1 from Python)"
             )
         if isinstance(source, str | os.PathLike):
-            return open_l1(os.fspath(source))
+            return os.fspath(source)
         return source
 
     def _calibration_function(self):
@@ -322,29 +362,51 @@ class NoiseStep(RipStep):
         )
 
     def _array_calibration(self, raw):
-        """``calibrate(data_uint16, amp33_uint16) -> L2 data`` for `make_noise_cube`.
+        """``calibrate(ramp) -> L2 data`` for `make_noise_cube` (``NoiseInputs.calibrate``).
 
-        The noiseless reference (``reference=True``, the same dark ramp for every R
-        layer) is calibrated once and its data kept for the next layers.
+        The ramp's arrays go into an L1 model (a copy of ``raw`` without its
+        resultants), which is handed to the calibration: a calibration that takes
+        a handover (``takes_handover``: `L1ToL2Pipeline.calibrate_l1`,
+        ``gen_noise_image``'s) gets it in a one-element list and takes it out, so
+        nothing else holds the ramp while the calibration runs. The noiseless
+        reference (``reference=True``, the same dark ramp for every R layer) is
+        calibrated once and its data kept for the next layers.
         """
         function = self._calibration_function()
         temp = self.temp
         kept = {}
 
-        def calibrate(data, amp33, *, reference=False):
+        def calibrate(ramp, *, reference=False):
+            data, amp33 = ramp
+            ramp.clear()
             if reference and "reference" in kept:
                 return kept["reference"]
-            l1 = _l1_variant(raw, data, amp33)
-            result = function(l1)
-            if temp:
-                files = temp_files(temp)
-                atomic_save(l1, files["L1"])
+            handover = [_l1_variant(raw, data, amp33)]
+            del data, amp33
+            files = temp_files(temp) if temp else None
+            if files:
+                atomic_save(handover[0], files["L1"])
+            # the ramp's temporaries (full-frame float32 planes) and models no
+            # longer used (the L1 read for the template or an Ra layer: cycles,
+            # freed at a collection) were freed, but the step keeps freed buffers
+            # (stpipe.core.RipStep.run): they leave now, before the calibration's
+            # own peak
+            gc.collect()
+            return_freed_memory()
+            if getattr(function, "takes_handover", False):
+                result = function(handover)
+            else:
+                result = function(handover.pop())
+            handover.clear()
+            if files:
                 atomic_save(result, files["reference L2" if reference else "L2"])
             out = np.asarray(result.data, dtype=np.float32)
             # the rest of the L2 (err, variances, dq: 0.2 GB on a full frame) goes
-            # now, not at the next garbage collection
-            del l1, result
+            # now, not at the next garbage collection, and what the calibration
+            # freed leaves the process (the step runs with freed buffers kept)
+            del result
             gc.collect()
+            return_freed_memory()
             if reference:
                 kept["reference"] = out
             return out
@@ -403,6 +465,8 @@ class NoiseStep(RipStep):
                         # float32, as the legacy's copy of a float16 cube too
                         fits_copy.write(np.asarray(layer, dtype=dtype).astype(">f4"))
                     count += 1
+                    # the next layer is made while this loop waits: not held then
+                    del layer
                 if fits_copy is not None:
                     fits_copy.close()
             replace_together(temporaries, targets, tmpdir)

@@ -249,7 +249,10 @@ class L1ToL2Pipeline(RipPipeline):
             self._preflight(dataset)
             model = self.open_model(dataset)
             if not self.noise.skip and isinstance(model, dm.ScienceRawModel):
-                self.l1_model = model
+                # a file is read again by the noise step: its resultants are not
+                # held through the calibration
+                path = isinstance(dataset, str | os.PathLike)
+                self.l1_model = os.fspath(dataset) if path else model
             handover = [self._open_ramp_for_run(model)]
             del model
             self._check_references(handover[0])
@@ -279,9 +282,20 @@ class L1ToL2Pipeline(RipPipeline):
             self.l1_model = None
 
     def calibrate_l1(self, l1):
-        """Calibrate another L1 model exactly as this run (used by the noise step)."""
-        model, _ = self._run_steps([self._open_ramp_for_run(l1)], until="noise")
+        """Calibrate another L1 model exactly as this run (used by the noise step).
+
+        ``l1`` is the model or, handed over, a one-element list holding it: the
+        model is then taken out of the list. On the whole-cube path its resultants
+        go once decoded; on the band path the bands read their rows from it.
+        """
+        if isinstance(l1, list):
+            l1 = l1.pop()
+        handover = [self._open_ramp_for_run(l1)]
+        del l1
+        model, _ = self._run_steps(handover, until="noise")
         return model
+
+    calibrate_l1.takes_handover = True
 
     # -------------------------------------------------------------- row bands
     def _open_ramp_for_run(self, model):

@@ -285,12 +285,14 @@ class RipStep(RomanStep):
             step = step.parent
         return step
 
-    def load_reference(self, model, reftype, fields=None):
+    def load_reference(self, model, reftype, fields=None, cache=True):
         """Open the ``reftype`` reference for ``model``, or None if N/A or skipped.
 
         The file is validated against the model's geometry for ``fields`` (default:
         every field of the reftype) and cached on the outermost step for the run, so
-        a file used by several steps is opened once.
+        a file used by several steps is opened once. With ``cache=False`` it is
+        opened apart from the cache (`close_references` leaves it open) and the
+        caller closes it.
         """
         path = self.get_reference_file(model, reftype)
         if path in ("N/A", "", None):
@@ -302,9 +304,9 @@ class RipStep(RomanStep):
             )
         geometry = Geometry.from_model(model)
         root = self._root()
-        cache = root.__dict__.setdefault("_rip_reference_cache", {})
+        cached = root.__dict__.setdefault("_rip_reference_cache", {})
         key = (reftype, abspath(path), geometry, tuple(fields) if fields else None)
-        ref = cache.get(key)
+        ref = cached.get(key) if cache else None
         if ref is None:
             ref = open_reference(
                 reftype,
@@ -313,7 +315,8 @@ class RipStep(RomanStep):
                 fields=fields,
                 exposure=ExposureInfo.from_model(model),
             )
-            cache[key] = ref
+            if cache:
+                cached[key] = ref
         log.info("Using %s reference file: %s", reftype.upper(), ref.path)
         return ref
 

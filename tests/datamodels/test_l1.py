@@ -151,6 +151,40 @@ def test_ramp_decoded_as_romancal_makes_it(threads, offset, with_reference_read)
     )
 
 
+@pytest.mark.parametrize("offset", [0, 1000])
+@pytest.mark.parametrize("with_references", [False, True])
+def test_decoded_uint16_is_the_rounded_ramp(offset, with_references):
+    # The noise step's plane-by-plane uint16 decode equals rounding and clipping
+    # the float32 ramp of raw_to_ramp (data), and its amp33 (modular uint16); the
+    # data reach 0 and 65535, so the offset and the reference read push them out
+    # of range.
+    from romanimpreprocess.datamodels import raw_to_ramp
+    from romanimpreprocess.datamodels.l1 import decoded_uint16
+
+    raw = make_raw_model(size=64, seed=3)
+    raw.meta.instrument.data_encoding_offset = offset
+    rng = np.random.default_rng(8)
+    raw.data[0, :2] = 0
+    raw.data[-1, -2:] = 65535
+    if with_references:
+        raw.reference_read = rng.integers(0, 3000, (64, 64)).astype(np.uint16)
+        raw.reference_amp33 = rng.integers(0, 3000, raw.amp33.shape[1:]).astype(
+            np.uint16
+        )
+    ramp = raw_to_ramp(raw)
+    data, amp33 = decoded_uint16(raw)
+    expect = np.clip(np.round(ramp.data), 0, 65535).astype(np.uint16)
+    assert data.dtype == np.uint16 and amp33.dtype == np.uint16
+    np.testing.assert_array_equal(data, expect)
+    if offset or with_references:
+        # the clip is exercised: 0 - offset below 0, 65535 + reference above
+        assert (ramp.data < 0).any() or (ramp.data > 65535).any()
+    np.testing.assert_array_equal(amp33, ramp.amp33)
+    none, amp33_only = decoded_uint16(raw, planes=False)
+    assert none is None
+    np.testing.assert_array_equal(amp33_only, ramp.amp33)
+
+
 def test_compressed_l1_read_in_large_pieces(tmp_path):
     # The L1 is opened inside large_reads (4 MiB pieces of compressed blocks): the
     # arrays are the ones asdf reads by default, and the setting ends with the block.

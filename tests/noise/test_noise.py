@@ -401,7 +401,9 @@ def test_read_noise_ramp_one_over_f_channels(rng):
 def _linear_calibration(k, border=4):
     """Stand-in calibration: the weights K applied to the science area."""
 
-    def calibrate(data, amp33, *, reference=False):
+    def calibrate(ramp, *, reference=False):
+        data, _ = ramp
+        ramp.clear()  # handed over (NoiseInputs.calibrate)
         sci = data[:, border:-border, border:-border].astype(np.float64)
         return np.tensordot(k, sci, axes=1).astype(np.float32)
 
@@ -442,9 +444,9 @@ def test_read_layer_variance_matches_fit(rng):
     calls = []
     base = inputs.calibrate
 
-    def counting(data, amp33, *, reference=False):
+    def counting(ramp, *, reference=False):
         calls.append(reference)
-        return base(data, amp33)
+        return base(ramp)
 
     inputs.calibrate = counting
     n = np.array([len(f) for f in READ_PATTERN])
@@ -462,7 +464,7 @@ def test_read_layer_variance_matches_fit(rng):
 
 def test_read_layer_add_mode_and_clip(rng):
     inputs, k = _noise_inputs()
-    inputs.data = inputs.calibrate(inputs.l1_data, None)
+    inputs.data = inputs.calibrate([inputs.l1_data, None])
     cube = noise.make_noise_cube(parse_layers(["Ra", "Raz1"]), inputs, rng)
     n = np.array([len(f) for f in READ_PATTERN])
     reported = 6.5**2 * np.sum(k**2 / n)
@@ -485,12 +487,12 @@ def test_read_layer_add_mode_keeps_the_exposure_reset(rng):
     inputs.reset_noise = np.full(shape, 50.0)
     inputs.read_noise = np.full(shape, 1.0)
     base = inputs.calibrate
-    inputs.data = base(inputs.l1_data, None)
+    inputs.data = base([inputs.l1_data, None])
     ramps = []
 
-    def capture(data, amp33, *, reference=False):
-        ramps.append(np.asarray(data, dtype=np.float64))
-        return base(data, amp33)
+    def capture(ramp, *, reference=False):
+        ramps.append(np.asarray(ramp[0], dtype=np.float64))
+        return base(ramp)
 
     inputs.calibrate = capture
     border = np.ones(shape, bool)
@@ -524,8 +526,8 @@ def test_sky_command_removes_a_fitted_polynomial():
     surface = sigma * (5 + 20 * x - 10 * y + 15 * x * x - 8 * x * y + 12 * y * y)
     base = inputs.calibrate
 
-    def calibrate(data, amp33, *, reference=False):
-        out = base(data, amp33)
+    def calibrate(ramp, *, reference=False):
+        out = base(ramp)
         return out if reference else out + surface.astype(np.float32)
 
     inputs.calibrate = calibrate

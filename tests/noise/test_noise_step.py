@@ -237,13 +237,17 @@ def test_from_l2_file_with_top_level_processinfo(l2_model, refs, tmp_path):
         np.testing.assert_array_equal(af["noise"], direct)
 
 
-@pytest.mark.parametrize("legacy_compat", [False, True])
+@pytest.mark.parametrize(
+    ("legacy_compat", "handover"), [(False, False), (True, False), (False, True)]
+)
 def test_layers_written_one_by_one_equal_the_cube_made_at_once(
-    l2_model, refs, tmp_path, weights, l1_model, legacy_compat
+    l2_model, refs, tmp_path, weights, l1_model, legacy_compat, handover
 ):
-    """The step makes and writes one layer at a time (dark cube held as uint16,
-    reference calibrated once): the file and its FITS copy hold exactly the cube of
-    one `make_noise_cube` call on inputs built here from the same files."""
+    """The step makes and writes one layer at a time (reference files memory-mapped,
+    the L1 re-read for the Ra layer, reference calibrated once): the file and its
+    FITS copy hold exactly the cube of one `make_noise_cube` call on inputs built
+    here from the same files. With ``handover`` the L1 is given as a file and the
+    calibration takes the L1 model out of the list it gets (``takes_handover``)."""
     from romanimpreprocess.noise import noise
     from romanimpreprocess.noise.layers import parse_layers
 
@@ -252,8 +256,18 @@ def test_layers_written_one_by_one_equal_the_cube_made_at_once(
     stand_in = linear_calibration(weights)
 
     def counted(l1):
+        if handover:
+            box, l1 = l1, l1.pop()
+            assert box == []
+        assert isinstance(l1, dm.ScienceRawModel)
         calls.append(1)
         return stand_in(l1)
+
+    counted.takes_handover = handover
+    l1_source = l1_model
+    if handover:
+        l1_source = str(tmp_path / "expo_uncal.asdf")
+        l1_model.save(l1_source)
 
     step = NoiseStep(
         layers=texts,
@@ -264,7 +278,7 @@ def test_layers_written_one_by_one_equal_the_cube_made_at_once(
         **refs,
     )
     step.calibrate = counted
-    step.l1 = l1_model
+    step.l1 = l1_source
     step.run(l2_model)
     with asdf.open(tmp_path / "n.asdf") as af:
         written = np.array(af["noise"])
@@ -278,8 +292,8 @@ def test_layers_written_one_by_one_equal_the_cube_made_at_once(
         dark = np.array(af["roman"]["data"])
     ramp = raw_to_ramp(l1_model)
 
-    def calibrate(data, amp33, *, reference=False):
-        science = np.asarray(data, np.float32)[:, 4:-4, 4:-4]
+    def calibrate(ramp, *, reference=False):
+        science = np.asarray(ramp[0], np.float32)[:, 4:-4, 4:-4]
         return np.tensordot(weights, science, axes=1).astype(np.float32)
 
     inputs = noise.NoiseInputs(
