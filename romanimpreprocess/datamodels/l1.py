@@ -274,7 +274,17 @@ def raw_to_ramp(raw, threads=None, *, skeleton=False) -> dm.RampModel:
         shape = tuple(raw.data.shape)
         ramp.data = np.broadcast_to(np.float32(0), shape)
     else:
-        ramp.data = _decode_resultants(raw.data, reference_read, offset, threads)
+        # An lz4 cube left lazy by `open_l1` is read by the same chunk reader as the
+        # bands (asdf's own lazy read of it fails after the file was opened with
+        # `large_reads`: "Decompressed data wrong size" on a full frame).
+        reader = _Lz4Rows.of(raw)
+        source = (
+            raw.data
+            if reader is None
+            else reader.rows(slice(0, raw.data.shape[1]), threads)
+        )
+        ramp.data = _decode_resultants(source, reference_read, offset, threads)
+        del source
         shape = ramp.data.shape
     ramp.pixeldq = np.zeros(shape[1:], dtype=np.uint32)
     if skeleton:

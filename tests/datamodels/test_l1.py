@@ -226,3 +226,19 @@ def test_lz4_rows_in_bands_equal_the_cube(tmp_path):
         assert np.array_equal(reader.rows(slice(start, stop)), expected[:, start:stop])
         decoded = decode_rows(model, slice(start, stop)).data
         assert np.array_equal(decoded, whole[:, start:stop])
+
+
+def test_lz4_l1_decoded_whole_in_threads(tmp_path):
+    # The whole-cube path (legacy_compat, likely, band_rows=0) decodes the
+    # resultants on threads: an lz4 cube left lazy at open must not be loaded by
+    # asdf from several threads at once (it raised "Decompressed data wrong size"
+    # on full frames).
+    from romanimpreprocess.datamodels.l1 import raw_to_ramp
+
+    size = 1024  # big enough for asdf's lazy load to race (it did at 1024, not 256)
+    raw = make_raw_model(size=size, seed=3)
+    path = tmp_path / "lz4_uncal.asdf"
+    raw.save(path, all_array_compression="lz4")
+    expected = raw_to_ramp(make_raw_model(size=size, seed=3)).data
+    decoded = raw_to_ramp(open_l1(str(path)), threads=2).data
+    np.testing.assert_array_equal(decoded, expected)
