@@ -53,3 +53,15 @@ def test_freed_planes_leave_on_request_inside_a_run():
         second = np.ones(PLANE, np.float32)
         del second
         assert resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before > 0
+
+
+@pytest.mark.skipif(_memory._libc() is None, reason="needs glibc's mallopt")
+def test_reuse_stops_on_request_for_the_rest_of_a_run():
+    """stop_reusing_freed_memory: every plane after it is a fresh mapping again."""
+    with reuse_freed_memory():
+        assert _faults_of_a_second_plane() == 0  # kept for reuse
+        _memory.stop_reusing_freed_memory()
+        assert _faults_of_a_second_plane() > 0
+        assert _faults_of_a_second_plane() > 0  # not only once
+    assert _faults_of_a_second_plane() > 0
+    _memory.stop_reusing_freed_memory()  # outside a run: nothing to do

@@ -8,7 +8,7 @@ from typing import ClassVar
 import asdf
 import numpy as np
 
-from romanimpreprocess._memory import return_freed_memory
+from romanimpreprocess._memory import return_freed_memory, stop_reusing_freed_memory
 from romanimpreprocess.constants import N_CHANNELS, REF_BORDER
 from romanimpreprocess.datamodels import (
     MissingReferenceError,
@@ -162,6 +162,10 @@ class NoiseStep(RipStep):
             seed = int(np.random.SeedSequence().entropy % 2**63)
             log.info("No noise seed given: drew seed %d", seed)
         rng = np.random.default_rng(seed)
+        # Each R layer is a whole calibration beside the step's inputs: buffers kept
+        # for reuse (stpipe.core.RipStep.run) fragment the heap here rather than
+        # serve the next step (peak +0.27 GB on a full frame, same CPU time).
+        stop_reusing_freed_memory()
 
         # The gain, read-noise and dark files the layers read stay open (memory-
         # mapped, apart from the reference cache, which the layers' calibrations
