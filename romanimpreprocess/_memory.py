@@ -79,9 +79,14 @@ def reuse_freed_memory():
         yield
     finally:
         reuse_freed_memory.active = False
-        libc.mallopt(_M_MMAP_THRESHOLD, _DEFAULT_THRESHOLD)
-        libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_THRESHOLD)
-        libc.malloc_trim(0)
+        _return_to_defaults(libc)
+
+
+def _return_to_defaults(libc):
+    """glibc's starting thresholds again, and the memory kept returned."""
+    libc.mallopt(_M_MMAP_THRESHOLD, _DEFAULT_THRESHOLD)
+    libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_THRESHOLD)
+    libc.malloc_trim(0)
 
 
 def return_freed_memory():
@@ -113,6 +118,4 @@ def stop_reusing_freed_memory():
     libc = _libc()
     if libc is None or not getattr(reuse_freed_memory, "active", False):
         return
-    libc.mallopt(_M_MMAP_THRESHOLD, _DEFAULT_THRESHOLD)
-    libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_THRESHOLD)
-    libc.malloc_trim(0)
+    _return_to_defaults(libc)

@@ -274,15 +274,7 @@ def raw_to_ramp(raw, threads=None, *, skeleton=False) -> dm.RampModel:
         shape = tuple(raw.data.shape)
         ramp.data = np.broadcast_to(np.float32(0), shape)
     else:
-        # An lz4 cube left lazy by `open_l1` is read by the same chunk reader as the
-        # bands (asdf's own lazy read of it fails after the file was opened with
-        # `large_reads`: "Decompressed data wrong size" on a full frame).
-        reader = _Lz4Rows.of(raw)
-        source = (
-            raw.data
-            if reader is None
-            else reader.rows(slice(0, raw.data.shape[1]), threads)
-        )
+        source = _stored_rows(raw, slice(0, raw.data.shape[1]), threads)
         ramp.data = _decode_resultants(source, reference_read, offset, threads)
         del source
         shape = ramp.data.shape
@@ -366,11 +358,7 @@ def decode_rows(raw, rows, threads=None) -> DecodedRows:
     if reference_read is not None:
         reference_read = np.asarray(reference_read)[rows]
     offset = int(raw.meta.instrument.get("data_encoding_offset", 0) or 0)
-    reader = _Lz4Rows.of(raw)
-    if reader is not None:
-        source = reader.rows(rows, threads)
-    else:
-        source = np.asarray(raw.data)[:, rows]
+    source = _stored_rows(raw, rows, threads)
     data = _decode_resultants(source, reference_read, offset, threads)
     release_pages(source)
     del source
@@ -379,6 +367,20 @@ def decode_rows(raw, rows, threads=None) -> DecodedRows:
     else:
         groupdq = np.zeros(data.shape, dtype=np.uint8)
     return DecodedRows(data, groupdq, rows)
+
+
+def _stored_rows(raw, rows, threads=None):
+    """uint16 resultants of frame rows ``rows`` (a slice), as the L1 stores them.
+
+    An lz4 cube left lazy by `open_l1` is read by its chunks (`_Lz4Rows`), never by
+    asdf's lazy array from the decode's threads (several threads loading it at once
+    failed on a full frame: "Decompressed data wrong size"); any other cube is
+    loaded once, here, and viewed.
+    """
+    reader = _Lz4Rows.of(raw)
+    if reader is not None:
+        return reader.rows(rows, threads)
+    return np.asarray(raw.data)[:, rows]
 
 
 class _Lz4Rows:
