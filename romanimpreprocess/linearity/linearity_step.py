@@ -66,12 +66,10 @@ class LinearityLegendreStep(RipStep):
             plan.do_not_flag_first,
             self.legacy_compat,
         )
-        plan.invalid = linearity.invalid_calibration(
-            coeffs, ref.Smin, ref.Smax, ref.Sref
-        )
-        for array in (coeffs, ref.Smin, ref.Smax, ref.Sref):
-            release_pages(array)  # read again band by band
-        _check_invalid(ref, plan.invalid)
+        # The unusable calibrations are found band by band, on the rows the band
+        # reads anyway: a whole-frame scan here would read the 460 MB of a full
+        # frame's calibration once more (0.4 s). A file with no usable pixel is
+        # therefore reported when the last band is done, before anything is written.
         return plan
 
 
@@ -81,7 +79,6 @@ class _LinearityPlan(BandPlan):
         self.step = step
         self.ref = ref
         self.do_not_flag_first = False
-        self.invalid = None
 
     def apply(self, band):
         if self.ref is None:
@@ -91,38 +88,43 @@ class _LinearityPlan(BandPlan):
             np.asarray(a)[..., rows, :]
             for a in (ref.data, ref.Smin, ref.Smax, ref.Sref, ref.dq)
         ]
+        invalid = linearity.invalid_calibration(*arrays[:4])
         flags = linearity.apply_linearity(
             band.data,
             band.groupdq,
             *arrays,
             do_not_flag_first=self.do_not_flag_first,
             legacy_compat=self.step.legacy_compat,
-            invalid=self.invalid[rows],
+            invalid=invalid,
             dtype=None if self.step.legacy_compat else np.float64,
         )
         for array in arrays:
             release_pages(array)
-        kept = flags[band.inner_local] & np.uint32(pixel.NO_LIN_CORR)
+        inner = band.inner_local
+        kept = flags[inner] & np.uint32(pixel.NO_LIN_CORR)
         self.count("no_lin_corr", np.count_nonzero(kept))
+        self.count("invalid", np.count_nonzero(invalid[inner]))
+        self.count("pixels", invalid[inner].size)
         band.pixeldq |= flags
 
     def finish(self, model):
         step = self.step
         if self.ref is None:
             return step.skip_model(model, reason="no linearitylegendre reference file")
+        _check_invalid(
+            self.ref, self.counts.get("invalid", 0), self.counts.get("pixels", 0)
+        )
         log.info(
             "Linearity: %d pixel(s) flagged NO_LIN_CORR",
             self.counts.get("no_lin_corr", 0),
         )
-        self.invalid = None
         step.record_cal_step(model, "COMPLETE")
         return model
 
 
-def _check_invalid(ref, invalid):
+def _check_invalid(ref, n_bad, n_pixels):
     """Raise if no pixel has a usable calibration; log how many have none."""
-    n_bad = int(np.count_nonzero(invalid))
-    if n_bad == invalid.size:
+    if n_pixels and n_bad == n_pixels:
         raise ReferenceFileError(
             ref.reftype,
             ref.path,
