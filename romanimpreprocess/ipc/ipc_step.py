@@ -45,7 +45,10 @@ class IPCStep(RipStep):
         """The deconvolution, band by band; halo ``iterations`` rows.
 
         Row ``y`` of the ``k``-iteration inverse reaches rows ``y - k .. y + k``. The
-        noise gain handed to the ramp fit is computed here, on the whole frame.
+        noise gain handed to the ramp fit is a full-frame array placed in
+        ``processinfo`` here and filled band by band, from the kernel rows each band
+        reads for its deconvolution (the ramp fit, later in the same band, reads only
+        the band's kept rows): the 0.6 GB kernel of a full frame is read once.
         """
         kernel_ref = self.load_reference(model, "ipc4d", fields=["data"])
         if kernel_ref is None:
@@ -58,27 +61,12 @@ class IPCStep(RipStep):
         else:
             dtype = np.dtype(np.float32)
         border = ipc.kernel_border(model.data.shape[1:], kernel.shape)
-        log.info(
-            "IPC deconvolution: %d iteration(s), kernel %dx%d (border %d), "
-            "arithmetic %s, kernel centre range %.6g..%.6g",
-            self.iterations,
-            kernel.shape[-2],
-            kernel.shape[-1],
-            border,
-            dtype.name,
-            float(np.min(kernel[1, 1])),
-            float(np.max(kernel[1, 1])),
-        )
-        if not self.legacy_compat and self.iterations > 0:
-            self.processinfo(model)[IPC_NOISE_GAIN_KEY] = ipc.noise_gain(
-                kernel,
-                np.asarray(gain)[_region(gain.shape, border)],
-                iterations=self.iterations,
-            )
-            release_pages(kernel)
-            release_pages(gain)
         plan = _IPCPlan(step=self, kernel=kernel, halo=max(int(self.iterations), 0))
         plan.gain, plan.dtype, plan.border = gain, dtype, border
+        if not self.legacy_compat and self.iterations > 0:
+            # np.empty: the pages are touched band by band.
+            plan.noise_gain = np.empty(kernel.shape[-2:], np.float32)
+            self.processinfo(model)[IPC_NOISE_GAIN_KEY] = plan.noise_gain
         return plan
 
 
@@ -88,6 +76,9 @@ class _IPCPlan(BandPlan):
         self.step = step
         self.kernel = kernel
         self.gain = self.dtype = self.border = None
+        self.noise_gain = None
+        self.centre_range = (np.inf, -np.inf)
+        self._rows_buffer = None  # the kernel rows of a band, reused band to band
 
     def apply(self, band):
         if self.kernel is None:
@@ -99,7 +90,7 @@ class _IPCPlan(BandPlan):
             "clip_gain": not step.legacy_compat,
         }
         if band.rows == slice(0, band.ny):
-            bad = ipc.deconvolve_cube(band.data, self.kernel, self.gain, **options)
+            bad = self._deconvolve_frame(band, options)
         else:
             bad = np.zeros(band.pixeldq.shape, dtype=bool)
             held = band.local(slice(b, band.ny - b))  # rows the kernel covers
@@ -110,30 +101,106 @@ class _IPCPlan(BandPlan):
         if not step.legacy_compat:
             band.pixeldq[bad] |= np.uint32(pixel.NO_GAIN_VALUE)
 
+    def _deconvolve_frame(self, band, options):
+        """The whole frame: the kernel read in bands of rows by the functions."""
+        kernel = self.kernel
+        self.centre_range = (float(np.min(kernel[1, 1])), float(np.max(kernel[1, 1])))
+        if self.noise_gain is not None:
+            self.noise_gain[...] = ipc.noise_gain(
+                kernel,
+                np.asarray(self.gain)[_region(self.gain.shape, self.border)],
+                iterations=self.step.iterations,
+            )
+            release_pages(kernel)
+        return ipc.deconvolve_cube(band.data, kernel, self.gain, **options)
+
     def _deconvolve_rows(self, band, held, options):
         """`ipc.deconvolve_cube` on band rows ``held`` (inside the kernel's region).
 
-        The rows are copied into a cube with ``border`` rows of padding on each side
-        (never read) and given the matching rows of the kernel and the gain: the
-        region of that cube is exactly these rows.
+        The kernel's rows are copied once (contiguous; a mapped file's pages are
+        given back) and serve the kernel centre's range, the noise gain of the kept
+        rows and the deconvolution. The data rows are copied into a cube with
+        ``border`` rows of padding on each side (never read): the region of that
+        cube is exactly these rows.
         """
+        from romanimpreprocess.ipc.ipc_kernels import kernel_rows
+
         b = self.border
         n, _, nx = band.data.shape
         h = held.stop - held.start
         r0 = band.rows.start + held.start  # first frame row
+        y0 = r0 - b  # first region row
+        size = 9 * h * self.kernel.shape[-1]
+        if self._rows_buffer is None or self._rows_buffer.size < size:
+            self._rows_buffer = np.empty(size, self.kernel.dtype)
+        kernel = kernel_rows(self.kernel, y0, y0 + h, self._rows_buffer)
+        centre = kernel[1, 1]
+        if centre.size:
+            low, high = self.centre_range
+            self.centre_range = (
+                min(low, float(np.min(centre))),
+                max(high, float(np.max(centre))),
+            )
+        gain = np.asarray(self.gain)[r0 - b : r0 + h + b]
+        if self.noise_gain is not None:
+            self._noise_gain_rows(band, kernel, gain[b : b + h, self._columns()], y0)
         cube = np.zeros((n, h + 2 * b, nx), dtype=band.data.dtype)
         cube[:, b : b + h] = band.data[:, held]
-        kernel = np.asarray(self.kernel)[:, :, r0 - b : r0 - b + h]
-        gain = np.asarray(self.gain)[r0 - b : r0 + h + b]
-        bad = ipc.deconvolve_cube(cube, kernel, gain, **options)
-        release_pages(kernel)
+        bad = ipc.deconvolve_cube(cube, kernel, gain, band_rows=None, **options)
+        release_pages(gain)
         band.data[:, held] = cube[:, b : b + h]
         return bad[b : b + h]
+
+    def _noise_gain_rows(self, band, kernel, gain, y0):
+        """`ipc.noise_gain` of the band's kept rows, from its kernel rows.
+
+        ``kernel`` and ``gain`` hold region rows ``y0 ..``. Row ``y`` of the noise
+        gain needs rows ``y - k .. y + k`` (``k`` iterations); a band's halo is at
+        least ``k`` rows, so the kept rows are computed on these rows, or, when
+        ``k`` is not the compiled path's 2, on rows starting at a multiple of
+        ``2k + 1`` from the mapped kernel (the impulses then fall where they fall on
+        the whole frame, and every sum is taken in the same order).
+        """
+        k = int(self.step.iterations)
+        sy = self.noise_gain.shape[0]
+        lo = min(max(band.inner.start - self.border, 0), sy)
+        hi = min(max(band.inner.stop - self.border, 0), sy)
+        if hi <= lo:
+            return
+        if k == ipc.DEFAULT_ITERATIONS:
+            a, c = max(lo - k, y0), min(hi + k, y0 + gain.shape[0])
+            rows = ipc.noise_gain(
+                kernel[:, :, a - y0 : c - y0], gain[a - y0 : c - y0], iterations=k
+            )
+        else:
+            step = 2 * k + 1
+            a, c = max(lo - k, 0) // step * step, min(hi + k, sy)
+            frame_rows = slice(a + self.border, c + self.border)
+            rows = ipc.noise_gain(
+                self.kernel[:, :, a:c],
+                np.asarray(self.gain)[frame_rows, self._columns()],
+                iterations=k,
+            )
+        self.noise_gain[lo:hi] = rows[lo - a : hi - a]
+
+    def _columns(self):
+        b = self.border
+        return slice(b, self.gain.shape[1] - b)
 
     def finish(self, model):
         step = self.step
         if self.kernel is None:
             return step.skip_model(model, reason="no ipc4d reference file")
+        log.info(
+            "IPC deconvolution: %d iteration(s), kernel %dx%d (border %d), "
+            "arithmetic %s, kernel centre range %.6g..%.6g",
+            step.iterations,
+            self.kernel.shape[-2],
+            self.kernel.shape[-1],
+            self.border,
+            self.dtype.name,
+            *self.centre_range,
+        )
         n_bad = self.counts.get("bad_gain", 0)
         if n_bad:
             if step.legacy_compat:
@@ -150,7 +217,7 @@ class _IPCPlan(BandPlan):
                     ipc.MIN_GAIN,
                     ipc.MIN_GAIN,
                 )
-        self.kernel = self.gain = None
+        self.kernel = self.gain = self.noise_gain = self._rows_buffer = None
         step.record_cal_step(model, "COMPLETE")
         return model
 
