@@ -113,8 +113,10 @@ def assert_banded_equals_whole(pipeline, model, name, height):
 def _same(a, b):
     """Equal values, arrays bit for bit (NaN equal), mappings and lists item by item."""
     if hasattr(a, "keys"):
-        return hasattr(b, "keys") and sorted(a) == sorted(b) and all(
-            _same(a[k], b[k]) for k in a
+        return (
+            hasattr(b, "keys")
+            and sorted(a) == sorted(b)
+            and all(_same(a[k], b[k]) for k in a)
         )
     if isinstance(a, list | tuple):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))

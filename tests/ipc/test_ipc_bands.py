@@ -25,14 +25,14 @@ def test_banded_equals_whole(band_inputs, height):
 
 @pytest.mark.parametrize("iterations", [1, 3])
 @pytest.mark.parametrize("height", [5, 37])
-def test_noise_gain_banded_equals_whole_other_iterations(band_inputs, iterations, height):
+def test_noise_gain_banded_equals_whole_other_iterations(
+    band_inputs, iterations, height
+):
     """Not the compiled path's 2 iterations: the noise gain by impulses, per band."""
     pipeline, inputs = band_inputs
     pipeline.ipc.iterations = iterations
     try:
-        whole, _ = assert_banded_equals_whole(
-            pipeline, inputs["ipc"], "ipc", height
-        )
+        whole, _ = assert_banded_equals_whole(pipeline, inputs["ipc"], "ipc", height)
     finally:
         pipeline.ipc.iterations = 2
     gain = np.asarray(whole["processinfo"][IPC_NOISE_GAIN_KEY])

@@ -93,9 +93,7 @@ def test_wrong_shape_reference_is_rejected(make_l1_file, make_ref_file, rng):
         )
 
 
-def test_all_nan_reference_is_rejected(
-    l1_in_range, calibration, make_ref_file
-):
+def test_all_nan_reference_is_rejected(l1_in_range, calibration, make_ref_file):
     l1, _ = l1_in_range
     calibration["Smin"] = np.full((SIZE, SIZE), np.nan, np.float32)
     ref = write_calibration(make_ref_file, calibration)
