@@ -9,6 +9,7 @@ the cores), so batch workers that set ``RIP_THREADS=1`` stay on one core each.
 
 import contextlib
 import os
+import threading
 
 __all__ = [
     "ENGINES",
@@ -17,6 +18,7 @@ __all__ = [
     "resolve_threads",
     "run_in_threads",
     "step_threads",
+    "threads_of_this_thread",
 ]
 
 # Engines of the array functions that have a compiled kernel: "numba" (the default)
@@ -24,13 +26,36 @@ __all__ = [
 ENGINES = ("numba", "numpy")
 
 
+_THIS_THREAD = threading.local()
+
+
 def step_threads() -> int:
     """Threads a step may use: ``RIP_THREADS`` if set, else the cores (at most 4).
 
     Batch workers set ``RIP_THREADS=1`` so that exposures running side by side do
-    not oversubscribe the cores.
+    not oversubscribe the cores. Inside `threads_of_this_thread` the number given
+    there.
     """
+    override = getattr(_THIS_THREAD, "threads", None)
+    if override:
+        return override
     return int(os.environ.get("RIP_THREADS", "0")) or min(os.cpu_count() or 1, 4)
+
+
+@contextlib.contextmanager
+def threads_of_this_thread(threads: int):
+    """`step_threads` is ``threads`` for the work this thread does in the block.
+
+    For work running beside the steps (the pipeline's reference work): one thread
+    of its own, not a second team of compiled-kernel threads competing with the
+    steps' for the same cores.
+    """
+    previous = getattr(_THIS_THREAD, "threads", None)
+    _THIS_THREAD.threads = max(1, int(threads))
+    try:
+        yield
+    finally:
+        _THIS_THREAD.threads = previous
 
 
 def resolve_threads(threads: int | None) -> int:

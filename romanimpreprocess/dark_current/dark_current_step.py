@@ -35,30 +35,17 @@ class DarkCurrentStep(RipStep):
     def process(self, dataset):
         """Return the dark-subtracted rate `ImageModel`."""
         model = self.open_model(dataset)
+        slope, bad_gain, medgain, ipc_on = self.reference_products(model)
         dark = self.load_reference(model, "dark", fields=["dark_slope", "dq"])
-        gain_ref = self.load_reference(model, "gain", fields=["data"])
-        gain = np.asarray(gain_ref.data)
-        kernel_ref = self.load_reference(model, "ipc4d", fields=["data"])
-        kernel = None if kernel_ref is None else kernel_ref.data
-        dtype = (
-            np.result_type(np.float32, gain.dtype) if self.legacy_compat else np.float32
-        )
-        slope, bad_gain = dark_current.deconvolved_dark_slope(
-            dark.dark_slope,
-            kernel,
-            gain,
-            dtype=dtype,
-            clip_gain=not self.legacy_compat,
-        )
         b = REF_BORDER
         science = (slice(b, -b), slice(b, -b))
-        model.data -= slope[science]
+        model.data -= slope
         # A NaN or inf in the dark slope (spread to its neighbours by the IPC
         # deconvolution) makes those pixels unusable: flagged, not left at dq 0.
         if not self.legacy_compat:
             from roman_datamodels.dqflags import pixel
 
-            bad_slope = ~np.isfinite(slope[science])
+            bad_slope = ~np.isfinite(slope)
             if bad_slope.any():
                 log.warning(
                     "Dark current: %d pixel(s) with a non-finite deconvolved dark "
@@ -71,21 +58,59 @@ class DarkCurrentStep(RipStep):
                 )
         if "dq" in dark and dark.get("dq") is not None:
             model.dq |= np.asarray(dark.dq, dtype=np.uint32)[science]
-        if not self.legacy_compat and bad_gain[science].any():
+        if not self.legacy_compat and bad_gain.any():
             from roman_datamodels.dqflags import pixel
 
-            model.dq[bad_gain[science]] |= np.uint32(pixel.NO_GAIN_VALUE)
-        if self.legacy_compat:
-            medgain = float(np.median(gain))
-        else:
-            medgain = gain_ref.science_medians("data", b)[0]
+            model.dq[bad_gain] |= np.uint32(pixel.NO_GAIN_VALUE)
         self.processinfo(model)["medgain"] = medgain
         log.info(
             "Dark current: median deconvolved dark slope %.4g DN/s (every 4th row "
             "and column; IPC %s); median gain %.4f e/DN",
-            float(np.median(slope[science][::4, ::4])),
-            "on" if kernel is not None else "off",
+            float(np.median(slope[::4, ::4])),
+            "on" if ipc_on else "off",
             medgain,
         )
         self.record_cal_step(model, "COMPLETE")
         return model
+
+    def reference_work(self, model):
+        """The deconvolved dark slope and the median gain: reference files alone.
+
+        Returns a function giving ``(slope, bad_gain, medgain, ipc_on)``: the
+        science area of `dark_current.deconvolved_dark_slope` (float32) and of its
+        unusable gains, the median gain and whether a kernel was used.
+        """
+        dark = self.load_reference(model, "dark", fields=["dark_slope"], cache=False)
+        gain_ref = self.load_reference(model, "gain", fields=["data"], cache=False)
+        kernel_ref = self.load_reference(model, "ipc4d", fields=["data"], cache=False)
+        legacy = self.legacy_compat
+
+        def work():
+            try:
+                gain = np.asarray(gain_ref.data)
+                dtype = np.result_type(np.float32, gain.dtype) if legacy else np.float32
+                slope, bad_gain = dark_current.deconvolved_dark_slope(
+                    dark.dark_slope,
+                    None if kernel_ref is None else kernel_ref.data,
+                    gain,
+                    dtype=dtype,
+                    clip_gain=not legacy,
+                )
+                b = REF_BORDER
+                science = (slice(b, -b), slice(b, -b))
+                if legacy:
+                    medgain = float(np.median(gain))
+                else:
+                    medgain = gain_ref.science_medians("data", b)[0]
+                return (
+                    np.ascontiguousarray(slope[science]),
+                    np.ascontiguousarray(bad_gain[science]),
+                    medgain,
+                    kernel_ref is not None,
+                )
+            finally:
+                for ref in (dark, gain_ref, kernel_ref):
+                    if ref is not None:
+                        ref.close()
+
+        return work

@@ -44,35 +44,73 @@ class FlatFieldStep(RipStep):
     def process(self, dataset):
         """Return the flat-fielded rate `ImageModel`."""
         model = self.open_model(dataset)
-        flat = np.asarray(self.load_reference(model, "flat", fields=["data"]).data)
-        gain = np.asarray(self.load_reference(model, "gain", fields=["data"]).data)
-        kernel_ref = self.load_reference(model, "ipc4d", fields=["data"])
-        kernel = None if kernel_ref is None else kernel_ref.data
-        dtype = (
-            np.result_type(np.float32, gain.dtype) if self.legacy_compat else np.float32
-        )
-        F, out_of_range, bad_gain = flatfield.prepare_flat(
-            flat, kernel, gain, REF_BORDER, dtype=dtype
-        )
+        F, out_of_range, bad_gain, percentiles, area = self.reference_products(model)
         model.dq[out_of_range] |= np.uint32(pixel.NO_FLAT_FIELD)
         model.dq[bad_gain] |= np.uint32(pixel.NO_GAIN_VALUE)
         log.info(
             "Flat percentiles %s (every 4th row and column): %s",
             _PERCENTILES,
-            " ".join(f"{v:.4f}" for v in np.percentile(F[::4, ::4], _PERCENTILES)),
+            " ".join(f"{v:.4f}" for v in percentiles),
         )
-        area = self._area(model, F.shape)
+        if area is None:
+            area = self._area(model, F.shape)
+        else:  # from the header, computed ahead: the header is the model's WCS
+            self._wcs_from_header(model, F.shape)
+            self._log_area(area)
+        normalised = area is not None
         f_eff = flatfield.effective_flat(F, area, OMEGA_IDEAL)
+        del F, area
         model.data /= f_eff
-        if "err" in model and model.err.shape == F.shape:
+        if "err" in model and model.err.shape == f_eff.shape:
             model.err = _divided(model.err, f_eff)
         np.multiply(f_eff, f_eff, out=f_eff)  # the variances scale with F_eff²
         for key in ("var_poisson", "var_rnoise", "var_flat"):
-            if key in model and model[key] is not None and model[key].shape == F.shape:
+            if (
+                key in model
+                and model[key] is not None
+                and model[key].shape == f_eff.shape
+            ):
                 model[key] = _divided(model[key], f_eff)
-        self.processinfo(model)["area_normalization"] = area is not None
+        self.processinfo(model)["area_normalization"] = normalised
         self.record_cal_step(model, "COMPLETE")
         return model
+
+    def reference_work(self, model):
+        """The clipped, IPC-deconvolved flat and the header's area: no pixel data.
+
+        Returns a function giving ``(F, out_of_range, bad_gain, percentiles, area)``
+        (`flatfield.prepare_flat`, the log's percentiles, the pixel-area map of the
+        ``wcs_header``, or None when there is none or no normalisation).
+        """
+        flat_ref = self.load_reference(model, "flat", fields=["data"], cache=False)
+        gain_ref = self.load_reference(model, "gain", fields=["data"], cache=False)
+        kernel_ref = self.load_reference(model, "ipc4d", fields=["data"], cache=False)
+        legacy = self.legacy_compat
+        header_path = self.wcs_header if self.area_normalization else ""
+
+        def work():
+            try:
+                gain = np.asarray(gain_ref.data)
+                dtype = np.result_type(np.float32, gain.dtype) if legacy else np.float32
+                F, out_of_range, bad_gain = flatfield.prepare_flat(
+                    np.asarray(flat_ref.data),
+                    None if kernel_ref is None else kernel_ref.data,
+                    gain,
+                    REF_BORDER,
+                    dtype=dtype,
+                )
+            finally:
+                for ref in (flat_ref, gain_ref, kernel_ref):
+                    if ref is not None:
+                        ref.close()
+            percentiles = np.percentile(F[::4, ::4], _PERCENTILES)
+            area = None
+            if header_path:
+                header = wcs_tools.read_wcs_header(header_path)
+                area = self._header_area(header, F.shape)
+            return F, out_of_range, bad_gain, percentiles, area
+
+        return work
 
     def _area(self, model, shape):
         """Pixel-area map of the science area (sr), or None when not normalising."""
@@ -81,14 +119,8 @@ class FlatFieldStep(RipStep):
             return None
         offset = REF_BORDER if self.legacy_compat else 0
         if self.wcs_header:
-            header = wcs_tools.read_wcs_header(self.wcs_header)
-            model.meta.wcs = wcs_tools.gwcs_from_header(header, shape)
-            wcs_tools.update_wcsinfo(model.meta, model.meta.wcs, shape)
-            if self.legacy_compat:
-                source = wcs_tools.legacy_world_function(header)
-                area = wcs_tools.pixel_area_map(source, shape, offset=offset)
-            else:
-                area = wcs_tools.pixel_area_spline(header, shape, offset=offset)
+            header = self._wcs_from_header(model, shape)
+            area = self._header_area(header, shape)
         elif model.meta.get("wcs") is not None:
             area = wcs_tools.pixel_area_spline(model.meta.wcs, shape, offset=offset)
         else:
@@ -97,14 +129,31 @@ class FlatFieldStep(RipStep):
                 "skipped, data stay per pixel"
             )
             return None
+        self._log_area(area)
+        return area
+
+    def _wcs_from_header(self, model, shape):
+        """The ``wcs_header`` as the model's gwcs and wcsinfo; returns the header."""
+        header = wcs_tools.read_wcs_header(self.wcs_header)
+        model.meta.wcs = wcs_tools.gwcs_from_header(header, shape)
+        wcs_tools.update_wcsinfo(model.meta, model.meta.wcs, shape)
+        return header
+
+    def _header_area(self, header, shape):
+        """Pixel-area map of the science area from a FITS WCS header."""
+        if self.legacy_compat:
+            source = wcs_tools.legacy_world_function(header)
+            return wcs_tools.pixel_area_map(source, shape, offset=REF_BORDER)
+        return wcs_tools.pixel_area_spline(header, shape, offset=0)
+
+    def _log_area(self, area):
         log.info(
             "Pixel area: %.5g..%.5g sr (Omega_ideal %.5g), offset %d",
             float(area.min()),
             float(area.max()),
             OMEGA_IDEAL,
-            offset,
+            REF_BORDER if self.legacy_compat else 0,
         )
-        return area
 
 
 def _divided(array, divisor):

@@ -22,7 +22,7 @@ from romanimpreprocess.noise.noise_step import temp_files
 from romanimpreprocess.paths import overwrite_problems
 from romanimpreprocess.pipeline import legacy
 from romanimpreprocess.pipeline.steps import STEP_DEFS
-from romanimpreprocess.stpipe import RipPipeline
+from romanimpreprocess.stpipe import RipPipeline, RipStep
 
 __all__ = ["L1ToL2Pipeline", "ReferenceCheckError", "RunConfigurationError"]
 
@@ -256,6 +256,7 @@ class L1ToL2Pipeline(RipPipeline):
             handover = [self._open_ramp_for_run(model)]
             del model
             self._check_references(handover[0])
+            self._start_reference_work(handover[0])
             # Hand the ramp over: no reference to it stays in this frame, so the
             # cube (0.5 GB on a full frame) is freed as soon as the ramp fit is done.
             model, step_times = self._run_steps(handover)
@@ -278,6 +279,7 @@ class L1ToL2Pipeline(RipPipeline):
             return model
         finally:
             package_log.removeHandler(collector)
+            self._stop_reference_work()
             self.close_references()
             self.l1_model = None
 
@@ -436,6 +438,52 @@ class L1ToL2Pipeline(RipPipeline):
     def _run_steps(self, handover, until=None):
         """Run the steps on ``handover[0]`` (taken out of the list; see process)."""
         model = handover.pop()
+        if getattr(self, "_reference_pool", None) is None:
+            self._start_reference_work(model, until)
+        try:
+            return self._run_steps_on(model, until)
+        finally:
+            self._stop_reference_work()
+
+    def _stop_reference_work(self):
+        """Drop reference work not taken (a run that stopped early); end the thread."""
+        pool = self.__dict__.pop("_reference_pool", None)
+        if pool is not None:
+            for name in self.step_defs:
+                getattr(self, name).drop_reference_work()
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _start_reference_work(self, model, until=None):
+        """Start the later steps' reference-only work on a spare thread.
+
+        Work that depends on the reference files alone (the dark step's
+        deconvolved dark slope, the flat step's effective flat: each a pass over
+        the 0.6 GB IPC kernel of a full frame) runs on one thread beside the ramp
+        steps, which leave a core idle while they prepare. Not with one thread per
+        step (``RIP_THREADS=1``, batch workers): there the other cores run other
+        exposures.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        from romanimpreprocess.parallel import step_threads
+
+        if step_threads() < 2:
+            return
+        names = list(self.step_defs)
+        later = names[names.index("ramp_fit") + 1 :]
+        if until in later:
+            later = later[: later.index(until)]
+        for name in later:
+            step = getattr(self, name)
+            if step.skip or type(step).reference_work is RipStep.reference_work:
+                continue
+            if getattr(self, "_reference_pool", None) is None:
+                self._reference_pool = ThreadPoolExecutor(
+                    1, thread_name_prefix="rip-references"
+                )
+            step.start_reference_work(model, self._reference_pool)
+
+    def _run_steps_on(self, model, until):
         step_times = {}
         banded = getattr(self, "_band_source", None) is not None
         if banded:

@@ -203,6 +203,45 @@ class RipStep(RomanStep):
                     pars[f"override_{reftype}"] = value
         return pars
 
+    # ------------------------------------------------- reference-only products
+    def reference_work(self, model):
+        """What this step computes from its reference files alone, as a function.
+
+        A step whose heavy preparation depends only on its reference files and the
+        exposure's metadata (not its pixels) overrides it: it opens the files
+        (``load_reference(..., cache=False)``) and returns a function of no argument
+        that computes the products and closes the files. The pipeline runs that
+        function on a spare core while the ramp steps run (`start_reference_work`);
+        a step run alone calls it in ``process`` (`reference_products`). None:
+        nothing to compute ahead.
+        """
+        return
+
+    def start_reference_work(self, model, pool):
+        """Submit `reference_work` to the executor ``pool`` (the pipeline's)."""
+        self._reference_files_used = []
+        work = self.reference_work(model)
+        if work is not None:
+            self._reference_future = pool.submit(_on_one_thread, work)
+            # stpipe's run starts a new list; `reference_products` puts them back.
+            self._prepared_references = list(self._reference_files_used)
+
+    def reference_products(self, model):
+        """The products of `reference_work`: submitted ahead, or computed now."""
+        future = self.__dict__.pop("_reference_future", None)
+        if future is None:
+            work = self.reference_work(model)
+            return None if work is None else work()
+        self._reference_files_used += self.__dict__.pop("_prepared_references", [])
+        return future.result()
+
+    def drop_reference_work(self):
+        """Forget work submitted and not taken (a run that stopped early)."""
+        future = self.__dict__.pop("_reference_future", None)
+        self.__dict__.pop("_prepared_references", None)
+        if future is not None:
+            future.cancel()
+
     # ------------------------------------------------------------------ bands
     def band_plan(self, model):
         """This step's work as a `romanimpreprocess.stpipe.bands.BandPlan`.
@@ -433,3 +472,11 @@ class RipPipeline(RomanPipeline, RipStep):
     def get_pars(self, full_spec=True):
         """Pipeline parameters with each child's (override-preserving) parameters."""
         return Pipeline.get_pars(self, full_spec)
+
+
+def _on_one_thread(work):
+    """``work()`` with one thread for its compiled kernels and thread pools."""
+    from romanimpreprocess.parallel import threads_of_this_thread
+
+    with threads_of_this_thread(1):
+        return work()

@@ -1,0 +1,110 @@
+"""The later steps' reference-only work, run ahead on a spare thread.
+
+The dark step's deconvolved dark slope and the flat step's effective flat depend on
+the reference files alone; with two or more threads the pipeline computes them on
+a thread of their own while the ramp steps run. The L2 must not depend on it, an
+error there must reach the caller, and no thread may outlive the run.
+"""
+
+import threading
+
+import asdf
+import numpy as np
+import pytest
+
+from romanimpreprocess.dark_current.dark_current_step import DarkCurrentStep
+from romanimpreprocess.flatfield import flatfield
+from romanimpreprocess.flatfield.flatfield_step import FlatFieldStep
+from romanimpreprocess.pipeline import L1ToL2Pipeline, legacy
+
+ARRAYS = ("data", "dq", "err", "var_poisson", "var_rnoise", "data_withsky")
+
+
+def _run(simulated_set, out, **parameters):
+    config = legacy.load_config(simulated_set.config_yaml)
+    config["OUT"] = str(out)
+    pipeline, path = L1ToL2Pipeline.from_legacy_config(config, **parameters)
+    pipeline.run(path)
+    with asdf.open(out, lazy_load=False) as af:
+        tree = af.tree["roman"]
+        result = {k: np.array(tree[k]) for k in ARRAYS}
+        result["ref_file"] = dict(tree["meta"]["ref_file"])
+    return result
+
+
+@pytest.fixture
+def work_threads(monkeypatch):
+    """``{step class name: thread name}`` of every reference work that ran."""
+    threads = {}
+    for cls in (DarkCurrentStep, FlatFieldStep):
+        original = cls.reference_work
+
+        def spied(self, model, _original=original, _name=cls.__name__):
+            work = _original(self, model)
+
+            def run():
+                threads[_name] = threading.current_thread().name
+                return work()
+
+            return run
+
+        monkeypatch.setattr(cls, "reference_work", spied)
+    return threads
+
+
+def _no_reference_thread_left():
+    return not any(t.name.startswith("rip-references") for t in threading.enumerate())
+
+
+def test_ahead_or_in_the_step_gives_the_same_l2(
+    simulated_set, tmp_path, monkeypatch, work_threads
+):
+    monkeypatch.setenv("RIP_THREADS", "1")
+    in_step = _run(simulated_set, tmp_path / "in_step_cal.asdf")
+    assert work_threads == {
+        "DarkCurrentStep": "MainThread",
+        "FlatFieldStep": "MainThread",
+    }
+    work_threads.clear()
+    monkeypatch.setenv("RIP_THREADS", "2")
+    for band_rows in (0, 37):
+        ahead = _run(simulated_set, tmp_path / "ahead_cal.asdf", band_rows=band_rows)
+        assert sorted(work_threads) == ["DarkCurrentStep", "FlatFieldStep"]
+        assert all(name.startswith("rip-references") for name in work_threads.values())
+        work_threads.clear()
+        for key, expected in in_step.items():
+            if isinstance(expected, np.ndarray):
+                assert np.array_equal(ahead[key], expected, equal_nan=True), key
+            else:
+                assert ahead[key] == expected, key
+    assert _no_reference_thread_left()
+
+
+def test_an_error_in_the_work_ahead_reaches_the_caller(
+    simulated_set, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("RIP_THREADS", "2")
+
+    def broken(*args, **kwargs):
+        raise ValueError("flat preparation failed")
+
+    monkeypatch.setattr(flatfield, "prepare_flat", broken)
+    out = tmp_path / "broken_cal.asdf"
+    with pytest.raises(ValueError, match="flat preparation failed"):
+        _run(simulated_set, out)
+    assert not out.exists()
+    assert _no_reference_thread_left()
+
+
+def test_a_run_stopped_early_ends_the_work_ahead(simulated_set, tmp_path, monkeypatch):
+    from romanimpreprocess.ramp_fitting import ramp_fit
+
+    monkeypatch.setenv("RIP_THREADS", "2")
+
+    def broken(*args, **kwargs):
+        raise ValueError("ramp fit failed")
+
+    monkeypatch.setattr(ramp_fit, "fit_ramps", broken)
+    with pytest.raises(ValueError, match="ramp fit failed"):
+        _run(simulated_set, tmp_path / "stopped_cal.asdf")
+    assert _no_reference_thread_left()
