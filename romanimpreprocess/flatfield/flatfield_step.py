@@ -1,5 +1,6 @@
 """Flat-field step with pixel-area normalisation."""
 
+import dataclasses
 import logging
 from typing import ClassVar
 
@@ -44,22 +45,26 @@ class FlatFieldStep(RipStep):
     def process(self, dataset):
         """Return the flat-fielded rate `ImageModel`."""
         model = self.open_model(dataset)
-        F, out_of_range, bad_gain, percentiles, area = self.reference_products(model)
-        model.dq[out_of_range] |= np.uint32(pixel.NO_FLAT_FIELD)
-        model.dq[bad_gain] |= np.uint32(pixel.NO_GAIN_VALUE)
+        products = self.reference_products(model)
+        model.dq[products.out_of_range] |= np.uint32(pixel.NO_FLAT_FIELD)
+        model.dq[products.bad_gain] |= np.uint32(pixel.NO_GAIN_VALUE)
         log.info(
             "Flat percentiles %s (every 4th row and column): %s",
             _PERCENTILES,
-            " ".join(f"{v:.4f}" for v in percentiles),
+            " ".join(f"{v:.4f}" for v in products.percentiles),
         )
-        if area is None:
+        if products.area_range is None:
+            F = products.flat
             area = self._area(model, F.shape)
-        else:  # from the header, computed ahead: the header is the model's WCS
-            self._wcs_from_header(model, F.shape)
-            self._log_area(area)
-        normalised = area is not None
-        f_eff = flatfield.effective_flat(F, area, OMEGA_IDEAL)
-        del F, area
+            normalised = area is not None
+            f_eff = flatfield.effective_flat(F, area, OMEGA_IDEAL)
+            del F, area
+        else:  # divided by the header's area ahead: the header is the model's WCS
+            f_eff = products.flat
+            self._wcs_from_header(model, f_eff.shape)
+            self._log_area(*products.area_range)
+            normalised = True
+        del products
         model.data /= f_eff
         if "err" in model and model.err.shape == f_eff.shape:
             model.err = _divided(model.err, f_eff)
@@ -78,9 +83,10 @@ class FlatFieldStep(RipStep):
     def reference_work(self, model):
         """The clipped, IPC-deconvolved flat and the header's area: no pixel data.
 
-        Returns a function giving ``(F, out_of_range, bad_gain, percentiles, area)``
-        (`flatfield.prepare_flat`, the log's percentiles, the pixel-area map of the
-        ``wcs_header``, or None when there is none or no normalisation).
+        Returns a function giving `_FlatProducts`: `flatfield.prepare_flat` and the
+        log's percentiles; with a ``wcs_header`` (and the normalisation on), the
+        flat already divided by its pixel area (``F_eff``, float32: not the float64
+        area map held to the step) and the area's range for the log.
         """
         flat_ref = self.load_reference(model, "flat", fields=["data"], cache=False)
         gain_ref = self.load_reference(model, "gain", fields=["data"], cache=False)
@@ -103,12 +109,18 @@ class FlatFieldStep(RipStep):
                 for ref in (flat_ref, gain_ref, kernel_ref):
                     if ref is not None:
                         ref.close()
-            percentiles = np.percentile(F[::4, ::4], _PERCENTILES)
-            area = None
+            products = _FlatProducts(
+                flat=F,
+                out_of_range=out_of_range,
+                bad_gain=bad_gain,
+                percentiles=np.percentile(F[::4, ::4], _PERCENTILES),
+            )
             if header_path:
                 header = wcs_tools.read_wcs_header(header_path)
                 area = self._header_area(header, F.shape)
-            return F, out_of_range, bad_gain, percentiles, area
+                products.area_range = (float(area.min()), float(area.max()))
+                products.flat = flatfield.effective_flat(F, area, OMEGA_IDEAL)
+            return products
 
         return work
 
@@ -129,7 +141,7 @@ class FlatFieldStep(RipStep):
                 "skipped, data stay per pixel"
             )
             return None
-        self._log_area(area)
+        self._log_area(float(area.min()), float(area.max()))
         return area
 
     def _wcs_from_header(self, model, shape):
@@ -146,14 +158,25 @@ class FlatFieldStep(RipStep):
             return wcs_tools.pixel_area_map(source, shape, offset=REF_BORDER)
         return wcs_tools.pixel_area_spline(header, shape, offset=0)
 
-    def _log_area(self, area):
+    def _log_area(self, smallest, largest):
         log.info(
             "Pixel area: %.5g..%.5g sr (Omega_ideal %.5g), offset %d",
-            float(area.min()),
-            float(area.max()),
+            smallest,
+            largest,
             OMEGA_IDEAL,
             REF_BORDER if self.legacy_compat else 0,
         )
+
+
+@dataclasses.dataclass
+class _FlatProducts:
+    """What `FlatFieldStep.reference_work` computes (science area)."""
+
+    flat: np.ndarray  # F, or F_eff when area_range is set
+    out_of_range: np.ndarray
+    bad_gain: np.ndarray
+    percentiles: np.ndarray
+    area_range: tuple | None = None  # (min, max) of the area F was divided by
 
 
 def _divided(array, divisor):
