@@ -156,7 +156,7 @@ class _IPCPlan(BandPlan):
 
         ``kernel`` and ``gain`` hold region rows ``y0 ..``. Row ``y`` of the noise
         gain needs rows ``y - k .. y + k`` (``k`` iterations); a band's halo is at
-        least ``k`` rows, so the kept rows are computed on these rows, or, when
+        least ``k`` rows, so the kept rows are computed on the band's rows, or, when
         ``k`` is not the compiled path's 2, on rows starting at a multiple of
         ``2k + 1`` from the mapped kernel (the impulses then fall where they fall on
         the whole frame, and every sum is taken in the same order).
@@ -168,10 +168,10 @@ class _IPCPlan(BandPlan):
         if hi <= lo:
             return
         if k == ipc.DEFAULT_ITERATIONS:
-            a, c = max(lo - k, y0), min(hi + k, y0 + gain.shape[0])
-            rows = ipc.noise_gain(
-                kernel[:, :, a - y0 : c - y0], gain[a - y0 : c - y0], iterations=k
-            )
+            # All the band's rows (its halo rows are wrong, and not kept): the
+            # contiguous kernel rows as they are, no copy of a part of them.
+            a = y0
+            rows = ipc.noise_gain(kernel, gain, iterations=k)
         else:
             step = 2 * k + 1
             a, c = max(lo - k, 0) // step * step, min(hi + k, sy)
