@@ -271,3 +271,17 @@ def test_science_medians_are_numpy_medians(tmp_path, case):
     assert every == float(np.median(science))
     assert of_good == float(np.median(good))
     assert (every == of_good) == (case == "all good")
+
+
+@pytest.mark.parametrize("shape", [(7,), (5, 9), (3, 13, 6), (2, 2, 10, 3)])
+def test_nonfinite_count_in_blocks_matches_a_plain_count(shape):
+    from romanimpreprocess.datamodels import reference
+
+    rng = np.random.default_rng(3)
+    array = rng.normal(size=shape).astype(np.float32)
+    flat = array.reshape(-1)
+    flat[rng.choice(flat.size, size=flat.size // 3, replace=False)] = np.nan
+    flat[rng.choice(flat.size, size=2, replace=False)] = np.inf
+    expected = int(np.count_nonzero(~np.isfinite(array)))
+    assert expected > 0
+    assert reference._count_nonfinite(array) == expected
