@@ -172,6 +172,32 @@ class _Planner:
         return cached
 
 
+_PLANNERS = {}  # (read times, frames, u, start) -> _Planner; the last few kept
+_PLANNERS_KEPT = 4
+
+
+def _planner(tbar, tau, n_frames, *, u, start):
+    """The `_Planner` of these read times: one per exposure's pattern, reused.
+
+    The pipeline fits a frame band by band, each band a call of `fit_ramps`; a
+    planner made per call computed the weights and step tests of every usage
+    pattern again in every band (about 0.1 s of Python a band on a full frame). A
+    planner's plans depend only on its key, so sharing it changes no value.
+    """
+    tbar = np.asarray(tbar, dtype=np.float64)
+    tau = np.asarray(tau, dtype=np.float64)
+    n_frames = np.asarray(n_frames)
+    key = (tbar.tobytes(), tau.tobytes(), n_frames.tobytes(), str(n_frames.dtype),
+           float(u), int(start))  # fmt: skip
+    planner = _PLANNERS.pop(key, None)
+    if planner is None:
+        planner = _Planner(tbar, tau, n_frames, u=u, start=start)
+    _PLANNERS[key] = planner  # the most recent last
+    while len(_PLANNERS) > _PLANNERS_KEPT:
+        del _PLANNERS[next(iter(_PLANNERS))]
+    return planner
+
+
 def fit_ramps(
     data: NDArray[np.float32],
     groupdq: NDArray[np.uint8],
@@ -248,7 +274,7 @@ def fit_ramps(
         )
     thresholds.check()
     n, ny, nx = data.shape
-    planner = _Planner(tbar, tau, n_frames, u=opt.u, start=start)
+    planner = _planner(tbar, tau, n_frames, u=opt.u, start=start)
     full = planner.plan(_full_labels(n, start))
     frame = FrameFit(n, ny - 2 * border, nx - 2 * border)
     matrix = np.vstack([full.slope[None, :], full.tests.weights])
