@@ -461,13 +461,15 @@ class L1ToL2Pipeline(RipPipeline):
         the 0.6 GB IPC kernel of a full frame) runs on one thread beside the ramp
         steps, which leave a core idle while they prepare. Not with one thread per
         step (``RIP_THREADS=1``, batch workers): there the other cores run other
-        exposures.
+        exposures. Nor when the ramp steps hold the whole cube (``legacy_compat``,
+        ``likely``, ...; `_whole_cube_reason`): the work's arrays would be held with
+        it (legacy_compat's float64 deconvolutions: 2.7 -> 4.1 GiB on a full frame).
         """
         from concurrent.futures import ThreadPoolExecutor
 
         from romanimpreprocess.parallel import step_threads
 
-        if step_threads() < 2:
+        if step_threads() < 2 or getattr(self, "_band_source", None) is None:
             return
         names = list(self.step_defs)
         later = names[names.index("ramp_fit") + 1 :]

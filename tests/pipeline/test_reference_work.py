@@ -1,9 +1,10 @@
 """The later steps' reference-only work, run ahead on a spare thread.
 
 The dark step's deconvolved dark slope and the flat step's effective flat depend on
-the reference files alone; with two or more threads the pipeline computes them on
-a thread of their own while the ramp steps run. The L2 must not depend on it, an
-error there must reach the caller, and no thread may outlive the run.
+the reference files alone; with two or more threads, and the ramp steps in bands,
+the pipeline computes them on a thread of their own while the ramp steps run. The
+L2 must not depend on it, an error there must reach the caller, and no thread may
+outlive the run.
 """
 
 import threading
@@ -67,10 +68,15 @@ def test_ahead_or_in_the_step_gives_the_same_l2(
     }
     work_threads.clear()
     monkeypatch.setenv("RIP_THREADS", "2")
-    for band_rows in (0, 37):
+    # band_rows=0: the whole cube is held, nothing runs beside it
+    for band_rows, ahead_expected in ((37, True), (512, True), (0, False)):
         ahead = _run(simulated_set, tmp_path / "ahead_cal.asdf", band_rows=band_rows)
         assert sorted(work_threads) == ["DarkCurrentStep", "FlatFieldStep"]
-        assert all(name.startswith("rip-references") for name in work_threads.values())
+        names = set(work_threads.values())
+        if ahead_expected:
+            assert all(name.startswith("rip-references") for name in names), names
+        else:
+            assert names == {"MainThread"}
         work_threads.clear()
         for key, expected in in_step.items():
             if isinstance(expected, np.ndarray):
