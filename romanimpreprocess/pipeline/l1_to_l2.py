@@ -246,6 +246,7 @@ class L1ToL2Pipeline(RipPipeline):
                     "no input: give the L1 file (or set legacy_config, whose IN is used)"
                 )
             self._propagate_legacy_compat()
+            self._start_numba()
             self._preflight(dataset)
             model = self.open_model(dataset)
             if not self.noise.skip and isinstance(model, dm.ScienceRawModel):
@@ -282,6 +283,20 @@ class L1ToL2Pipeline(RipPipeline):
             self._stop_reference_work()
             self.close_references()
             self.l1_model = None
+
+    @staticmethod
+    def _start_numba():
+        """numba's start-up on the idle core while the inputs are opened.
+
+        (`romanimpreprocess._warmup`; not with one thread per step, where there is
+        no idle core.)
+        """
+        from romanimpreprocess.parallel import step_threads
+
+        if step_threads() >= 2:
+            from romanimpreprocess import _warmup
+
+            _warmup.start()
 
     def calibrate_l1(self, l1):
         """Calibrate another L1 model exactly as this run (used by the noise step).

@@ -13,6 +13,7 @@ import asdf
 import numpy as np
 import pytest
 
+from romanimpreprocess import _warmup
 from romanimpreprocess.dark_current.dark_current_step import DarkCurrentStep
 from romanimpreprocess.flatfield import flatfield
 from romanimpreprocess.flatfield.flatfield_step import FlatFieldStep
@@ -60,12 +61,15 @@ def _no_reference_thread_left():
 def test_ahead_or_in_the_step_gives_the_same_l2(
     simulated_set, tmp_path, monkeypatch, work_threads
 ):
+    warm_ups = []
+    monkeypatch.setattr(_warmup, "start", lambda: warm_ups.append(1))
     monkeypatch.setenv("RIP_THREADS", "1")
     in_step = _run(simulated_set, tmp_path / "in_step_cal.asdf")
     assert work_threads == {
         "DarkCurrentStep": "MainThread",
         "FlatFieldStep": "MainThread",
     }
+    assert not warm_ups  # one thread per step: no idle core to start numba on
     work_threads.clear()
     monkeypatch.setenv("RIP_THREADS", "2")
     # band_rows=0: the whole cube is held, nothing runs beside it
@@ -83,7 +87,33 @@ def test_ahead_or_in_the_step_gives_the_same_l2(
                 assert np.array_equal(ahead[key], expected, equal_nan=True), key
             else:
                 assert ahead[key] == expected, key
+    assert len(warm_ups) == 2  # numba started beside the opening of each run
     assert _no_reference_thread_left()
+
+
+def test_numba_warm_up_runs_its_kernel_once_per_process(monkeypatch):
+    values = np.zeros(64, np.float32)
+    _warmup._touch(values)
+    assert np.array_equal(values, np.ones(64, np.float32))
+    started = []
+    monkeypatch.setattr(_warmup, "_started", threading.Event())
+    monkeypatch.setattr(_warmup.threading, "Thread", _FakeThread(started))
+    _warmup.start()
+    _warmup.start()
+    assert started == ["rip-numba-warm-up"]
+
+
+class _FakeThread:
+    def __init__(self, started):
+        self.started = started
+
+    def __call__(self, target, name, daemon):
+        assert daemon and target is _warmup._warm
+        self.started.append(name)
+        return self
+
+    def start(self):
+        pass
 
 
 def test_an_error_in_the_work_ahead_reaches_the_caller(
