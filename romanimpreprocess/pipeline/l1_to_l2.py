@@ -257,7 +257,6 @@ class L1ToL2Pipeline(RipPipeline):
             handover = [self._open_ramp_for_run(model)]
             del model
             self._check_references(handover[0])
-            self._start_reference_work(handover[0])
             # Hand the ramp over: no reference to it stays in this frame, so the
             # cube (0.5 GB on a full frame) is freed as soon as the ramp fit is done.
             model, step_times = self._run_steps(handover)
@@ -280,7 +279,6 @@ class L1ToL2Pipeline(RipPipeline):
             return model
         finally:
             package_log.removeHandler(collector)
-            self._stop_reference_work()
             self.close_references()
             self.l1_model = None
 
@@ -453,8 +451,7 @@ class L1ToL2Pipeline(RipPipeline):
     def _run_steps(self, handover, until=None):
         """Run the steps on ``handover[0]`` (taken out of the list; see process)."""
         model = handover.pop()
-        if getattr(self, "_reference_pool", None) is None:
-            self._start_reference_work(model, until)
+        self._start_reference_work(model, until)
         try:
             return self._run_steps_on(model, until)
         finally:
@@ -471,6 +468,7 @@ class L1ToL2Pipeline(RipPipeline):
     def _start_reference_work(self, model, until=None):
         """Start the later steps' reference-only work on a spare thread.
 
+        Started once the references are checked (`process`), as the steps start.
         Work that depends on the reference files alone (the dark step's
         deconvolved dark slope, the flat step's effective flat: each a pass over
         the 0.6 GB IPC kernel of a full frame) runs on one thread beside the ramp
@@ -486,8 +484,8 @@ class L1ToL2Pipeline(RipPipeline):
 
         if step_threads() < 2 or getattr(self, "_band_source", None) is None:
             return
-        names = list(self.step_defs)
-        later = names[names.index("ramp_fit") + 1 :]
+        ramp_steps = self._ramp_step_names()
+        later = [name for name in self.step_defs if name not in ramp_steps]
         if until in later:
             later = later[: later.index(until)]
         for name in later:
