@@ -143,7 +143,9 @@ class _IPCPlan(BandPlan):
             )
         gain = np.asarray(self.gain)[r0 - b : r0 + h + b]
         if self.noise_gain is not None:
-            self._noise_gain_rows(band, kernel, gain[b : b + h, self._columns()], y0)
+            self._noise_gain_rows(
+                band, kernel, gain[b : b + h, _region(gain.shape, b)[1]], y0
+            )
         cube = np.zeros((n, h + 2 * b, nx), dtype=band.data.dtype)
         cube[:, b : b + h] = band.data[:, held]
         bad = ipc.deconvolve_cube(cube, kernel, gain, band_rows=None, **options)
@@ -175,17 +177,14 @@ class _IPCPlan(BandPlan):
         else:
             step = 2 * k + 1
             a, c = max(lo - k, 0) // step * step, min(hi + k, sy)
+            columns = _region(self.gain.shape, self.border)[1]
             frame_rows = slice(a + self.border, c + self.border)
             rows = ipc.noise_gain(
                 self.kernel[:, :, a:c],
-                np.asarray(self.gain)[frame_rows, self._columns()],
+                np.asarray(self.gain)[frame_rows, columns],
                 iterations=k,
             )
         self.noise_gain[lo:hi] = rows[lo - a : hi - a]
-
-    def _columns(self):
-        b = self.border
-        return slice(b, self.gain.shape[1] - b)
 
     def finish(self, model):
         step = self.step
