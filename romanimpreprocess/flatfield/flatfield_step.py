@@ -125,15 +125,16 @@ class FlatFieldStep(RipStep):
         return work
 
     def _area(self, model, shape):
-        """Pixel-area map of the science area (sr), or None when not normalising."""
+        """Pixel-area map of the science area (sr) from the model's gwcs, or None.
+
+        None when not normalising or without any WCS. (With a ``wcs_header`` the
+        area is computed in `reference_work`, never here.)
+        """
         if not self.area_normalization:
             log.info("Pixel-area normalisation off (area_normalization=False)")
             return None
         offset = REF_BORDER if self.legacy_compat else 0
-        if self.wcs_header:
-            header = self._wcs_from_header(model, shape)
-            area = self._header_area(header, shape)
-        elif model.meta.get("wcs") is not None:
+        if model.meta.get("wcs") is not None:
             area = wcs_tools.pixel_area_spline(model.meta.wcs, shape, offset=offset)
         else:
             log.warning(
@@ -145,11 +146,10 @@ class FlatFieldStep(RipStep):
         return area
 
     def _wcs_from_header(self, model, shape):
-        """The ``wcs_header`` as the model's gwcs and wcsinfo; returns the header."""
+        """The ``wcs_header`` as the model's gwcs and wcsinfo."""
         header = wcs_tools.read_wcs_header(self.wcs_header)
         model.meta.wcs = wcs_tools.gwcs_from_header(header, shape)
         wcs_tools.update_wcsinfo(model.meta, model.meta.wcs, shape)
-        return header
 
     def _header_area(self, header, shape):
         """Pixel-area map of the science area from a FITS WCS header."""
