@@ -98,10 +98,8 @@ class DarkCurrentStep(RipStep):
                 )
                 b = REF_BORDER
                 science = (slice(b, -b), slice(b, -b))
-                if legacy:
-                    medgain = float(np.median(gain))
-                else:
-                    medgain = gain_ref.science_medians("data", b)[0]
+                # the legacy's median is over the whole frame (border 0)
+                medgain = gain_ref.science_medians("data", 0 if legacy else b)[0]
                 return (
                     np.ascontiguousarray(slope[science]),
                     np.ascontiguousarray(bad_gain[science]),
