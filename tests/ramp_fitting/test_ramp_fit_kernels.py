@@ -90,6 +90,35 @@ def test_compiled_pass_equals_numpy(pattern, start, thresholds):
     assert np.isnan(ref.slope).any()
 
 
+def test_compiled_pass_over_several_chunks_of_a_row():
+    # rows wider than the kernel's chunk of pixels, ending in a partial chunk
+    data, groupdq, pixeldq, gain, read_noise, *times = _exposure(
+        PATTERNS["long16"], 48, seed=5
+    )
+    width = ramp_fit_kernels.CHUNK * 2 + 40
+    reps = -(-width // 40)
+
+    def wide(a):
+        # 40 science columns repeated across the row, the border kept at both ends
+        core = np.tile(a[..., 4:44], reps)[..., :width]
+        return np.concatenate([a[..., :4], core, a[..., -4:]], axis=-1)
+
+    arrays = (data, groupdq, pixeldq, gain, read_noise)
+    inputs = [*(wide(a) for a in arrays), *times]
+    ref = ramp_fit.fit_ramps(*inputs, engine="numpy")
+    new = ramp_fit.fit_ramps(*inputs, engine="numba", threads=2)
+    assert ref.slope.shape[1] == width
+    np.testing.assert_allclose(new.slope, ref.slope, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(new.var_rnoise, ref.var_rnoise)
+    np.testing.assert_array_equal(new.dq, ref.dq)
+    np.testing.assert_array_equal(new.endslice, ref.endslice)
+    np.testing.assert_array_equal(new.jumps, ref.jumps)
+    assert new.counts == ref.counts
+    # the last, partial chunk holds pixels that need more than the full-ramp fit
+    tail = (ref.dq[:, 2 * ramp_fit_kernels.CHUNK :] != 0).sum()
+    assert tail > 0
+
+
 def test_compiled_pass_does_not_depend_on_threads():
     inputs = _exposure(PATTERNS["survey6"], 64, seed=9)
     one = ramp_fit.fit_ramps(*inputs, engine="numba", threads=1)
