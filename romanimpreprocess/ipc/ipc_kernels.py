@@ -123,19 +123,17 @@ def kernel_rows(kernel, a, c, flat=None):
 
     ``flat`` (1-d, at least ``9 (c - a) nx`` elements of the kernel's dtype) is
     reused from band to band: a new array per band costs its first touch again (about
-    3 ms per MiB on a virtual machine). A memory-mapped kernel's pages of these rows
-    are given back once copied. None: the kernel itself (contiguous, no copy).
+    3 ms per MiB on a virtual machine). A memory-mapped kernel's rows are read from
+    its file (`romanimpreprocess.utils.mapped.copy_mapped`), so none of its pages
+    stays in the process. None: the kernel itself (contiguous, no copy).
     """
-    from romanimpreprocess.utils.mapped import release_pages
+    from romanimpreprocess.utils.mapped import copy_mapped
 
     if flat is None:
         return np.ascontiguousarray(kernel)
     shape = (3, 3, c - a, kernel.shape[-1])
     band = flat[: int(np.prod(shape))].reshape(shape)
-    np.copyto(band, kernel[:, :, a:c])
-    for ty in range(3):
-        for tx in range(3):
-            release_pages(kernel[ty, tx, a:c])
+    copy_mapped(kernel[:, :, a:c], band)
     return band
 
 
@@ -144,8 +142,8 @@ def deconvolve_cube_f32(data, kernel, gain, border, iterations, band_rows=None):
 
     The region is done in bands of ``band_rows`` rows, every resultant of a band
     before the next band, so that only a band of the kernel is needed at a time: its
-    rows are copied (contiguous) and the pages of a memory-mapped kernel given back
-    (`romanimpreprocess.utils.mapped.release_pages`). Each band is computed with
+    rows are copied into a contiguous buffer (`kernel_rows`; a memory-mapped kernel's
+    rows are read from its file, none of its pages mapped). Each band is computed with
     ``iterations`` rows of halo on either side (row ``y`` of ``R_k`` reaches rows
     ``y - k .. y + k``); the rows just above the next band are kept, in electrons,
     before the band is written back, since the next band's halo needs their values

@@ -14,9 +14,20 @@ Only read-only file mappings are released: discarding the pages of a private
 writable mapping would lose what was written there, and anonymous memory would read
 back as zeros. Anything else (an ordinary array, a platform without ``madvise``) is
 left alone, so calling this on any array is safe.
+
+`copy_mapped` copies a block of such an array into a buffer with ``pread`` from the
+file itself instead of through the mapping. Copying through the mapping costs a page
+fault per page not yet mapped in this process; with two threads faulting at once
+they also wait on each other (the kernel serialises a process's faults on its
+memory map). On a full frame the IPC step and the reference work read the 0.6 GB
+IPC kernel three times: 0.39 s in all with ``pread`` against 1.2 s through the
+mapping (bench/RESULTS.md, issue 23 round 5).
 """
 
 import mmap
+import os
+import threading
+import weakref
 
 import numpy as np
 
@@ -25,7 +36,7 @@ try:  # numpy >= 2
 except ImportError:  # numpy 1.x
     from numpy import byte_bounds
 
-__all__ = ["mapped_buffer", "release_pages"]
+__all__ = ["copy_mapped", "mapped_buffer", "release_pages"]
 
 
 def mapped_buffer(array):
@@ -84,3 +95,120 @@ def release_pages(array) -> bool:
     except (OSError, ValueError, AttributeError):
         return False
     return True
+
+
+# mmap object -> read-only descriptor of its file (None: not a readable file mapping)
+_FILES = weakref.WeakKeyDictionary()
+_FILES_LOCK = threading.Lock()
+
+
+def _mapping_start(buffer) -> int:
+    return np.frombuffer(buffer, dtype=np.uint8).ctypes.data
+
+
+def _mapped_file(buffer, start):
+    """``(path, inode, device)`` of the file mapped at ``start``, from /proc/self/maps.
+
+    None when the mapping is not found (not Linux, anonymous memory, a deleted file).
+    """
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                fields = line.split(maxsplit=5)
+                if len(fields) < 6 or int(fields[0].split("-")[0], 16) != start:
+                    continue
+                if int(fields[2], 16) != 0:
+                    return None  # not mapped from the file's start
+                major, minor = (int(x, 16) for x in fields[3].split(":"))
+                path = fields[5].rstrip("\n")
+                if path.endswith(" (deleted)") or not path.startswith("/"):
+                    return None
+                return path, int(fields[4]), os.makedev(major, minor)
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _file_descriptor(buffer, start):
+    """A read-only descriptor of the file behind ``buffer``, opened once; or None.
+
+    The file is opened by the path the kernel reports for the mapping and kept only
+    if it is the same file (inode and device): a file renamed over that path since it
+    was mapped is not read in its place.
+    """
+    with _FILES_LOCK:
+        if buffer in _FILES:
+            return _FILES[buffer]
+        fd = None
+        found = _mapped_file(buffer, start)
+        if found is not None:
+            path, inode, device = found
+            try:
+                fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            except OSError:
+                fd = None
+            else:
+                info = os.fstat(fd)
+                if info.st_ino != inode or info.st_dev != device:
+                    os.close(fd)
+                    fd = None
+        _FILES[buffer] = fd
+        if fd is not None:
+            weakref.finalize(buffer, os.close, fd)
+        return fd
+
+
+def copy_mapped(source, out) -> None:
+    """``out[...] = source``, read with ``pread`` when ``source`` is a mapped file.
+
+    Parameters
+    ----------
+    source : ndarray
+        A view of a read-only memory-mapped array (asdf's ``memmap=True``) whose
+        rows along the last axis are contiguous, e.g. ``cube[..., a:c, :]`` of a
+        C-contiguous cube; any other array is copied with ``np.copyto``.
+    out : ndarray
+        C-contiguous, the shape and dtype of ``source``.
+
+    The values are those of ``np.copyto`` (the same bytes of the same file); what
+    changes is that no page of ``source`` is mapped into the process.
+    """
+    source = np.asarray(source)
+    if out.shape != source.shape or out.dtype != source.dtype:
+        raise ValueError(
+            f"copy_mapped: out is {out.shape} {out.dtype}, source {source.shape} "
+            f"{source.dtype}"
+        )
+    buffer = mapped_buffer(source) if not source.flags.writeable else None
+    fd = None
+    if (
+        buffer is not None
+        and out.flags.c_contiguous
+        and source.ndim >= 2
+        and source.size
+        and hasattr(os, "preadv")
+    ):
+        start = _mapping_start(buffer)
+        fd = _file_descriptor(buffer, start)
+    if fd is None or not _rows_contiguous(source):
+        np.copyto(out, source)
+        return
+    # one read per block of rows that is contiguous in the file
+    for index in np.ndindex(*source.shape[:-2]):
+        block, target = source[index], out[index]
+        offset = block.ctypes.data - start
+        view = memoryview(target.reshape(-1).view(np.uint8))
+        done = 0
+        while done < target.nbytes:
+            got = os.preadv(fd, [view[done:]], offset + done)
+            if got <= 0:  # the file got shorter than its mapping: copy what is mapped
+                np.copyto(out, source)
+                return
+            done += got
+
+
+def _rows_contiguous(source) -> bool:
+    """True if each 2-d block (last two axes) of ``source`` is one contiguous run."""
+    item = source.dtype.itemsize
+    ny, nx = source.shape[-2:]
+    return source.strides[-1] == item and (ny == 1 or source.strides[-2] == nx * item)

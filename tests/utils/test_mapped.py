@@ -1,4 +1,4 @@
-"""`utils.mapped.release_pages`: mapped pages leave the process, values stay."""
+"""`utils.mapped`: mapped pages leave the process, values stay; rows read from the file."""
 
 import re
 import sys
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from romanimpreprocess.biascorr import biascorr
-from romanimpreprocess.utils.mapped import mapped_buffer, release_pages
+from romanimpreprocess.utils.mapped import copy_mapped, mapped_buffer, release_pages
 
 linux = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc/self/status")
 
@@ -87,3 +87,73 @@ def test_subtract_bias_reports_each_plane_once():
     assert len(seen) == 3
     for k, plane in zip(range(2, 5), seen, strict=True):
         assert np.shares_memory(plane, bias[k])
+
+
+def _mapped_file(path, dtype=np.float32, shape=None):
+    """An array over an ``mmap`` of the whole file, as asdf's ``memmap=True`` maps."""
+    import mmap
+
+    with open(path, "rb") as f:
+        view = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    size = view.size() // np.dtype(dtype).itemsize
+    array = np.ndarray(shape=(size,), dtype=dtype, buffer=view)
+    return array if shape is None else array.reshape(shape)
+
+
+@linux
+def test_copy_mapped_reads_the_rows_from_the_file(tmp_path):
+    rng = np.random.default_rng(4)
+    cube = rng.normal(size=(3, 3, 512, 1024)).astype(np.float32)  # 18 MiB
+    path = tmp_path / "kernel.bin"
+    cube.tofile(path)
+    mapped = _mapped_file(path, shape=cube.shape)
+    out = np.empty((3, 3, 300, 1024), np.float32)
+    before = _rss_file_mib()
+    copy_mapped(mapped[:, :, 100:400], out)
+    assert np.array_equal(out, cube[:, :, 100:400])
+    # read from the file: the 10 MiB of rows were never mapped into the process
+    assert _rss_file_mib() - before < 2
+    np.copyto(out, mapped[:, :, 100:400])
+    assert _rss_file_mib() - before > 8  # (the mapping itself does map them)
+
+
+def test_copy_mapped_copies_any_other_array(tmp_path):
+    rng = np.random.default_rng(5)
+    cube = rng.normal(size=(2, 64, 80)).astype(np.float32)
+    cube.tofile(tmp_path / "c.bin")
+    mapped = _mapped_file(tmp_path / "c.bin", shape=cube.shape)
+    for source in (cube[:, 3:40], mapped[:, 5:9, ::2], mapped[:, :, 1:7], cube[0]):
+        out = np.empty(source.shape, source.dtype)
+        copy_mapped(source, out)
+        assert np.array_equal(out, source)
+    with pytest.raises(ValueError, match="copy_mapped"):
+        copy_mapped(cube[:, :3], np.empty((2, 4, 80), np.float32))
+
+
+@linux
+def test_copy_mapped_never_reads_a_file_renamed_over_the_path(tmp_path):
+    first = np.arange(4 * 32 * 64, dtype=np.float32).reshape(4, 32, 64)
+    path = tmp_path / "ref.bin"
+    first.tofile(path)
+    mapped = _mapped_file(path, shape=first.shape)
+    (first + 1000).tofile(tmp_path / "new.bin")
+    (tmp_path / "new.bin").replace(path)  # a new file under the mapped file's name
+    out = np.empty((4, 10, 64), np.float32)
+    copy_mapped(mapped[:, 2:12], out)
+    assert np.array_equal(out, first[:, 2:12])  # the mapped file's values
+
+
+@linux
+def test_copy_mapped_reads_an_asdf_reference_array_from_its_file(tmp_path):
+    import asdf
+
+    rng = np.random.default_rng(6)
+    cube = rng.normal(size=(3, 3, 400, 1024)).astype(np.float32)  # 14 MiB
+    asdf.AsdfFile({"data": cube}).write_to(tmp_path / "ref.asdf")
+    with asdf.open(tmp_path / "ref.asdf", lazy_load=True, memmap=True) as af:
+        mapped = np.asarray(af["data"])
+        out = np.empty((3, 3, 200, 1024), np.float32)
+        before = _rss_file_mib()
+        copy_mapped(mapped[:, :, 150:350], out)
+        assert _rss_file_mib() - before < 2
+        assert np.array_equal(out, cube[:, :, 150:350])
