@@ -10,7 +10,7 @@ from romanimpreprocess.datamodels import ReferenceFileError
 from romanimpreprocess.linearity import linearity
 from romanimpreprocess.stpipe.bands import BandPlan
 from romanimpreprocess.stpipe.core import RipStep
-from romanimpreprocess.utils.mapped import release_pages
+from romanimpreprocess.utils.mapped import RowBuffers
 
 __all__ = ["LinearityLegendreStep"]
 
@@ -79,14 +79,17 @@ class _LinearityPlan(BandPlan):
         self.step = step
         self.ref = ref
         self.do_not_flag_first = False
+        self.rows = RowBuffers()
 
     def apply(self, band):
         if self.ref is None:
             return
         ref, rows = self.ref, band.rows
+        # read from the file into buffers kept from band to band (no page of the
+        # 460 MB calibration of a full frame is mapped into the process)
         arrays = [
-            np.asarray(a)[..., rows, :]
-            for a in (ref.data, ref.Smin, ref.Smax, ref.Sref, ref.dq)
+            self.rows.read(name, np.asarray(getattr(ref, name))[..., rows, :])
+            for name in ("data", "Smin", "Smax", "Sref", "dq")
         ]
         invalid = linearity.invalid_calibration(*arrays[:4])
         flags = linearity.apply_linearity(
@@ -98,8 +101,6 @@ class _LinearityPlan(BandPlan):
             invalid=invalid,
             dtype=None if self.step.legacy_compat else np.float64,
         )
-        for array in arrays:
-            release_pages(array)
         inner = band.inner_local
         kept = flags[inner] & np.uint32(pixel.NO_LIN_CORR)
         self.count("no_lin_corr", np.count_nonzero(kept))
@@ -111,6 +112,7 @@ class _LinearityPlan(BandPlan):
         step = self.step
         if self.ref is None:
             return step.skip_model(model, reason="no linearitylegendre reference file")
+        self.rows.clear()
         _check_invalid(
             self.ref, self.counts.get("invalid", 0), self.counts.get("pixels", 0)
         )

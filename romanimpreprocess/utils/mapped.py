@@ -36,7 +36,7 @@ try:  # numpy >= 2
 except ImportError:  # numpy 1.x
     from numpy import byte_bounds
 
-__all__ = ["copy_mapped", "mapped_buffer", "release_pages"]
+__all__ = ["RowBuffers", "copy_mapped", "mapped_buffer", "release_pages"]
 
 
 def mapped_buffer(array):
@@ -212,3 +212,31 @@ def _rows_contiguous(source) -> bool:
     item = source.dtype.itemsize
     ny, nx = source.shape[-2:]
     return source.strides[-1] == item and (ny == 1 or source.strides[-2] == nx * item)
+
+
+class RowBuffers:
+    """Contiguous copies of reference rows, band after band, in buffers kept between bands.
+
+    ``read(name, source)`` returns ``source`` (rows of a reference array, e.g.
+    ``cube[..., rows, :]``) copied with `copy_mapped` into the buffer kept under
+    ``name``; the next ``read`` of that name overwrites it, so a band must be done
+    with its rows before the next band reads. A buffer is made once, at its largest
+    size (a new one per band would cost its first touch again: about 3 ms per MiB on
+    a virtual machine), and `clear` lets them go.
+    """
+
+    def __init__(self):
+        self._buffers = {}
+
+    def read(self, name, source):
+        source = np.asarray(source)
+        buffer = self._buffers.get(name)
+        if buffer is None or buffer.dtype != source.dtype or buffer.size < source.size:
+            buffer = np.empty(source.size, source.dtype)
+            self._buffers[name] = buffer
+        out = buffer[: source.size].reshape(source.shape)
+        copy_mapped(source, out)
+        return out
+
+    def clear(self):
+        self._buffers.clear()

@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 
 from romanimpreprocess.biascorr import biascorr
-from romanimpreprocess.utils.mapped import copy_mapped, mapped_buffer, release_pages
+from romanimpreprocess.utils.mapped import (
+    RowBuffers,
+    copy_mapped,
+    mapped_buffer,
+    release_pages,
+)
 
 linux = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc/self/status")
 
@@ -157,3 +162,22 @@ def test_copy_mapped_reads_an_asdf_reference_array_from_its_file(tmp_path):
         copy_mapped(mapped[:, :, 150:350], out)
         assert _rss_file_mib() - before < 2
         assert np.array_equal(out, cube[:, :, 150:350])
+
+
+def test_row_buffers_keep_one_buffer_per_name(tmp_path):
+    rng = np.random.default_rng(7)
+    cube = rng.normal(size=(2, 100, 64)).astype(np.float32)
+    cube.tofile(tmp_path / "c.bin")
+    mapped = _mapped_file(tmp_path / "c.bin", shape=cube.shape)
+    rows = RowBuffers()
+    first = rows.read("c", mapped[:, 0:40])
+    assert np.array_equal(first, cube[:, 0:40])
+    last = rows.read("c", mapped[:, 80:100])  # a smaller last band: same buffer
+    assert np.array_equal(last, cube[:, 80:100])
+    assert np.shares_memory(first, last)
+    other = rows.read("d", mapped[1, 5:9])
+    assert np.array_equal(other, cube[1, 5:9])
+    assert not np.shares_memory(other, last)
+    rows.clear()
+    again = rows.read("c", mapped[:, 10:50])
+    assert not np.shares_memory(again, last)  # cleared: a new buffer
