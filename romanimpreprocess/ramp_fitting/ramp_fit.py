@@ -565,6 +565,13 @@ def _position_gain(tests, dm, u, rn2, charge):
     amp = tests.position_weights @ dm
     with np.errstate(invalid="ignore", divide="ignore"):
         chi2 = np.square(amp) / var - np.where(amp < 0, charge, 0.0)
+    chi2 = np.where(var > 0, chi2, -np.inf)
     gain = np.full((tests.count, dm.shape[1]), -np.inf)
-    np.maximum.at(gain, tests.position_test, np.where(var > 0, chi2, -np.inf))
+    if tests.position_test.size:
+        # the maximum over each test's positions (np.maximum.at did the same
+        # element by element, three times slower)
+        order = np.argsort(tests.position_test, kind="stable")
+        owner = tests.position_test[order]
+        owners, starts = np.unique(owner, return_index=True)
+        gain[owners] = np.maximum.reduceat(chi2[order], starts, axis=0)
     return gain
