@@ -108,6 +108,109 @@ def _make_pass(to_plane):
 _pass_to_scratch = _make_pass(False)
 _pass_to_plane = _make_pass(True)
 
+# Resultants deconvolved together when the whole region is done at once: each pass
+# reads a row's nine kernel taps once for all of them (the taps, 36 bytes a pixel,
+# are most of a pass's memory traffic). Their work planes cost 2 x 4 bytes a pixel
+# each (4088 x 528 band: 8.6 MB per plane and buffer).
+PLANES_TOGETHER = 6
+
+
+def _make_planes_pass(to_plane):
+    """`_make_pass` over planes ``p0 ..`` of ``data`` at once (3-d work planes)."""
+
+    @njit(parallel=True, nogil=True, cache=True)
+    def run(data, gain, kernel, image, src, dst, b, p0):
+        sy, sx = gain.shape
+        planes = image.shape[0]
+        for y in prange(sy):
+            if y == 0 or y == sy - 1 or sx < 3:
+                for i in range(planes):
+                    for x in range(sx):
+                        acc = _forward_at(src[i], kernel, y, x, sy, sx)
+                        _store(
+                            data[p0 + i], gain, dst[i], image[i], src[i], acc,
+                            y, x, b, to_plane,
+                        )  # fmt: skip
+                continue
+            k11, k12, k10 = kernel[1, 1, y], kernel[1, 2, y], kernel[1, 0, y]
+            k21, k22, k20 = (
+                kernel[2, 1, y - 1],
+                kernel[2, 2, y - 1],
+                kernel[2, 0, y - 1],
+            )
+            k01, k02, k00 = (
+                kernel[0, 1, y + 1],
+                kernel[0, 2, y + 1],
+                kernel[0, 0, y + 1],
+            )
+            g = gain[y]
+            for i in range(planes):
+                plane = data[p0 + i]
+                for x in (0, sx - 1):
+                    acc = _forward_at(src[i], kernel, y, x, sy, sx)
+                    _store(
+                        plane, gain, dst[i], image[i], src[i], acc, y, x, b, to_plane
+                    )
+                up, mid, down = src[i, y - 1], src[i, y], src[i, y + 1]
+                img = image[i, y]
+                out = plane[b + y, b : b + sx] if to_plane else dst[i, y]
+                for x in range(1, sx - 1):
+                    acc = _F32(mid[x] * k11[x])
+                    acc = _F32(acc + _F32(up[x] * k21[x]))
+                    acc = _F32(acc + _F32(down[x] * k01[x]))
+                    acc = _F32(acc + _F32(mid[x - 1] * k12[x - 1]))
+                    acc = _F32(acc + _F32(mid[x + 1] * k10[x + 1]))
+                    acc = _F32(acc + _F32(up[x - 1] * k22[x - 1]))
+                    acc = _F32(acc + _F32(up[x + 1] * k20[x + 1]))
+                    acc = _F32(acc + _F32(down[x - 1] * k02[x - 1]))
+                    acc = _F32(acc + _F32(down[x + 1] * k00[x + 1]))
+                    result = _F32(_F32(mid[x] + img[x]) - acc)
+                    out[x] = _F32(result / g[x]) if to_plane else result
+
+    return run
+
+
+_planes_to_scratch = _make_planes_pass(False)
+_planes_to_plane = _make_planes_pass(True)
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def _electrons_planes(data, gain, b, p0, out):
+    """``out[i] = g data[p0 + i]`` over the region (float32 product, as numpy's)."""
+    planes = out.shape[0]
+    sy, sx = gain.shape
+    for y in prange(sy):
+        for i in range(planes):
+            for x in range(sx):
+                out[i, y, x] = _F32(data[p0 + i, b + y, b + x] * gain[y, x])
+
+
+def _deconvolve_region_f32(data, kernel, gain, border, iterations):
+    """`deconvolve_cube_f32` of the whole region, resultants in groups.
+
+    The arithmetic of each pixel is that of the one-plane passes, in the same order:
+    the same bits.
+    """
+    n = data.shape[0]
+    sy, sx = gain.shape
+    kernel = np.ascontiguousarray(kernel)
+    together = max(1, min(PLANES_TOGETHER, n))
+    image = np.empty((together, sy, sx), np.float32)
+    scratch = np.empty((together, sy, sx), np.float32)
+    spare = np.empty((together, sy, sx), np.float32) if iterations > 2 else scratch
+    for p0 in range(0, n, together):
+        planes = min(together, n - p0)
+        img = image[:planes]
+        _electrons_planes(data, gain, border, p0, img)
+        src = img
+        for j in range(iterations):
+            if j == iterations - 1:
+                _planes_to_plane(data, gain, kernel, img, src, src, border, p0)
+            else:
+                dst = (scratch, spare)[j % 2][:planes]
+                _planes_to_scratch(data, gain, kernel, img, src, dst, border, p0)
+                src = dst
+
 
 @njit(parallel=True, nogil=True, cache=True)
 def _electrons(plane, gain, b, out):
@@ -167,6 +270,9 @@ def deconvolve_cube_f32(data, kernel, gain, border, iterations, band_rows=None):
     """
     sy, sx = gain.shape
     band = sy if band_rows is None else max(1, min(int(band_rows), sy))
+    if band == sy and data.shape[0] > 1:
+        _deconvolve_region_f32(data, kernel, gain, border, iterations)
+        return
     halo = iterations
     rows = min(sy, band + 2 * halo)
     image = np.empty((rows, sx), np.float32)

@@ -325,3 +325,26 @@ def test_bands_give_the_bits_of_the_whole_region(tmp_path, iterations):
     # reference pixels untouched, science pixels changed
     np.testing.assert_array_equal(whole[:, :border], data[:, :border])
     assert np.abs(whole - data).max() > 1
+
+
+@pytest.mark.parametrize("iterations", [1, 2, 3])
+def test_resultants_in_groups_give_the_bits_of_the_numpy_path(iterations):
+    """The whole region with more resultants than one group (and a partial last one)."""
+    from romanimpreprocess.ipc.ipc_kernels import PLANES_TOGETHER
+
+    rng = np.random.default_rng(40 + iterations)
+    nres, ny, nx, border = PLANES_TOGETHER + 2, 30, 44, 4
+    data = rng.uniform(-50, 5e4, (nres, ny, nx)).astype(np.float32)
+    kernel = random_kernel(rng, (ny - 2 * border, nx - 2 * border), 0.02)
+    kernel = kernel.astype(np.float32)
+    gain = rng.uniform(0.05, 2.2, (ny, nx)).astype(np.float32)
+    numpy_path = data.copy()
+    ipc.deconvolve_cube(numpy_path, kernel, gain, iterations=iterations, engine="numpy")
+    for threads in (1, 2):
+        grouped = data.copy()
+        ipc.deconvolve_cube(
+            grouped, kernel, gain, iterations=iterations, band_rows=None,
+            threads=threads,
+        )  # fmt: skip
+        np.testing.assert_array_equal(grouped, numpy_path)
+    assert np.abs(numpy_path - data)[:, border:-border, border:-border].min() > 0
