@@ -151,6 +151,8 @@ class _IPCPlan(BandPlan):
         bad = ipc.deconvolve_cube(cube, kernel, gain, band_rows=None, **options)
         release_pages(gain)
         band.data[:, held] = cube[:, b : b + h]
+        if band.last:
+            self._rows_buffer = None
         return bad[b : b + h]
 
     def _noise_gain_rows(self, band, kernel, gain, y0):

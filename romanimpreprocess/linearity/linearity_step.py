@@ -109,6 +109,8 @@ class _LinearityPlan(BandPlan):
         if whole:
             for array in arrays:
                 release_pages(array)
+        elif band.last:
+            self.rows.clear()
         inner = band.inner_local
         kept = flags[inner] & np.uint32(pixel.NO_LIN_CORR)
         self.count("no_lin_corr", np.count_nonzero(kept))

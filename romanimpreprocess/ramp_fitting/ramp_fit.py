@@ -215,6 +215,7 @@ def fit_ramps(
     border: int = REF_BORDER,
     engine: str = "numba",
     threads: int | None = None,
+    rows: slice | None = None,
 ) -> RampFitResult:
     """Fit the ramps of the science area and detect jumps.
 
@@ -252,6 +253,11 @@ def fit_ramps(
     threads : int or None
         Threads of the compiled pass (None = `romanimpreprocess.parallel.
         step_threads`).
+    rows : slice or None
+        The rows of ``data`` and ``groupdq`` that hold the frame (reference border
+        included); the others are not read. None: all of them. A band's rows are
+        fitted this way without a copy of its cube (``pixeldq``, ``gain`` and
+        ``read_noise`` are given for these rows only).
 
     Returns
     -------
@@ -265,6 +271,13 @@ def fit_ramps(
     """
     opt = RampOptPars() if opt is None else opt
     thresholds = JumpThresholds() if thresholds is None else thresholds
+    full_data, full_groupdq = data, groupdq
+    row0 = 0
+    if rows is not None:
+        row0, _, step = rows.indices(data.shape[1])
+        if step != 1:
+            raise ValueError(f"rows must be a contiguous slice, not {rows}")
+        data, groupdq = data[:, rows], groupdq[:, rows]
     check_shapes(data, groupdq, pixeldq)
     check_engine(engine)
     if legacy:
@@ -279,7 +292,9 @@ def fit_ramps(
     frame = FrameFit(n, ny - 2 * border, nx - 2 * border)
     matrix = np.vstack([full.slope[None, :], full.tests.weights])
     if engine == "numba":
-        inputs = (data, groupdq, gain, read_noise, border, matrix)
+        if rows is None or not data.size:
+            full_data, full_groupdq, row0 = data, groupdq, 0
+        inputs = (full_data, full_groupdq, gain, read_noise, border, matrix, row0)
         frame.special.append(
             _screen_compiled(inputs, full, planner, start, thresholds, frame, threads)
         )
@@ -325,19 +340,21 @@ def _screen_block(block, matrix, full, start, thresholds, frame):
 def _screen_compiled(inputs, full, planner, start, thresholds, frame, threads):
     """The compiled pass over every science pixel; returns the special ones (flat).
 
-    ``inputs`` = (data, groupdq, gain, read_noise, border, matrix); the outputs of
-    ``frame`` (a `ramp_fit_frame.FrameFit`) are filled in place.
+    ``inputs`` = (data, groupdq, gain, read_noise, border, matrix, row0): the frame
+    is rows ``row0 ..`` of ``data`` and ``groupdq``; the outputs of ``frame`` (a
+    `ramp_fit_frame.FrameFit`) are filled in place.
     """
     from romanimpreprocess.parallel import kernel_threads
     from romanimpreprocess.ramp_fitting import ramp_fit_kernels as kernels
 
-    data, groupdq, gain, read_noise, border, matrix = inputs
+    data, groupdq, gain, read_noise, border, matrix, row0 = inputs
     pixels = kernels.ScreenInputs(
         np.ascontiguousarray(data),
         np.ascontiguousarray(groupdq),
         np.ascontiguousarray(gain),
         np.ascontiguousarray(read_noise),
         int(border),
+        int(row0),
     )
     pattern = _screen_pattern(full, planner, start, matrix)
     rules = kernels.ScreenRules(

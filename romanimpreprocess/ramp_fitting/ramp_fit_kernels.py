@@ -176,13 +176,18 @@ def structured_tests(weights, flag, double, tbar, tau, n_frames, *, u, start):
 
 
 class ScreenInputs(NamedTuple):
-    """The per-pixel inputs of `screen_ramps` (full frame)."""
+    """The per-pixel inputs of `screen_ramps` (full frame).
 
-    data: np.ndarray  # (n, ny, nx) float32 resultants
-    groupdq: np.ndarray  # (n, ny, nx) uint8 group flags
+    ``data`` and ``groupdq`` may hold more rows than the frame: the frame is rows
+    ``row0 .. row0 + ny`` of them (a band's rows, read in place of a copy).
+    """
+
+    data: np.ndarray  # (n, row0 + ny + ..., nx) float32 resultants
+    groupdq: np.ndarray  # (n, row0 + ny + ..., nx) uint8 group flags
     gain: np.ndarray  # (ny, nx) gain, e/DN
     read_noise: np.ndarray  # (ny, nx) single-read noise, DN
     border: int  # reference border left out
+    row0: int = 0  # first frame row in data and groupdq
 
 
 class ScreenPattern(NamedTuple):
@@ -259,7 +264,7 @@ def screen_ramps(inputs, pattern, rules, outputs):  # noqa: C901
         Slope, variances, flags, end slice and the special-pixel mask.
     """
     # locals for the loop below (the tuples' fields are its constants)
-    data, groupdq, gain, read_noise, border = inputs
+    data, groupdq, gain, read_noise, border, row0 = inputs
     start, matrix = pattern.start, pattern.matrix
     test_poisson, test_read = pattern.test_poisson, pattern.test_read
     coef_poisson, coef_read = pattern.coef_poisson, pattern.coef_read
@@ -280,7 +285,8 @@ def screen_ramps(inputs, pattern, rules, outputs):  # noqa: C901
     structured = structure.shape[0] > 0
     ntypes = group_to_pixel.shape[0]
     for y in prange(sy):
-        fy = y + border
+        fy = y + border  # frame row (gain, read noise)
+        dy = fy + row0  # its row in data and groupdq
         d = np.empty((n, CHUNK))
         # C⁻¹ d and its suffix sums; rows before ``start`` stay 0
         v = np.zeros((n, CHUNK))
@@ -312,7 +318,7 @@ def screen_ramps(inputs, pattern, rules, outputs):  # noqa: C901
             for t in range(n):
                 c = matrix[0, t]
                 for j in range(m):
-                    d[t, j] = np.float64(data[t, fy, f0 + j])
+                    d[t, j] = np.float64(data[t, dy, f0 + j])
                     s[j] += c * d[t, j]
                 if t >= start:
                     for j in range(m):
@@ -342,7 +348,7 @@ def screen_ramps(inputs, pattern, rules, outputs):  # noqa: C901
             for t in range(n):
                 unusable_bits = g_unusable if t >= start else np.uint8(0)
                 for j in range(m):
-                    q = groupdq[t, fy, f0 + j]
+                    q = groupdq[t, dy, f0 + j]
                     is_sat = (q & g_sat) != 0
                     any_sat[j] |= is_sat
                     nonsat[j] |= q & np.uint8(0 - np.uint8(not is_sat))

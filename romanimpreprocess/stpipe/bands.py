@@ -72,6 +72,16 @@ class Band:
         """Band-local slice of the kept rows."""
         return self.local(self.inner)
 
+    @property
+    def last(self) -> bool:
+        """True for the band that reaches the frame's last row (the pipeline's last).
+
+        A plan lets its band-to-band buffers go after it: the plans live until the
+        finish of every ramp step, past the ramp fit of the last band, where a long
+        ramp's run has its peak.
+        """
+        return self.rows.stop >= self.ny
+
 
 @dataclass
 class BandPlan:

@@ -213,7 +213,7 @@ def test_structured_screening_marks_the_same_pixels(monkeypatch, thresholds):
     def screen():
         sy = sx = 64 - 2 * ramp_fit.REF_BORDER
         frame = FrameFit(len(pattern), sy, sx)
-        inputs = (data, groupdq, gain, read_noise, ramp_fit.REF_BORDER, matrix)
+        inputs = (data, groupdq, gain, read_noise, ramp_fit.REF_BORDER, matrix, 0)
         special = ramp_fit._screen_compiled(
             inputs, full, planner, 1, thresholds, frame, 2
         )
@@ -227,3 +227,27 @@ def test_structured_screening_marks_the_same_pixels(monkeypatch, thresholds):
     assert 0 < structured.size < 0.5 * 56 * 56  # the tests decide, not the flags
     for a, b in zip(out_s, out_d, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("engine", ["numba", "numpy"])
+def test_rows_of_a_larger_cube_fit_as_the_cube_of_those_rows(engine):
+    data, groupdq, pixeldq, gain, read_noise, *times = _exposure(
+        PATTERNS["uneven8"], 48, seed=11
+    )
+    n, ny, nx = data.shape
+    # rows around the frame that must not be read: NaN data, saturated flags
+    padded = np.full((n, ny + 8, nx), np.nan, np.float32)
+    padded_dq = np.full((n, ny + 8, nx), group.SATURATED, np.uint8)
+    padded[:, 5 : 5 + ny] = data
+    padded_dq[:, 5 : 5 + ny] = groupdq
+    frame = (pixeldq, gain, read_noise, *times)
+    ref = ramp_fit.fit_ramps(data, groupdq, *frame, engine=engine)
+    new = ramp_fit.fit_ramps(
+        padded, padded_dq, *frame, engine=engine, rows=slice(5, 5 + ny)
+    )
+    np.testing.assert_array_equal(new.slope, ref.slope)
+    np.testing.assert_array_equal(new.var_poisson, ref.var_poisson)
+    np.testing.assert_array_equal(new.dq, ref.dq)
+    np.testing.assert_array_equal(new.jumps, ref.jumps)
+    assert new.counts == ref.counts
+    assert ref.counts["jump"] > 0
