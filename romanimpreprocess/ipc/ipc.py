@@ -25,6 +25,7 @@ __all__ = [
     "MIN_GAIN",
     "TAPS",
     "deconvolve_cube",
+    "deconvolve_rows",
     "ipc_forward",
     "ipc_inverse",
     "kernel_border",
@@ -257,6 +258,87 @@ def deconvolve_cube(
             data[i][region] = result
 
     run_in_threads(worker, [range(k, nres, threads) for k in range(threads)], threads)
+    return bad
+
+
+def deconvolve_rows(
+    data: NDArray[np.float32],
+    rows: slice,
+    kernel: NDArray,
+    gain: NDArray,
+    *,
+    iterations: int = DEFAULT_ITERATIONS,
+    clip_gain: bool = True,
+    threads: int | None = None,
+    dtype=np.float32,
+) -> NDArray[np.bool_]:
+    """`deconvolve_cube` of rows ``rows`` of ``data`` alone, in place (a band's rows).
+
+    The rows are the whole region of this call: a tap that would reach a row above
+    or below them is left out, as at the edge of a frame's region, and nothing
+    outside them is read or written. This is what `deconvolve_cube` does on a cube
+    holding these rows with ``b`` rows of padding above and below, without the
+    cube: the IPC step gives it the rows of its band that the kernel covers.
+
+    Parameters
+    ----------
+    data : ndarray, shape (n, h, nx), float32, C-contiguous
+        Resultants; rows ``rows``, columns ``b .. nx - b`` are deconvolved.
+    rows : slice
+        Rows of ``data`` (step 1).
+    kernel : ndarray, shape (3, 3, len(rows), nx - 2b)
+        The kernel of these rows (``b`` its column border).
+    gain : ndarray, shape (len(rows), nx)
+        The gain of these rows.
+    iterations, clip_gain, threads, dtype
+        As `deconvolve_cube`.
+
+    Returns
+    -------
+    ndarray of bool, shape (len(rows), nx)
+        Pixels of the rows' region whose gain is ``<= MIN_GAIN`` or not finite.
+    """
+    start, stop, step = rows.indices(data.shape[1])
+    h, nx = stop - start, data.shape[2]
+    if step != 1 or h <= 0:
+        raise ValueError(f"rows must be a non-empty contiguous slice, not {rows}")
+    if gain.shape != (h, nx) or kernel.shape[2] != h:
+        raise ValueError(
+            f"kernel {kernel.shape} / gain {gain.shape} do not cover rows {start}:{stop}"
+            f" of a {nx}-column ramp"
+        )
+    b = (nx - kernel.shape[3]) // 2
+    if not (
+        data.dtype == np.float32
+        and np.dtype(dtype) == np.float32
+        and data.flags.c_contiguous
+        and iterations >= 1
+    ):
+        # the general path, on a padded copy of the rows
+        cube = np.zeros((data.shape[0], h + 2 * b, nx), dtype=data.dtype)
+        cube[:, b : b + h] = data[:, rows]
+        padded = np.zeros((h + 2 * b, nx), dtype=np.asarray(gain).dtype)
+        padded[b : b + h] = gain
+        bad = deconvolve_cube(
+            cube, kernel, padded, iterations=iterations, clip_gain=clip_gain,
+            threads=threads, band_rows=None, dtype=dtype,
+        )  # fmt: skip
+        data[:, rows] = cube[:, b : b + h]
+        return bad[b : b + h]
+    g = np.asarray(gain[:, b : nx - b], dtype=np.float32)
+    with np.errstate(invalid="ignore"):
+        low = ~(g > MIN_GAIN)
+    if clip_gain:
+        g = np.where(low, np.float32(MIN_GAIN), g)
+    bad = np.zeros((h, nx), dtype=bool)
+    bad[:, b : nx - b] = low
+    from romanimpreprocess.ipc.ipc_kernels import deconvolve_region_f32
+    from romanimpreprocess.parallel import kernel_threads
+
+    with kernel_threads(threads):
+        deconvolve_region_f32(
+            data, kernel, np.ascontiguousarray(g), b, iterations, first_row=start
+        )
     return bad
 
 

@@ -14,7 +14,12 @@ for ``k > 2``).
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["deconvolve_cube_f32", "kernel_rows", "noise_gain_order2"]
+__all__ = [
+    "deconvolve_cube_f32",
+    "deconvolve_region_f32",
+    "kernel_rows",
+    "noise_gain_order2",
+]
 
 _F32 = np.float32
 
@@ -46,10 +51,10 @@ def _forward_at(src, kernel, y, x, sy, sx):
 
 
 @njit(inline="always")
-def _store(plane, gain, dst, image, src, acc, y, x, b, to_plane):
+def _store(plane, gain, dst, image, src, acc, y, x, by, bx, to_plane):
     result = _F32(_F32(src[y, x] + image[y, x]) - acc)
     if to_plane:
-        plane[b + y, b + x] = _F32(result / gain[y, x])
+        plane[by + y, bx + x] = _F32(result / gain[y, x])
     else:
         dst[y, x] = result
 
@@ -69,11 +74,11 @@ def _make_pass(to_plane):
             if y == 0 or y == sy - 1 or sx < 3:
                 for x in range(sx):
                     acc = _forward_at(src, kernel, y, x, sy, sx)
-                    _store(plane, gain, dst, image, src, acc, y, x, b, to_plane)
+                    _store(plane, gain, dst, image, src, acc, y, x, b, b, to_plane)
                 continue
             for x in (0, sx - 1):
                 acc = _forward_at(src, kernel, y, x, sy, sx)
-                _store(plane, gain, dst, image, src, acc, y, x, b, to_plane)
+                _store(plane, gain, dst, image, src, acc, y, x, b, b, to_plane)
             up, mid, down = src[y - 1], src[y], src[y + 1]
             k11, k12, k10 = kernel[1, 1, y], kernel[1, 2, y], kernel[1, 0, y]
             k21, k22, k20 = (
@@ -119,10 +124,13 @@ PLANES_TOGETHER = 3
 
 
 def _make_planes_pass(to_plane):
-    """`_make_pass` over planes ``p0 ..`` of ``data`` at once (3-d work planes)."""
+    """`_make_pass` over planes ``p0 ..`` of ``data`` at once (3-d work planes).
+
+    Region row ``y`` is row ``by + y`` of ``data`` (column ``b + x``).
+    """
 
     @njit(parallel=True, nogil=True, cache=True)
-    def run(data, gain, kernel, image, src, dst, b, p0):
+    def run(data, gain, kernel, image, src, dst, b, p0, by):
         sy, sx = gain.shape
         planes = image.shape[0]
         for y in prange(sy):
@@ -132,7 +140,7 @@ def _make_planes_pass(to_plane):
                         acc = _forward_at(src[i], kernel, y, x, sy, sx)
                         _store(
                             data[p0 + i], gain, dst[i], image[i], src[i], acc,
-                            y, x, b, to_plane,
+                            y, x, by, b, to_plane,
                         )  # fmt: skip
                 continue
             k11, k12, k10 = kernel[1, 1, y], kernel[1, 2, y], kernel[1, 0, y]
@@ -152,11 +160,12 @@ def _make_planes_pass(to_plane):
                 for x in (0, sx - 1):
                     acc = _forward_at(src[i], kernel, y, x, sy, sx)
                     _store(
-                        plane, gain, dst[i], image[i], src[i], acc, y, x, b, to_plane
-                    )
+                        plane, gain, dst[i], image[i], src[i], acc,
+                        y, x, by, b, to_plane,
+                    )  # fmt: skip
                 up, mid, down = src[i, y - 1], src[i, y], src[i, y + 1]
                 img = image[i, y]
-                out = plane[b + y, b : b + sx] if to_plane else dst[i, y]
+                out = plane[by + y, b : b + sx] if to_plane else dst[i, y]
                 for x in range(1, sx - 1):
                     acc = _F32(mid[x] * k11[x])
                     acc = _F32(acc + _F32(up[x] * k21[x]))
@@ -178,22 +187,25 @@ _planes_to_plane = _make_planes_pass(True)
 
 
 @njit(parallel=True, nogil=True, cache=True)
-def _electrons_planes(data, gain, b, p0, out):
+def _electrons_planes(data, gain, by, b, p0, out):
     """``out[i] = g data[p0 + i]`` over the region (float32 product, as numpy's)."""
     planes = out.shape[0]
     sy, sx = gain.shape
     for y in prange(sy):
         for i in range(planes):
             for x in range(sx):
-                out[i, y, x] = _F32(data[p0 + i, b + y, b + x] * gain[y, x])
+                out[i, y, x] = _F32(data[p0 + i, by + y, b + x] * gain[y, x])
 
 
-def _deconvolve_region_f32(data, kernel, gain, border, iterations):
+def deconvolve_region_f32(data, kernel, gain, border, iterations, first_row=None):
     """`deconvolve_cube_f32` of the whole region, resultants in groups of `PLANES_TOGETHER`.
 
-    The arithmetic of each pixel is that of the one-plane passes, in the same order:
-    the same bits.
+    The region's rows are rows ``first_row ..`` of ``data`` (default ``border``, the
+    frame's own region): a band's rows are deconvolved in place, nothing above or
+    below them read. The arithmetic of each pixel is that of the one-plane passes, in
+    the same order: the same bits.
     """
+    by = border if first_row is None else int(first_row)
     n = data.shape[0]
     sy, sx = gain.shape
     kernel = np.ascontiguousarray(kernel)
@@ -204,14 +216,16 @@ def _deconvolve_region_f32(data, kernel, gain, border, iterations):
     for p0 in range(0, n, together):
         planes = min(together, n - p0)
         img = image[:planes]
-        _electrons_planes(data, gain, border, p0, img)
+        _electrons_planes(data, gain, by, border, p0, img)
         src = img
         for j in range(iterations):
             if j == iterations - 1:
-                _planes_to_plane(data, gain, kernel, img, src, src, border, p0)
+                _planes_to_plane(data, gain, kernel, img, src, src, border, p0, by)
             else:
                 dst = (scratch, spare)[j % 2][:planes]
-                _planes_to_scratch(data, gain, kernel, img, src, dst, border, p0)
+                _planes_to_scratch(
+                    data, gain, kernel, img, src, dst, border, p0, by
+                )
                 src = dst
 
 
@@ -274,7 +288,7 @@ def deconvolve_cube_f32(data, kernel, gain, border, iterations, band_rows=None):
     sy, sx = gain.shape
     band = sy if band_rows is None else max(1, min(int(band_rows), sy))
     if band == sy and data.shape[0] > 1:
-        _deconvolve_region_f32(data, kernel, gain, border, iterations)
+        deconvolve_region_f32(data, kernel, gain, border, iterations)
         return
     halo = iterations
     rows = min(sy, band + 2 * halo)

@@ -348,3 +348,36 @@ def test_resultants_in_groups_give_the_bits_of_the_numpy_path(iterations):
         )  # fmt: skip
         np.testing.assert_array_equal(grouped, numpy_path)
     assert np.abs(numpy_path - data)[:, border:-border, border:-border].min() > 0
+
+
+@pytest.mark.parametrize("iterations", [1, 2, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_rows_in_place_give_the_bits_of_a_padded_cube(iterations, dtype):
+    """`deconvolve_rows` on a band's rows = `deconvolve_cube` on a cube of those rows.
+
+    The cube holds the rows with ``b`` rows of zero padding above and below (what
+    the IPC step built before); rows outside ``rows`` stay as they were.
+    """
+    rng = np.random.default_rng(60 + iterations)
+    n, h, nx, b = 4, 21, 40, 4
+    band = rng.uniform(-50, 5e4, (n, h + 7, nx)).astype(np.float32)
+    rows = slice(2, 2 + h)
+    kernel = random_kernel(rng, (h, nx - 2 * b), 0.02).astype(np.float32)
+    gain = rng.uniform(0.05, 2.2, (h, nx)).astype(np.float32)
+    cube = np.zeros((n, h + 2 * b, nx), np.float32)
+    cube[:, b : b + h] = band[:, rows]
+    padded = np.zeros((h + 2 * b, nx), np.float32)
+    padded[b : b + h] = gain
+    bad_cube = ipc.deconvolve_cube(
+        cube, kernel, padded, iterations=iterations, band_rows=None, dtype=dtype
+    )
+    got = band.copy()
+    bad = ipc.deconvolve_rows(
+        got, rows, kernel, gain, iterations=iterations, dtype=dtype
+    )
+    np.testing.assert_array_equal(got[:, rows], cube[:, b : b + h])
+    np.testing.assert_array_equal(got[:, :2], band[:, :2])
+    np.testing.assert_array_equal(got[:, 2 + h :], band[:, 2 + h :])
+    np.testing.assert_array_equal(bad, bad_cube[b : b + h])
+    assert bad.any()  # some gains are clipped
+    assert np.abs(got - band)[:, rows, b:-b].min() > 0
