@@ -10,7 +10,7 @@ from romanimpreprocess.constants import IPC_NOISE_GAIN_KEY
 from romanimpreprocess.ipc import ipc
 from romanimpreprocess.stpipe.bands import BandPlan
 from romanimpreprocess.stpipe.core import RipStep
-from romanimpreprocess.utils.mapped import release_pages
+from romanimpreprocess.utils.mapped import RowBuffers, release_pages
 
 __all__ = ["IPCStep"]
 
@@ -78,7 +78,7 @@ class _IPCPlan(BandPlan):
         self.gain = self.dtype = self.border = None
         self.noise_gain = None
         self.centre_range = (np.inf, -np.inf)
-        self._rows_buffer = None  # the kernel rows of a band, reused band to band
+        self.rows = RowBuffers()  # the kernel rows of a band, reused band to band
 
     def apply(self, band):
         if self.kernel is None:
@@ -122,16 +122,11 @@ class _IPCPlan(BandPlan):
         deconvolution, which works on the band's rows in place (a padded copy of
         them was 0.2 GB at 24 resultants, the peak of the band).
         """
-        from romanimpreprocess.ipc.ipc_kernels import kernel_rows
-
         b = self.border
         h = held.stop - held.start
         r0 = band.rows.start + held.start  # first frame row
         y0 = r0 - b  # first region row
-        size = 9 * h * self.kernel.shape[-1]
-        if self._rows_buffer is None or self._rows_buffer.size < size:
-            self._rows_buffer = np.empty(size, self.kernel.dtype)
-        kernel = kernel_rows(self.kernel, y0, y0 + h, self._rows_buffer)
+        kernel = self.rows.read("kernel", self.kernel[:, :, y0 : y0 + h])
         centre = kernel[1, 1]
         if centre.size:
             low, high = self.centre_range
@@ -151,7 +146,7 @@ class _IPCPlan(BandPlan):
         )  # fmt: skip
         release_pages(gain)
         if band.last:
-            self._rows_buffer = None
+            self.rows.clear()
         return bad
 
     def _noise_gain_rows(self, band, kernel, gain, y0):
@@ -217,7 +212,8 @@ class _IPCPlan(BandPlan):
                     ipc.MIN_GAIN,
                     ipc.MIN_GAIN,
                 )
-        self.kernel = self.gain = self.noise_gain = self._rows_buffer = None
+        self.rows.clear()
+        self.kernel = self.gain = self.noise_gain = None
         step.record_cal_step(model, "COMPLETE")
         return model
 
