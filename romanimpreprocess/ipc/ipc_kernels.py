@@ -59,60 +59,6 @@ def _store(plane, gain, dst, image, src, acc, y, x, by, bx, to_plane):
         dst[y, x] = result
 
 
-def _make_pass(to_plane):
-    """One fixed-point pass ``(src + image) - F(src)``, compiled per destination.
-
-    The result goes to ``dst``, or (``to_plane``, the last pass) divided by the
-    gain into the region of ``plane``. Two compiled functions rather than a runtime
-    flag: a branch in the inner loop stops the compiler from vectorising it.
-    """
-
-    @njit(parallel=True, nogil=True, cache=True)
-    def run(plane, gain, kernel, image, src, dst, b, y_lo, y_hi):
-        sy, sx = gain.shape
-        for y in prange(y_lo, y_hi):
-            if y == 0 or y == sy - 1 or sx < 3:
-                for x in range(sx):
-                    acc = _forward_at(src, kernel, y, x, sy, sx)
-                    _store(plane, gain, dst, image, src, acc, y, x, b, b, to_plane)
-                continue
-            for x in (0, sx - 1):
-                acc = _forward_at(src, kernel, y, x, sy, sx)
-                _store(plane, gain, dst, image, src, acc, y, x, b, b, to_plane)
-            up, mid, down = src[y - 1], src[y], src[y + 1]
-            k11, k12, k10 = kernel[1, 1, y], kernel[1, 2, y], kernel[1, 0, y]
-            k21, k22, k20 = (
-                kernel[2, 1, y - 1],
-                kernel[2, 2, y - 1],
-                kernel[2, 0, y - 1],
-            )
-            k01, k02, k00 = (
-                kernel[0, 1, y + 1],
-                kernel[0, 2, y + 1],
-                kernel[0, 0, y + 1],
-            )
-            img = image[y]
-            g = gain[y]
-            out = plane[b + y, b : b + sx] if to_plane else dst[y]
-            for x in range(1, sx - 1):
-                acc = _F32(mid[x] * k11[x])
-                acc = _F32(acc + _F32(up[x] * k21[x]))
-                acc = _F32(acc + _F32(down[x] * k01[x]))
-                acc = _F32(acc + _F32(mid[x - 1] * k12[x - 1]))
-                acc = _F32(acc + _F32(mid[x + 1] * k10[x + 1]))
-                acc = _F32(acc + _F32(up[x - 1] * k22[x - 1]))
-                acc = _F32(acc + _F32(up[x + 1] * k20[x + 1]))
-                acc = _F32(acc + _F32(down[x - 1] * k02[x - 1]))
-                acc = _F32(acc + _F32(down[x + 1] * k00[x + 1]))
-                result = _F32(_F32(mid[x] + img[x]) - acc)
-                out[x] = _F32(result / g[x]) if to_plane else result
-
-    return run
-
-
-_pass_to_scratch = _make_pass(False)
-_pass_to_plane = _make_pass(True)
-
 # Resultants deconvolved together when the whole region is done at once: each pass
 # reads a row's nine kernel taps once for all of them (the taps, 36 bytes a pixel,
 # are most of a pass's memory traffic). Their work planes cost 2 x 4 bytes a pixel
@@ -124,16 +70,22 @@ PLANES_TOGETHER = 3
 
 
 def _make_planes_pass(to_plane):
-    """`_make_pass` over planes ``p0 ..`` of ``data`` at once (3-d work planes).
+    """One fixed-point pass ``(src + image) - F(src)`` over planes ``p0 ..`` of ``data``.
 
-    Region row ``y`` is row ``by + y`` of ``data`` (column ``b + x``).
+    The work planes (``image``, ``src``, ``dst``) are 3-d: one per plane of the group
+    (a group of one for the row bands of `deconvolve_cube_f32`). The result goes to
+    ``dst``, or (``to_plane``, the last pass) divided by the gain into the region of
+    the planes, region row ``y`` being row ``by + y`` of ``data`` (column ``b + x``);
+    rows ``y_lo .. y_hi`` of the work planes are computed. Two compiled functions
+    rather than a runtime flag: a branch in the inner loop stops the compiler from
+    vectorising it.
     """
 
     @njit(parallel=True, nogil=True, cache=True)
-    def run(data, gain, kernel, image, src, dst, b, p0, by):
+    def run(data, gain, kernel, image, src, dst, b, p0, by, y_lo, y_hi):
         sy, sx = gain.shape
         planes = image.shape[0]
-        for y in prange(sy):
+        for y in prange(y_lo, y_hi):
             if y == 0 or y == sy - 1 or sx < 3:
                 for i in range(planes):
                     for x in range(sx):
@@ -220,22 +172,15 @@ def deconvolve_region_f32(data, kernel, gain, border, iterations, first_row=None
         src = img
         for j in range(iterations):
             if j == iterations - 1:
-                _planes_to_plane(data, gain, kernel, img, src, src, border, p0, by)
+                _planes_to_plane(
+                    data, gain, kernel, img, src, src, border, p0, by, 0, sy
+                )
             else:
                 dst = (scratch, spare)[j % 2][:planes]
                 _planes_to_scratch(
-                    data, gain, kernel, img, src, dst, border, p0, by
+                    data, gain, kernel, img, src, dst, border, p0, by, 0, sy
                 )
                 src = dst
-
-
-@njit(parallel=True, nogil=True, cache=True)
-def _electrons(plane, gain, b, out):
-    """``out = g S`` over the region (float32 product, as numpy's)."""
-    sy, sx = gain.shape
-    for y in prange(sy):
-        for x in range(sx):
-            out[y, x] = _F32(plane[b + y, b + x] * gain[y, x])
 
 
 def kernel_rows(kernel, a, c, flat=None):
@@ -287,14 +232,15 @@ def deconvolve_cube_f32(data, kernel, gain, border, iterations, band_rows=None):
     """
     sy, sx = gain.shape
     band = sy if band_rows is None else max(1, min(int(band_rows), sy))
-    if band == sy and data.shape[0] > 1:
+    if band == sy:
         deconvolve_region_f32(data, kernel, gain, border, iterations)
         return
     halo = iterations
     rows = min(sy, band + 2 * halo)
-    image = np.empty((rows, sx), np.float32)
-    scratch = np.empty((rows, sx), np.float32)
-    spare = np.empty((rows, sx), np.float32) if iterations > 1 else scratch
+    # one-plane groups of the planes passes: (1, rows, sx) work planes
+    image = np.empty((1, rows, sx), np.float32)
+    scratch = np.empty((1, rows, sx), np.float32)
+    spare = np.empty((1, rows, sx), np.float32) if iterations > 1 else scratch
     # Electrons of the (up to) ``halo`` rows above the band, before they were written.
     above = np.empty((data.shape[0], halo, sx), np.float32)
     flat = None if band == sy else np.empty(9 * rows * sx, kernel.dtype)
@@ -305,32 +251,26 @@ def deconvolve_cube_f32(data, kernel, gain, border, iterations, band_rows=None):
         kernel_band = kernel_rows(kernel, a, c, flat)
         gain_band = gain[a:c]
         kept = y0 - a  # rows of the halo above, already deconvolved in ``data``
-        for i, plane in enumerate(data):
-            img = image[:n]
-            img[:kept] = above[i, halo - kept :]
-            _electrons(plane[y0:], gain[y0:c], border, img[kept:])
+        for i in range(data.shape[0]):
+            img = image[:, :n]
+            img[0, :kept] = above[i, halo - kept :]
+            _electrons_planes(data, gain[y0:c], border + y0, border, i, img[:, kept:])
             if y1 < sy:
                 t = min(halo, y1)
-                above[i, halo - t :] = img[y1 - t - a : y1 - a]
+                above[i, halo - t :] = img[0, y1 - t - a : y1 - a]
             src = img
             for j in range(iterations):
-                dst = (scratch, spare)[j % 2][:n]
+                dst = (scratch, spare)[j % 2][:, :n]
                 if j == iterations - 1:
-                    _pass_to_plane(
-                        plane[a:],
-                        gain_band,
-                        kernel_band,
-                        img,
-                        src,
-                        dst,
-                        border,
-                        y0 - a,
-                        y1 - a,
-                    )
+                    _planes_to_plane(
+                        data, gain_band, kernel_band, img, src, dst,
+                        border, i, border + a, y0 - a, y1 - a,
+                    )  # fmt: skip
                 else:
-                    _pass_to_scratch(
-                        plane, gain_band, kernel_band, img, src, dst, border, 0, n
-                    )
+                    _planes_to_scratch(
+                        data, gain_band, kernel_band, img, src, dst,
+                        border, i, border + a, 0, n,
+                    )  # fmt: skip
                 src = dst
 
 
