@@ -292,8 +292,6 @@ def fit_ramps(
     frame = FrameFit(n, ny - 2 * border, nx - 2 * border)
     matrix = np.vstack([full.slope[None, :], full.tests.weights])
     if engine == "numba":
-        if rows is None or not data.size:
-            full_data, full_groupdq, row0 = data, groupdq, 0
         inputs = (full_data, full_groupdq, gain, read_noise, border, matrix, row0)
         frame.special.append(
             _screen_compiled(inputs, full, planner, start, thresholds, frame, threads)
