@@ -39,6 +39,7 @@ from romanimpreprocess.datamodels import (
     raw_to_ramp,
     validate_l1,
 )
+from romanimpreprocess.parallel import blas_on_one_thread
 from romanimpreprocess.paths import overwrite_problems
 from romanimpreprocess.stpipe.bands import Band
 from romanimpreprocess.utils.atomic import atomic_write
@@ -106,12 +107,17 @@ class RipStep(RomanStep):
         return ("romanimpreprocess", *RomanStep.get_stpipe_loggers())
 
     def run(self, *args):
-        """stpipe's ``run``; in our own processes, with two process-level savings.
+        """stpipe's ``run``, BLAS on one thread; in our processes, two more savings.
 
-        Only where `romanimpreprocess._startup.process_tweaks_enabled` (our command
-        lines, rip-batch's own workers, or ``RIP_PROCESS_TWEAKS=1``); elsewhere this
-        is stpipe's ``run`` unchanged, so a host process (a notebook, a romancal run)
-        keeps its garbage collector and malloc as they were.
+        In any process, the outermost step runs with the BLAS libraries on one
+        thread (`romanimpreprocess.parallel.blas_on_one_thread`); their own thread
+        counts are back when it ends.
+
+        The two process-level savings happen only where
+        `romanimpreprocess._startup.process_tweaks_enabled` (our command lines,
+        rip-batch's own workers, or ``RIP_PROCESS_TWEAKS=1``); elsewhere a host
+        process (a notebook, a romancal run) keeps its garbage collector and malloc
+        as they were.
 
         stpipe runs a full garbage collection before every step. The outermost step
         freezes the objects that exist when it starts (the imported stack, ~1e6
@@ -121,19 +127,21 @@ class RipStep(RomanStep):
         It also keeps freed full-frame buffers for the next step to reuse while it
         runs (`romanimpreprocess._memory.reuse_freed_memory`).
         """
-        if not process_tweaks_enabled():
-            return super().run(*args)
         if self.parent is not None:
-            # the reference trees and logs made since: out of reach too
-            gc.freeze()
+            if process_tweaks_enabled():
+                # the reference trees and logs made since: out of reach too
+                gc.freeze()
             return super().run(*args)
-        gc.collect()
-        gc.freeze()
-        try:
-            with reuse_freed_memory():
+        with blas_on_one_thread():
+            if not process_tweaks_enabled():
                 return super().run(*args)
-        finally:
-            gc.unfreeze()
+            gc.collect()
+            gc.freeze()
+            try:
+                with reuse_freed_memory():
+                    return super().run(*args)
+            finally:
+                gc.unfreeze()
 
     # --------------------------------------------------------------------- CRDS
     @classmethod

@@ -58,9 +58,7 @@ def _image(rng):
     return model
 
 
-def test_effective_flat_in_threaded_blocks_is_the_whole_frame_formula(
-    rng, monkeypatch
-):
+def test_effective_flat_in_threaded_blocks_is_the_whole_frame_formula(rng, monkeypatch):
     """Row blocks on threads against F / (Area / Omega) over the whole frame."""
     flat = rng.uniform(0.5, 1.5, (301, 77)).astype(np.float32)
     area = rng.uniform(0.9, 1.1, (301, 77)) * OMEGA_IDEAL
