@@ -369,10 +369,6 @@ class L1ToL2Pipeline(RipPipeline):
         steps finish in order (``run_planned``: stpipe's run, logs, metadata).
         Returns the ramp fit's image.
         """
-        from romanimpreprocess.datamodels.l1 import decode_rows
-        from romanimpreprocess.stpipe.bands import Band
-
-        raw = self._band_source
         names = self._ramp_step_names()
         plans = {}
         for name in names:
@@ -386,13 +382,27 @@ class L1ToL2Pipeline(RipPipeline):
         halo = sum(plan.halo for plan in plans.values())
         ny = model.data.shape[1]
         height = max(1, int(self.band_rows))
-        starts = _band_starts(ny, height, halo, _chunk_rows(raw))
+        starts = _band_starts(ny, height, halo, _chunk_rows(self._band_source))
         log.info(
             "Ramp steps in bands of %d rows (halo %d rows each side): %d bands",
             height,
             halo,
             len(starts),
         )
+        try:
+            return self._apply_and_finish(model, plans, starts, halo, step_times)
+        finally:
+            for plan in plans.values():  # those a failure left unfinished
+                plan.close()
+
+    def _apply_and_finish(self, model, plans, starts, halo, step_times):
+        """The band loop of `_run_ramp_steps_in_bands`, then the steps' finish."""
+        from romanimpreprocess.datamodels.l1 import decode_rows
+        from romanimpreprocess.stpipe.bands import Band
+
+        raw = self._band_source
+        names = self._ramp_step_names()
+        ny = model.data.shape[1]
         decoding = 0.0
         for r0, r1 in itertools.pairwise([*starts, ny]):
             began = time.perf_counter()
@@ -421,13 +431,18 @@ class L1ToL2Pipeline(RipPipeline):
             model.pixeldq[r0:r1] = band.pixeldq[band.inner_local]
             del band
         log.info("L1 rows decoded band by band in %.2f s", decoding)
+        # Work still in flight (the ramp fit's last band) ends before any step
+        # finishes: a finished step closes the run's reference files.
+        for plan in plans.values():
+            plan.close()
         for name in names:
             step = getattr(self, name)
             start = time.perf_counter()
             if step.skip:
                 model = step.run(model)
             else:
-                model = step.run_planned(model, plans.pop(name))
+                model = step.run_planned(model, plans[name])
+                del plans[name]  # finished: not closed again
             step_times[name] = round(step_times.get(name, 0.0) + time.perf_counter()
                                      - start, 4)  # fmt: skip
             self._after_step(name, step, model, step_times[name])

@@ -216,6 +216,7 @@ def fit_ramps(
     engine: str = "numba",
     threads: int | None = None,
     rows: slice | None = None,
+    defer_special: bool = False,
 ) -> RampFitResult:
     """Fit the ramps of the science area and detect jumps.
 
@@ -258,10 +259,17 @@ def fit_ramps(
         included); the others are not read. None: all of them. A band's rows are
         fitted this way without a copy of its cube (``pixeldq``, ``gain`` and
         ``read_noise`` are given for these rows only).
+    defer_special : bool
+        Default mode: return, instead of the result, a function of no arguments
+        that fits the special pixels (flagged resultants, jumps) and returns the
+        result. Everything it needs from ``data`` and ``groupdq`` is gathered
+        before this returns, so the cube may be reused while the function runs on
+        another thread (``pixeldq`` must stay as it is until then).
 
     Returns
     -------
     RampFitResult
+        (or, with ``defer_special`` in default mode, the function that returns it)
 
     Raises
     ------
@@ -304,11 +312,16 @@ def fit_ramps(
     special = frame.special_inputs(data, gain, read_noise, border)
     if special is not None:
         gq = np.asarray(groupdq[:, special.ys, special.xs])
-        fitted = _fit_special(
-            special.d, gq, special.gain, special.rn2, planner, thresholds, start
-        )
-        frame.put_special(special.index, fitted)
-    return frame.result(pixeldq, border, planner.full_weights)
+
+    def fit_special_and_finish():
+        if special is not None:
+            fitted = _fit_special(
+                special.d, gq, special.gain, special.rn2, planner, thresholds, start
+            )
+            frame.put_special(special.index, fitted)
+        return frame.result(pixeldq, border, planner.full_weights)
+
+    return fit_special_and_finish if defer_special else fit_special_and_finish()
 
 
 def _screen_block(block, matrix, full, start, thresholds, frame):

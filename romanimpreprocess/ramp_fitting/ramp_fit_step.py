@@ -3,6 +3,7 @@
 import copy
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -16,6 +17,7 @@ from romanimpreprocess.constants import (
     REFPIX_ROW_VARIANCE_KEY,
 )
 from romanimpreprocess.datamodels import resultant_times
+from romanimpreprocess.parallel import step_threads, threads_of_this_thread
 from romanimpreprocess.ramp_fitting import likely, ramp_fit, read_variance
 from romanimpreprocess.ramp_fitting.jumps import JumpThresholds
 from romanimpreprocess.ramp_fitting.optimal_weights import RampOptPars, optimal_weights
@@ -506,6 +508,15 @@ class _RampFitPlan(BandPlan):
         self.samples = []
         self.elapsed = 0.0
         self.kinds = {}
+        # The special pixels of a band (flagged resultants, jumps: numpy on one
+        # thread) are fitted on a thread of their own while the next band goes
+        # through the earlier steps, which leave a core idle at times.
+        self._special_pool = None
+        self._pending = None
+        if not step.legacy_compat and step_threads() >= 2:
+            self._special_pool = ThreadPoolExecutor(
+                1, thread_name_prefix="rip-ramp-special"
+            )
 
     def apply(self, band):
         began = time.perf_counter()
@@ -529,6 +540,7 @@ class _RampFitPlan(BandPlan):
         refs = context.references
         gain = np.asarray(refs["gain"])[rows]
         read_noise = np.asarray(refs["readnoise"])[rows]
+        deferred = self._special_pool is not None
         res = ramp_fit.fit_ramps(
             band.data,
             band.groupdq,
@@ -543,8 +555,46 @@ class _RampFitPlan(BandPlan):
             start=context.start,
             legacy=step.legacy_compat,
             rows=given,
+            defer_special=deferred,
         )
         del pixeldq
+        self.elapsed += time.perf_counter() - began
+        place = (s0, s1, gain, read_noise)
+        self._wait()  # the band before: the bands' results are stored in order
+        if deferred:
+            self._pending = self._special_pool.submit(self._complete, res, place)
+        else:
+            self._store(res, place)
+
+    def _complete(self, fit_special_and_finish, place):
+        """The deferred rest of a band's fit, on the special pixels' thread."""
+        with threads_of_this_thread(1):
+            began = time.perf_counter()
+            res = fit_special_and_finish()
+            self.elapsed += time.perf_counter() - began
+            self._store(res, place)
+
+    def _wait(self):
+        """Wait for the band in flight (its error, if any, is raised here)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self):
+        """Wait for the band in flight and end the special pixels' thread."""
+        pool, self._special_pool = self._special_pool, None
+        try:
+            self._wait()
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+
+    def _store(self, res, place):
+        """Variances and error of a band's fit, into the science-area planes."""
+        began = time.perf_counter()
+        step, context, b = self.step, self.context, REF_BORDER
+        s0, s1, gain, read_noise = place
+        refs = context.references
         for kind, number in res.counts.items():
             self.kinds[kind] = self.kinds.get(kind, 0) + int(number)
         if step.legacy_compat:
@@ -576,6 +626,7 @@ class _RampFitPlan(BandPlan):
         self.elapsed += time.perf_counter() - began
 
     def finish(self, model):
+        self.close()
         step = self.step
         log.info("Pixels by kind of fit: %s", self.kinds)
         if self.samples:

@@ -102,6 +102,12 @@ class BandPlan:
         """Log, record metadata on ``model`` (the whole ramp); return the model."""
         return model
 
+    def close(self) -> None:
+        """End work the plan still has in flight (a run that stops early).
+
+        `finish` does it for a run that completes; a second call does nothing.
+        """
+
     def count(self, key: str, value: int) -> None:
         """Add ``value`` to ``counts[key]`` (kept rows only, by the caller)."""
         self.counts[key] = self.counts.get(key, 0) + int(value)
