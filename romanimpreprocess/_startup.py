@@ -15,6 +15,9 @@ run's start-up on the survey machines. The C parser (libyaml, shipped in PyYAML'
 wheels) gives the same documents in a fraction of the time. `load_stack` parses them
 with it, once per process, and puts ``yaml.safe_load`` back as it was.
 
+**The libraries' environment** (`set_process_environment`): variables the libraries
+read as they load (OpenMP's wait policy), set unless the user has set them.
+
 **Process-level tweaks** (`process_tweaks_enabled`): in our processes the outermost
 step freezes the garbage collector's view of the imported objects for the run and
 keeps freed full-frame buffers in the process (`romanimpreprocess._memory`, which
@@ -29,10 +32,12 @@ import importlib
 import os
 
 __all__ = [
+    "PROCESS_ENVIRONMENT",
     "PROCESS_TWEAKS_ENV",
     "exit_now",
     "load_stack",
     "process_tweaks_enabled",
+    "set_process_environment",
     "start_cli",
     "start_worker",
 ]
@@ -76,12 +81,33 @@ def load_stack():
 def start_cli() -> None:
     """Make this process one of our programs: call first, before other imports.
 
-    Loads the stack with libyaml (`load_stack`) and enables the process-level
-    tweaks (`process_tweaks_enabled`).
+    Sets the libraries' environment (`set_process_environment`), loads the stack
+    with libyaml (`load_stack`) and enables the process-level tweaks
+    (`process_tweaks_enabled`).
     """
     global _own_process
     _own_process = True
+    set_process_environment()
     load_stack()
+
+
+# Read by the libraries when they load (before any of them is loaded here); a value
+# the user set is kept.
+PROCESS_ENVIRONMENT = {
+    # The compiled kernels' OpenMP threads sleep as soon as a parallel loop ends
+    # instead of spinning for the next one: between kernels this process runs numpy
+    # on one core and, beside it, the work of its other threads (the references ahead,
+    # the ramp fit's special pixels), which the spinning took cores from. Full frame,
+    # 6 resultants, 6 alternating pairs: 9.01 -> 8.54 s mean, user CPU 0.6 s less
+    # (bench/RESULTS.md, "Issue 23, round 6").
+    "OMP_WAIT_POLICY": "PASSIVE",
+}
+
+
+def set_process_environment() -> None:
+    """`PROCESS_ENVIRONMENT` into ``os.environ``, where the user has not set it."""
+    for name, value in PROCESS_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
 
 
 def process_tweaks_enabled() -> bool:

@@ -213,3 +213,31 @@ def test_every_command_line_sets_up_its_process_first():
     for ep in console:
         assert ep.value.startswith("romanimpreprocess._startup:"), ep
         assert callable(ep.load())
+
+
+def test_our_processes_set_the_libraries_environment_unless_the_user_did(
+    monkeypatch,
+):
+    """OpenMP's threads sleep between kernels; a value the user set is kept."""
+    assert _startup.PROCESS_ENVIRONMENT["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "")  # the test's own value comes back
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    _startup.set_process_environment()
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    _startup.set_process_environment()
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_start_cli_sets_the_libraries_environment():
+    """A process started as ours has the policy set before any kernel loads."""
+    script = (
+        "from romanimpreprocess._startup import start_cli; start_cli();"
+        "import os, sys; sys.stdout.write(os.environ['OMP_WAIT_POLICY'])"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "PASSIVE"
