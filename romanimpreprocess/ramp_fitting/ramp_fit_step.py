@@ -507,6 +507,7 @@ class _RampFitPlan(BandPlan):
         self.weights = None
         self.samples = []
         self.elapsed = 0.0
+        self.elapsed_deferred = 0.0  # written by the special pixels' thread only
         self.kinds = {}
         # The special pixels of a band (flagged resultants, jumps: numpy on one
         # thread) are fitted on a thread of their own while the next band goes
@@ -558,21 +559,21 @@ class _RampFitPlan(BandPlan):
             defer_special=deferred,
         )
         del pixeldq
-        self.elapsed += time.perf_counter() - began
         place = (s0, s1, gain, read_noise)
-        self._wait()  # the band before: the bands' results are stored in order
         if deferred:
+            self.elapsed += time.perf_counter() - began
+            self._wait()  # the band before: the bands' results are stored in order
             self._pending = self._special_pool.submit(self._complete, res, place)
         else:
             self._store(res, place)
+            self.elapsed += time.perf_counter() - began
 
     def _complete(self, fit_special_and_finish, place):
         """The deferred rest of a band's fit, on the special pixels' thread."""
+        began = time.perf_counter()
         with threads_of_this_thread(1):
-            began = time.perf_counter()
-            res = fit_special_and_finish()
-            self.elapsed += time.perf_counter() - began
-            self._store(res, place)
+            self._store(fit_special_and_finish(), place)
+        self.elapsed_deferred += time.perf_counter() - began
 
     def _wait(self):
         """Wait for the band in flight (its error, if any, is raised here)."""
@@ -591,7 +592,6 @@ class _RampFitPlan(BandPlan):
 
     def _store(self, res, place):
         """Variances and error of a band's fit, into the science-area planes."""
-        began = time.perf_counter()
         step, context, b = self.step, self.context, REF_BORDER
         s0, s1, gain, read_noise = place
         refs = context.references
@@ -623,7 +623,6 @@ class _RampFitPlan(BandPlan):
         # The rows' mapped reference pages leave the process with the band.
         release_pages(gain)
         release_pages(read_noise)
-        self.elapsed += time.perf_counter() - began
 
     def finish(self, model):
         self.close()
@@ -639,4 +638,5 @@ class _RampFitPlan(BandPlan):
         arrays["n_jump"] = self.kinds.get("jump", 0)
         self.arrays = None
         weights = np.asarray(self.weights, dtype=np.float32)
-        return step._finish(model, self.context, arrays, weights, self.elapsed)
+        elapsed = self.elapsed + self.elapsed_deferred
+        return step._finish(model, self.context, arrays, weights, elapsed)
