@@ -12,7 +12,8 @@ the peak grows little (1.68 -> 1.78 GiB at 6 resultants, `bench/RESULTS.md`).
 
 `reuse_freed_memory` does this for the outermost step of a run and, when the run
 ends, gives the kept memory back (``malloc_trim``) and sets both thresholds back to
-glibc's starting values. That is not quite malloc's default state: once a program
+glibc's starting values; in rip-batch's own workers (``keep``) both stay for the
+worker's next exposure. That is not quite malloc's default state: once a program
 sets ``M_MMAP_THRESHOLD`` or ``M_TRIM_THRESHOLD``, glibc stops adjusting them
 dynamically (the sliding mmap threshold that follows freed large blocks stays off)
 for the rest of the process, and there is no call that turns it back on. This is why
@@ -58,13 +59,17 @@ def _libc():
 
 
 @contextlib.contextmanager
-def reuse_freed_memory():
+def reuse_freed_memory(keep=False):
     """Inside the block, freed buffers below `KEEP_BELOW` bytes stay in the process.
 
     Nested uses are harmless (the inner one finds the settings already made and
     leaves them). On leaving, the memory kept is returned to the system and the two
     thresholds are set to glibc's starting values (their dynamic adjustment stays
-    off for the rest of the process: module docstring).
+    off for the rest of the process: module docstring). With ``keep`` (a batch
+    worker, whose next exposure needs the same memory again) the memory and the
+    settings stay: the next run reuses the pages instead of faulting fresh ones
+    (full frame, 6 resultants, one thread, runs 2 and 3 of a process: system time
+    1.30 -> 1.06 s, wall 8.6 -> 8.1 s; bench/RESULTS.md, "Issue 23, round 6").
     """
     libc = _libc()
     if libc is None or getattr(reuse_freed_memory, "active", False):
@@ -79,7 +84,8 @@ def reuse_freed_memory():
         yield
     finally:
         reuse_freed_memory.active = False
-        _return_to_defaults(libc)
+        if not keep:
+            _return_to_defaults(libc)
 
 
 def _return_to_defaults(libc):

@@ -35,6 +35,7 @@ __all__ = [
     "PROCESS_ENVIRONMENT",
     "PROCESS_TWEAKS_ENV",
     "exit_now",
+    "keeps_memory_between_runs",
     "load_stack",
     "process_tweaks_enabled",
     "set_process_environment",
@@ -44,6 +45,7 @@ __all__ = [
 
 PROCESS_TWEAKS_ENV = "RIP_PROCESS_TWEAKS"
 _own_process = False
+_batch_worker = False
 
 
 @contextlib.contextmanager
@@ -127,8 +129,19 @@ def start_worker() -> None:
     the workers of a cluster it is given (``--scheduler``, a client) are left as
     they are.
     """
+    global _batch_worker
     if not _own_process and process_tweaks_enabled():
         start_cli()
+        _batch_worker = True
+
+
+def keeps_memory_between_runs() -> bool:
+    """True in a batch worker set up by `start_worker`: one exposure after another.
+
+    The memory a run freed stays in the process for the next exposure instead of
+    going back to the system (`romanimpreprocess._memory.reuse_freed_memory`).
+    """
+    return _batch_worker
 
 
 def _launch(target):

@@ -65,3 +65,18 @@ def test_reuse_stops_on_request_for_the_rest_of_a_run():
         assert _faults_of_a_second_plane() > 0  # not only once
     assert _faults_of_a_second_plane() > 0
     _memory.stop_reusing_freed_memory()  # outside a run: nothing to do
+
+
+@pytest.mark.skipif(_memory._libc() is None, reason="needs glibc's mallopt")
+def test_a_batch_worker_keeps_the_memory_for_its_next_exposure():
+    """keep=True: what a run freed is still there, unfaulted, for the next run."""
+    try:
+        with reuse_freed_memory(keep=True):
+            assert _faults_of_a_second_plane() == 0
+        assert not reuse_freed_memory.active
+        assert _faults_of_a_second_plane() == 0  # between two exposures
+        with reuse_freed_memory(keep=True):
+            assert _faults_of_a_second_plane() == 0
+    finally:
+        _memory._return_to_defaults(_memory._libc())  # this test process's malloc
+    assert _faults_of_a_second_plane() > 0

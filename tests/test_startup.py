@@ -141,7 +141,7 @@ from romanimpreprocess.dq_init import DQInitStep
 used = []
 original_reuse = _memory.reuse_freed_memory
 import romanimpreprocess.stpipe.core as core
-core.reuse_freed_memory = lambda: used.append(1) or original_reuse()
+core.reuse_freed_memory = lambda **kw: used.append(1) or original_reuse(**kw)
 DQInitStep.call(sys.argv[1], override_mask=sys.argv[2])
 print(json.dumps({"gc": calls, "malloc": len(used)}))
 """
@@ -241,3 +241,15 @@ def test_start_cli_sets_the_libraries_environment():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout == "PASSIVE"
+
+
+@pytest.mark.parametrize("tweaks", ["0", "1"])
+def test_only_our_batch_workers_keep_memory_between_runs(monkeypatch, tweaks):
+    """rip-batch's own workers (tweaks on) keep it; a worker we were given does not."""
+    monkeypatch.setattr(_startup, "_own_process", False)
+    monkeypatch.setattr(_startup, "_batch_worker", False)
+    monkeypatch.setattr(_startup, "start_cli", lambda: None)
+    monkeypatch.setenv(_startup.PROCESS_TWEAKS_ENV, tweaks)
+    assert not _startup.keeps_memory_between_runs()
+    _startup.start_worker()
+    assert _startup.keeps_memory_between_runs() == (tweaks == "1")

@@ -27,7 +27,10 @@ from romancal.stpipe import RomanPipeline, RomanStep
 from stpipe import Pipeline
 
 from romanimpreprocess._memory import reuse_freed_memory
-from romanimpreprocess._startup import process_tweaks_enabled
+from romanimpreprocess._startup import (
+    keeps_memory_between_runs,
+    process_tweaks_enabled,
+)
 from romanimpreprocess.datamodels import (
     ExposureInfo,
     Geometry,
@@ -125,7 +128,9 @@ class RipStep(RomanStep):
         milliseconds instead of ~0.1 s each; the outermost step unfreezes them all
         when it ends (a frozen cycle made during the run is then collected as usual).
         It also keeps freed full-frame buffers for the next step to reuse while it
-        runs (`romanimpreprocess._memory.reuse_freed_memory`).
+        runs (`romanimpreprocess._memory.reuse_freed_memory`), and in rip-batch's
+        own workers for the next exposure
+        (`romanimpreprocess._startup.keeps_memory_between_runs`).
         """
         if self.parent is not None:
             if process_tweaks_enabled():
@@ -138,7 +143,7 @@ class RipStep(RomanStep):
             gc.collect()
             gc.freeze()
             try:
-                with reuse_freed_memory():
+                with reuse_freed_memory(keep=keeps_memory_between_runs()):
                     return super().run(*args)
             finally:
                 gc.unfreeze()
