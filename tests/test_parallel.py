@@ -70,3 +70,70 @@ def test_a_step_runs_with_blas_on_one_thread(
     DQInitStep.call(simulated_set.l1, override_mask=simulated_set.caldir["mask"])
     assert seen == [{1}]
     assert set(_blas_threads()) == {2}
+
+
+# ------------------------------------------------------------- run_in_threads
+def _record(calls):
+    import threading
+    import time
+
+    def function(item):
+        time.sleep(0.002)  # long enough for the helpers to take items too
+        calls.append((item, threading.get_ident()))
+
+    return function
+
+
+def test_every_item_once_on_at_most_the_threads_given():
+    import threading
+
+    calls = []
+    parallel.run_in_threads(_record(calls), range(40), threads=3)
+    assert sorted(item for item, _ in calls) == list(range(40))
+    threads = {ident for _, ident in calls}
+    assert 1 < len(threads) <= 3
+    assert threading.get_ident() in threads  # the caller takes items too
+
+
+def test_the_helpers_are_kept_from_call_to_call():
+    import threading
+
+    first, second = [], []
+    parallel.run_in_threads(_record(first), range(20), threads=2)
+    existing = {thread.ident for thread in threading.enumerate()}
+    parallel.run_in_threads(_record(second), range(20), threads=2)
+    used = {ident for _, ident in second}
+    assert len(used) == 2
+    assert used <= existing  # no thread started for the second call
+    names = {t.name for t in threading.enumerate() if t.ident in used}
+    assert any(name.startswith("rip-helper") for name in names)
+
+
+def test_all_items_run_and_the_first_failure_in_order_is_raised():
+    done = []
+
+    def function(item):
+        if item in (7, 3):
+            raise ValueError(f"item {item}")
+        done.append(item)
+
+    with pytest.raises(ValueError, match="item 3"):
+        parallel.run_in_threads(function, range(12), threads=2)
+    assert sorted(done) == [i for i in range(12) if i not in (3, 7)]
+
+
+def test_a_call_from_a_helper_runs_inline():
+    """Work that itself runs items in threads must not wait for its own pool."""
+    import threading
+
+    inner = []
+
+    def outer(item):
+        parallel.run_in_threads(
+            lambda j: inner.append((item, j, threading.get_ident())), range(3), 2
+        )
+
+    parallel.run_in_threads(outer, range(4), threads=2)
+    assert sorted((i, j) for i, j, _ in inner) == [
+        (i, j) for i in range(4) for j in range(3)
+    ]
