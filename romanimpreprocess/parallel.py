@@ -147,20 +147,30 @@ def run_in_threads(function, items, threads: int | None = None) -> None:
     next_index = iter(range(len(items)))
     take = threading.Lock()
     failures = {}
+    stopped = []
 
     def work():
         while True:
             with take:
-                index = next(next_index, None)
+                index = None if stopped else next(next_index, None)
             if index is None:
                 return
             try:
                 function(items[index])
-            except BaseException as err:  # raised in the caller, in order
+            except Exception as err:  # raised in the caller, in order
                 failures[index] = err
 
-    helpers = [_helpers(threads - 1).submit(work) for _ in range(threads - 1)]
-    work()
+    from concurrent.futures import wait
+
+    pool = _helpers(threads - 1)
+    helpers = [pool.submit(work) for _ in range(threads - 1)]
+    try:
+        work()
+    except BaseException:
+        stopped.append(True)  # an interrupt: no new items; the helpers finish theirs
+        raise
+    finally:
+        wait(helpers)
     for helper in helpers:
         helper.result()
     if failures:
@@ -170,6 +180,7 @@ def run_in_threads(function, items, threads: int | None = None) -> None:
 _HELPER = threading.local()
 _HELPERS_LOCK = threading.Lock()
 _HELPERS = None
+_HELPERS_SIZE = 0
 
 
 def _mark_helper():
@@ -178,23 +189,25 @@ def _mark_helper():
 
 def _helpers(count):
     """The process's pool of helper threads for `run_in_threads`, ``count`` at least."""
-    global _HELPERS
+    global _HELPERS, _HELPERS_SIZE
     from concurrent.futures import ThreadPoolExecutor
 
     with _HELPERS_LOCK:
-        if _HELPERS is None or _HELPERS._max_workers < count:
+        if _HELPERS is None or count > _HELPERS_SIZE:
             if _HELPERS is not None:
                 _HELPERS.shutdown(wait=False)  # its queued work still runs
             _HELPERS = ThreadPoolExecutor(
                 count, thread_name_prefix="rip-helper", initializer=_mark_helper
             )
+            _HELPERS_SIZE = count
         return _HELPERS
 
 
 def _forget_helpers():
     """In a forked child: the helpers' threads did not come along."""
-    global _HELPERS, _HELPERS_LOCK
+    global _HELPERS, _HELPERS_LOCK, _HELPERS_SIZE
     _HELPERS = None
+    _HELPERS_SIZE = 0
     _HELPERS_LOCK = threading.Lock()
 
 

@@ -137,3 +137,15 @@ def test_a_call_from_a_helper_runs_inline():
     assert sorted((i, j) for i, j, _ in inner) == [
         (i, j) for i in range(4) for j in range(3)
     ]
+
+
+def test_an_interrupt_reaches_the_caller_and_the_helpers_stay_usable():
+    def function(item):
+        if item == 0:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        parallel.run_in_threads(function, range(8), threads=2)
+    calls = []
+    parallel.run_in_threads(_record(calls), range(10), threads=2)
+    assert sorted(item for item, _ in calls) == list(range(10))
