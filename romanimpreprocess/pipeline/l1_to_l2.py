@@ -369,6 +369,10 @@ class L1ToL2Pipeline(RipPipeline):
         steps finish in order (``run_planned``: stpipe's run, logs, metadata).
         Returns the ramp fit's image.
         """
+        from romanimpreprocess.datamodels.l1 import decode_rows
+        from romanimpreprocess.stpipe.bands import Band
+
+        raw = self._band_source
         names = self._ramp_step_names()
         plans = {}
         for name in names:
@@ -382,67 +386,55 @@ class L1ToL2Pipeline(RipPipeline):
         halo = sum(plan.halo for plan in plans.values())
         ny = model.data.shape[1]
         height = max(1, int(self.band_rows))
-        starts = _band_starts(ny, height, halo, _chunk_rows(self._band_source))
+        starts = _band_starts(ny, height, halo, _chunk_rows(raw))
         log.info(
             "Ramp steps in bands of %d rows (halo %d rows each side): %d bands",
             height,
             halo,
             len(starts),
         )
-        try:
-            return self._apply_and_finish(model, plans, starts, halo, step_times)
-        finally:
-            for plan in plans.values():  # those a failure left unfinished
-                plan.close()
-
-    def _apply_and_finish(self, model, plans, starts, halo, step_times):
-        """The band loop of `_run_ramp_steps_in_bands`, then the steps' finish."""
-        from romanimpreprocess.datamodels.l1 import decode_rows
-        from romanimpreprocess.stpipe.bands import Band
-
-        raw = self._band_source
-        names = self._ramp_step_names()
-        ny = model.data.shape[1]
         decoding = 0.0
-        for r0, r1 in itertools.pairwise([*starts, ny]):
-            began = time.perf_counter()
-            held = slice(max(0, r0 - halo), min(ny, r1 + halo))
-            decoded = decode_rows(raw, held)
-            band = Band(
-                data=decoded.data,
-                groupdq=decoded.groupdq,
-                pixeldq=model.pixeldq[held].copy(),
-                amp33=model.amp33[:, held],
-                rows=held,
-                inner=slice(r0, r1),
-                ny=ny,
-            )
-            del decoded
-            decoding += time.perf_counter() - began
-            # The skeleton's left/right border copies: the decoded columns.
-            b = REF_BORDER
-            kept = band.inner_local
-            model.border_ref_pix_left[:, r0:r1] = band.data[:, kept, :b]
-            model.border_ref_pix_right[:, r0:r1] = band.data[:, kept, -b:]
-            for name, plan in plans.items():
-                start = time.perf_counter()
-                plan.apply(band)
-                step_times[name] += time.perf_counter() - start
-            model.pixeldq[r0:r1] = band.pixeldq[band.inner_local]
-            del band
+        try:
+            for r0, r1 in itertools.pairwise([*starts, ny]):
+                began = time.perf_counter()
+                held = slice(max(0, r0 - halo), min(ny, r1 + halo))
+                decoded = decode_rows(raw, held)
+                band = Band(
+                    data=decoded.data,
+                    groupdq=decoded.groupdq,
+                    pixeldq=model.pixeldq[held].copy(),
+                    amp33=model.amp33[:, held],
+                    rows=held,
+                    inner=slice(r0, r1),
+                    ny=ny,
+                )
+                del decoded
+                decoding += time.perf_counter() - began
+                # The skeleton's left/right border copies: the decoded columns.
+                b = REF_BORDER
+                kept = band.inner_local
+                model.border_ref_pix_left[:, r0:r1] = band.data[:, kept, :b]
+                model.border_ref_pix_right[:, r0:r1] = band.data[:, kept, -b:]
+                for name, plan in plans.items():
+                    start = time.perf_counter()
+                    plan.apply(band)
+                    step_times[name] += time.perf_counter() - start
+                model.pixeldq[r0:r1] = band.pixeldq[band.inner_local]
+                del band
+        finally:
+            # Work still in flight (the ramp fit's last band) ends here, whether
+            # the bands failed or not, and before any step finishes: a finished
+            # step closes the run's reference files.
+            for plan in plans.values():
+                plan.close()
         log.info("L1 rows decoded band by band in %.2f s", decoding)
-        # Work still in flight (the ramp fit's last band) ends before any step
-        # finishes: a finished step closes the run's reference files.
-        for plan in plans.values():
-            plan.close()
         for name in names:
             step = getattr(self, name)
             start = time.perf_counter()
             if step.skip:
                 model = step.run(model)
             else:
-                model = step.run_planned(model, plans[name])
-                del plans[name]  # finished: not closed again
+                model = step.run_planned(model, plans.pop(name))
             step_times[name] = round(step_times.get(name, 0.0) + time.perf_counter()
                                      - start, 4)  # fmt: skip
             self._after_step(name, step, model, step_times[name])
