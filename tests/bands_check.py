@@ -5,10 +5,16 @@ exposure (128 x 128, real geometry) and keeps the ramp each step receives;
 `assert_banded_equals_whole` runs one step on it whole (``process``) and in bands of
 ``height`` rows with the plan's halo (as the pipeline does: each band a copy of its
 rows, only the kept rows written back) and compares every array.
+
+`run_simulated` runs the whole pipeline on the simulation's legacy YAML, `read_l2`
+reads the L2 it wrote, and `no_thread_left` checks that the threads a run starts
+beside its bands are gone.
 """
 
 import copy
+import threading
 
+import asdf
 import numpy as np
 
 from romanimpreprocess.datamodels.l1 import open_l1, raw_to_ramp
@@ -28,6 +34,29 @@ RAMP_STEPS = (
 # Band heights: single rows, a few rows, heights that do not divide 128, all of it.
 HEIGHTS = (1, 3, 37, 50, 128)
 IMAGE_ARRAYS = ("data", "dq", "err", "var_poisson", "var_rnoise")
+
+
+def run_simulated(simulated_set, out, keys=None, **parameters):
+    """Run the simulation's legacy config (+ ``keys``) with ``OUT = out``."""
+    config = legacy.load_config(simulated_set.config_yaml)
+    config.update(keys or {})
+    config["OUT"] = str(out)
+    pipeline, path = L1ToL2Pipeline.from_legacy_config(config, **parameters)
+    pipeline.run(path)
+
+
+def read_l2(out, names):
+    """The arrays ``names`` of the L2 ``out``, and its ``meta.ref_file`` ("ref_file")."""
+    with asdf.open(out, lazy_load=False) as af:
+        tree = af.tree["roman"]
+        result = {k: np.array(tree[k]) for k in names}
+        result["ref_file"] = dict(tree["meta"]["ref_file"])
+    return result
+
+
+def no_thread_left(prefix):
+    """True when no live thread's name starts with ``prefix``."""
+    return not any(t.name.startswith(prefix) for t in threading.enumerate())
 
 
 def configured_pipeline(simulated_set):

@@ -6,7 +6,7 @@ import asdf
 import numpy as np
 import pytest
 
-from romanimpreprocess.pipeline import L1ToL2Pipeline, legacy
+from tests.bands_check import run_simulated
 
 ARRAYS = ("data", "dq", "err", "var_poisson", "var_rnoise", "data_withsky", "amp33")
 BORDERS = tuple(
@@ -18,11 +18,7 @@ BORDERS = tuple(
 
 def _run(simulated_set, out, keys=None, **parameters):
     """Run the simulation's legacy config (+ ``keys``); the L2's arrays and meta."""
-    config = legacy.load_config(simulated_set.config_yaml)
-    config.update(keys or {})
-    config["OUT"] = str(out)
-    pipeline, path = L1ToL2Pipeline.from_legacy_config(config, **parameters)
-    pipeline.run(path)
+    run_simulated(simulated_set, out, keys, **parameters)
     with asdf.open(out, lazy_load=False) as af:
         tree = af.tree["roman"]
         result = {k: np.array(tree[k]) for k in ARRAYS + BORDERS}

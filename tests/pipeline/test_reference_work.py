@@ -9,7 +9,6 @@ outlive the run.
 
 import threading
 
-import asdf
 import numpy as np
 import pytest
 
@@ -17,21 +16,14 @@ from romanimpreprocess import _warmup
 from romanimpreprocess.dark_current.dark_current_step import DarkCurrentStep
 from romanimpreprocess.flatfield import flatfield
 from romanimpreprocess.flatfield.flatfield_step import FlatFieldStep
-from romanimpreprocess.pipeline import L1ToL2Pipeline, legacy
+from tests.bands_check import no_thread_left, read_l2, run_simulated
 
 ARRAYS = ("data", "dq", "err", "var_poisson", "var_rnoise", "data_withsky")
 
 
 def _run(simulated_set, out, **parameters):
-    config = legacy.load_config(simulated_set.config_yaml)
-    config["OUT"] = str(out)
-    pipeline, path = L1ToL2Pipeline.from_legacy_config(config, **parameters)
-    pipeline.run(path)
-    with asdf.open(out, lazy_load=False) as af:
-        tree = af.tree["roman"]
-        result = {k: np.array(tree[k]) for k in ARRAYS}
-        result["ref_file"] = dict(tree["meta"]["ref_file"])
-    return result
+    run_simulated(simulated_set, out, **parameters)
+    return read_l2(out, ARRAYS)
 
 
 @pytest.fixture
@@ -52,10 +44,6 @@ def work_threads(monkeypatch):
 
         monkeypatch.setattr(cls, "reference_work", spied)
     return threads
-
-
-def _no_reference_thread_left():
-    return not any(t.name.startswith("rip-references") for t in threading.enumerate())
 
 
 def test_ahead_or_in_the_step_gives_the_same_l2(
@@ -88,7 +76,7 @@ def test_ahead_or_in_the_step_gives_the_same_l2(
             else:
                 assert ahead[key] == expected, key
     assert len(warm_ups) == 2  # numba started beside the opening of each run
-    assert _no_reference_thread_left()
+    assert no_thread_left("rip-references")
 
 
 def test_numba_warm_up_runs_its_kernel_once_per_process(monkeypatch):
@@ -129,7 +117,7 @@ def test_an_error_in_the_work_ahead_reaches_the_caller(
     with pytest.raises(ValueError, match="flat preparation failed"):
         _run(simulated_set, out)
     assert not out.exists()
-    assert _no_reference_thread_left()
+    assert no_thread_left("rip-references")
 
 
 def test_a_run_stopped_early_ends_the_work_ahead(simulated_set, tmp_path, monkeypatch):
@@ -143,4 +131,4 @@ def test_a_run_stopped_early_ends_the_work_ahead(simulated_set, tmp_path, monkey
     monkeypatch.setattr(ramp_fit, "fit_ramps", broken)
     with pytest.raises(ValueError, match="ramp fit failed"):
         _run(simulated_set, tmp_path / "stopped_cal.asdf")
-    assert _no_reference_thread_left()
+    assert no_thread_left("rip-references")

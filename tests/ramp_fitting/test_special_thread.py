@@ -9,14 +9,19 @@ written, and no thread may outlive the run.
 
 import threading
 
-import asdf
 import numpy as np
 import pytest
 
-from romanimpreprocess.pipeline import L1ToL2Pipeline, legacy
 from romanimpreprocess.ramp_fitting import ramp_fit
 from romanimpreprocess.ramp_fitting.ramp_fit_step import _RampFitPlan
-from tests.ramp_fitting.ramps import SIGMA_READ, simulate, times, to_cube
+from tests.bands_check import no_thread_left, read_l2, run_simulated
+from tests.ramp_fitting.ramps import (
+    SIGMA_READ,
+    SURVEY_PATTERN,
+    simulate,
+    times,
+    to_cube,
+)
 
 ARRAYS = ("data", "dq", "err", "var_poisson", "var_rnoise", "data_withsky")
 RESULT_FIELDS = ("slope", "var_poisson", "var_rnoise", "dq", "endslice", "jumps")
@@ -35,9 +40,7 @@ def _ramps_with_jumps():
     groupdq = np.zeros(data.shape, np.uint8)
     groupdq[3, 10, 10:20] = 1  # DO_NOT_USE: special pixels of another kind
     ny, nx = data.shape[1:]
-    tbar, tau, n_frames = times(
-        [[0], [1, 2], [3, 4, 5], [6, 7, 8, 9, 10], [11, 12], [13]]
-    )
+    tbar, tau, n_frames = times(SURVEY_PATTERN)
     return (
         data,
         groupdq,
@@ -67,30 +70,32 @@ def test_the_deferred_fit_needs_nothing_more_from_the_cube():
 
 
 def _run(simulated_set, out, **parameters):
-    config = legacy.load_config(simulated_set.config_yaml)
-    config["OUT"] = str(out)
-    pipeline, path = L1ToL2Pipeline.from_legacy_config(config, **parameters)
-    pipeline.run(path)
-    with asdf.open(out, lazy_load=False) as af:
-        return {k: np.array(af.tree["roman"][k]) for k in ARRAYS}
+    run_simulated(simulated_set, out, **parameters)
+    return read_l2(out, ARRAYS)
+
+
+def _spy(monkeypatch, cls, name, fail_at=None):
+    """Names of the threads that call ``cls.name``, in order of the calls.
+
+    Call number ``fail_at`` (1-based) raises ``ValueError("call <n> failed")``.
+    """
+    calls = []
+    original = getattr(cls, name)
+
+    def spied(self, *args):
+        calls.append(threading.current_thread().name)
+        if len(calls) == fail_at:
+            raise ValueError(f"call {fail_at} failed")
+        return original(self, *args)
+
+    monkeypatch.setattr(cls, name, spied)
+    return calls
 
 
 @pytest.fixture
 def special_threads(monkeypatch):
     """Names of the threads that completed a band's fit, in band order."""
-    names = []
-    original = _RampFitPlan._store
-
-    def spied(self, res, place):
-        names.append(threading.current_thread().name)
-        return original(self, res, place)
-
-    monkeypatch.setattr(_RampFitPlan, "_store", spied)
-    return names
-
-
-def _no_special_thread_left():
-    return not any(t.name.startswith("rip-ramp-special") for t in threading.enumerate())
+    return _spy(monkeypatch, _RampFitPlan, "_store")
 
 
 def test_on_its_own_thread_or_in_the_band_gives_the_same_l2(
@@ -105,31 +110,23 @@ def test_on_its_own_thread_or_in_the_band_gives_the_same_l2(
     deferred = _run(simulated_set, tmp_path / "deferred_cal.asdf", band_rows=37)
     assert len(special_threads) > 2
     assert all(name.startswith("rip-ramp-special") for name in special_threads)
-    for key, expected in in_band.items():
-        assert np.array_equal(deferred[key], expected, equal_nan=True), key
-    assert _no_special_thread_left()
+    for key in ARRAYS:
+        assert np.array_equal(deferred[key], in_band[key], equal_nan=True), key
+    assert deferred["ref_file"] == in_band["ref_file"]
+    assert no_thread_left("rip-ramp-special")
 
 
 def test_an_error_in_the_deferred_fit_reaches_the_caller(
     simulated_set, tmp_path, monkeypatch
 ):
     monkeypatch.setenv("RIP_THREADS", "2")
-    stores = []
-    original = _RampFitPlan._store
-
-    def broken(self, res, place):
-        stores.append(threading.current_thread().name)
-        if len(stores) == 2:
-            raise ValueError("special pixels failed")
-        return original(self, res, place)
-
-    monkeypatch.setattr(_RampFitPlan, "_store", broken)
+    stores = _spy(monkeypatch, _RampFitPlan, "_store", fail_at=2)
     out = tmp_path / "broken_cal.asdf"
-    with pytest.raises(ValueError, match="special pixels failed"):
+    with pytest.raises(ValueError, match="call 2 failed"):
         _run(simulated_set, out, band_rows=37)
     assert stores[1].startswith("rip-ramp-special")
     assert not out.exists()
-    assert _no_special_thread_left()
+    assert no_thread_left("rip-ramp-special")
 
 
 def test_a_run_stopped_after_a_band_ends_the_thread(
@@ -139,18 +136,9 @@ def test_a_run_stopped_after_a_band_ends_the_thread(
     from romanimpreprocess.ipc.ipc_step import _IPCPlan
 
     monkeypatch.setenv("RIP_THREADS", "2")
-    applied = []
-    original = _IPCPlan.apply
-
-    def broken(self, band):
-        applied.append(1)
-        if len(applied) == 3:
-            raise ValueError("IPC failed")
-        return original(self, band)
-
-    monkeypatch.setattr(_IPCPlan, "apply", broken)
+    _spy(monkeypatch, _IPCPlan, "apply", fail_at=3)
     out = tmp_path / "stopped_cal.asdf"
-    with pytest.raises(ValueError, match="IPC failed"):
+    with pytest.raises(ValueError, match="call 3 failed"):
         _run(simulated_set, out, band_rows=37)
     assert not out.exists()
-    assert _no_special_thread_left()
+    assert no_thread_left("rip-ramp-special")
