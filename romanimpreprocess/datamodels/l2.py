@@ -195,27 +195,48 @@ def flag_unusable(dq):
     return int(newly.sum())
 
 
-# rows per piece of the float16 casts: a few MB per temporary, many pieces per thread
+# rows per piece of the numpy float16 casts: a few MB per temporary
 _FLOAT16_BLOCK_ROWS = 256
 
 
 def _float16_flagged(value, dq, *, nan=None):
-    """``value`` clipped to the float16 range and cast to float16, in threads.
+    """``value`` clipped to the float16 range and cast to float16.
 
     Where ``|value|`` exceeds the float16 maximum, ``dq`` (if given) gets
-    UNRELIABLE_ERROR; with ``nan`` set, NaN becomes ``nan`` first. Row blocks on
-    `romanimpreprocess.parallel.run_in_threads`, each element cast as a single
-    ``np.clip(..., out=float16)`` would (a full frame's three planes took 0.4 s on
-    one core). Returns the float16 array and the number of values clipped.
+    UNRELIABLE_ERROR; with ``nan`` set, NaN becomes ``nan`` first. Returns the
+    float16 array and the number of values clipped. A 2-d float32 plane goes
+    through `float16_kernels.clip_to_half_bits` (one compiled pass, rows on
+    `romanimpreprocess.parallel.step_threads` threads: a full frame's six planes in
+    0.05 s instead of 0.34 s); anything else through numpy. The bits are those of
+    ``np.clip(value, -max, max, out=float16)`` either way.
     """
+    value = np.asarray(value)
     half = np.empty(value.shape, dtype=np.float16)
+    if value.ndim == 2 and value.dtype == np.float32 and value.size:
+        from romanimpreprocess.datamodels.float16_kernels import clip_to_half_bits
+        from romanimpreprocess.parallel import kernel_threads
+
+        flags = dq if dq is not None else np.zeros((0, 0), np.uint32)
+        if flags.shape[:1] == (0,) or (
+            flags.shape == value.shape and flags.dtype == np.uint32
+        ):
+            with kernel_threads():
+                clipped = clip_to_half_bits(
+                    np.ascontiguousarray(value).view(np.uint32),
+                    half.view(np.uint16),
+                    flags,
+                    np.uint32(pixel.UNRELIABLE_ERROR),
+                    np.float32(_FLOAT16_MAX).view(np.uint32),
+                    np.float32(0.0 if nan is None else nan).view(np.uint32),
+                    nan is not None,
+                )
+            return half, int(clipped)
+    blocks = [Ellipsis]
     if value.ndim == 2:
         blocks = [
             slice(start, start + _FLOAT16_BLOCK_ROWS)
             for start in range(0, value.shape[0], _FLOAT16_BLOCK_ROWS)
         ]
-    else:
-        blocks = [Ellipsis]
     clipped = [0] * len(blocks)
     flag = np.uint32(pixel.UNRELIABLE_ERROR)
 

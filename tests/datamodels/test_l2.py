@@ -104,6 +104,66 @@ def test_float16_cast_in_blocks_matches_one_clip(monkeypatch, threads):
     np.testing.assert_array_equal(zeroed.view(np.uint16), expected.view(np.uint16))
 
 
+def _every_float16_case():
+    """float32 bit patterns of every exponent, both signs, around each rounding case.
+
+    Mantissas: zero, the smallest, ties to even and odd at every shift a subnormal
+    half can take (the bits below the tie decide), the largest; NaN payloads that
+    do and do not reach float16's significand.
+    """
+    mantissas = {0, 1, 0x7FF, 0x800, 0xFFF, 0x7FFFFF, 0x400000, 0x1FFF}
+    for shift in range(13, 24):
+        tie = 1 << (shift - 1)
+        for low in (0, 1):
+            mantissas |= {
+                tie + low,
+                tie - 1,
+                tie | (1 << shift),
+                (tie | (1 << shift)) + low,
+            }
+    mantissas = np.array(sorted(m & 0x7FFFFF for m in mantissas), np.uint32)
+    exponents = np.arange(256, dtype=np.uint32) << np.uint32(23)
+    signs = np.array([0, 0x80000000], np.uint32)
+    bits = signs[:, None, None] | exponents[None, :, None] | mantissas[None, None, :]
+    rng = np.random.default_rng(11)
+    noise = rng.integers(0, 2**32, 4096 * 8, dtype=np.uint32)
+    return np.concatenate([bits.ravel(), noise]).view(np.float32)
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_compiled_float16_cast_has_numpys_bits(monkeypatch, threads):
+    """The compiled clip-and-cast against numpy's, bit for bit: every exponent and
+    rounding case of float32 (checked once for all 2**32 patterns, bench/RESULTS.md),
+    the range test's flags and count, and NaN filled first; the numpy path (any
+    other shape) gives the same."""
+    monkeypatch.setenv("RIP_THREADS", threads)
+    values = _every_float16_case()
+    values = values[: values.size - values.size % 64].reshape(-1, 64)
+    limit = l2._FLOAT16_MAX
+    dq = np.zeros(values.shape, np.uint32)
+    dq[::3] = pixel.HOT
+    dq_before = dq.copy()
+    half, clipped = l2._float16_flagged(values, dq)
+    expected = np.empty(values.shape, np.float16)
+    with np.errstate(all="ignore"):
+        big = np.abs(values) > limit
+        np.clip(values, -limit, limit, out=expected, casting="unsafe")
+    np.testing.assert_array_equal(half.view(np.uint16), expected.view(np.uint16))
+    assert clipped == int(big.sum()) > 1000
+    flagged = np.where(big, np.uint32(pixel.UNRELIABLE_ERROR), np.uint32(0))
+    np.testing.assert_array_equal(dq, dq_before | flagged)
+    filled, _ = l2._float16_flagged(values, None, nan=0.5)
+    with np.errstate(all="ignore"):
+        expected = np.clip(np.nan_to_num(values, nan=0.5), -limit, limit)
+    np.testing.assert_array_equal(
+        filled.view(np.uint16), expected.astype(np.float16).view(np.uint16)
+    )
+    # the numpy path: a 3-d array of the same values
+    cube, cube_clipped = l2._float16_flagged(values[None], None)
+    np.testing.assert_array_equal(cube[0].view(np.uint16), half.view(np.uint16))
+    assert cube_clipped == clipped
+
+
 @pytest.mark.parametrize("flag", [pixel.DEAD, pixel.NO_GAIN_VALUE, pixel.NO_FLAT_FIELD])
 def test_unusable_pixels_get_do_not_use_outside_legacy_compat(flag):
     flags = {(3, 4): flag | pixel.HOT, (5, 6): pixel.HOT, (7, 8): pixel.LOW_QE}
