@@ -253,3 +253,27 @@ def test_only_our_batch_workers_keep_memory_between_runs(monkeypatch, tweaks):
     assert not _startup.keeps_memory_between_runs()
     _startup.start_worker()
     assert _startup.keeps_memory_between_runs() == (tweaks == "1")
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_start_cli_imports_the_stack_without_collections(enabled):
+    """No collection runs while the stack is imported; its objects are frozen
+    afterwards and the collector is left as it was found."""
+    script = (
+        "import gc, sys\n"
+        f"{'' if enabled else 'gc.disable()'}\n"
+        "runs = []\n"
+        "gc.callbacks.append(lambda phase, info: runs.append(phase))\n"
+        "from romanimpreprocess._startup import start_cli\n"
+        "before = len(runs)\n"
+        "start_cli()\n"
+        "assert 'roman_datamodels.datamodels' in sys.modules\n"
+        "runs = len(runs) - before\n"
+        "sys.stdout.write(f'{runs} {gc.get_freeze_count()} {gc.isenabled()}')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    runs, frozen, still_enabled = out.stdout.split()
+    assert int(runs) == 0
+    assert int(frozen) > 100_000
+    assert still_enabled == str(enabled)
