@@ -27,6 +27,7 @@ import asdf
 import numpy as np
 import pytest
 
+from romanimpreprocess.constants import REF_BORDER
 from tests import test_bad_inputs
 
 # The fixture of test_bad_inputs: a legacy config on private copies of the
@@ -643,3 +644,46 @@ def test_romancal_reference_models_open_in_their_slot(
     other = "flat" if reftype != "flat" else "gain"
     with pytest.raises(ReferenceFileError, match=f"not a {other} file"):
         open_reference(other, str(path), geometry)
+
+
+@pytest.mark.parametrize(
+    ("threads", "legacy_compat"), [("2", False), ("2", True), ("1", False)]
+)
+def test_flipped_input_is_refused_before_its_data_are_read(
+    case, untouched, monkeypatch, threads, legacy_compat
+):
+    """The L1's checksums run beside the opening and the preparations (two threads;
+    in bands or on the whole cube) or as it opens (one thread): either way the
+    corrupt file is refused before its resultants are decoded (the band path's
+    skeleton reads the four reference rows at each end), and no checksum thread is
+    left behind."""
+    import threading
+
+    from romanimpreprocess.datamodels import l1
+    from romanimpreprocess.stpipe import core
+
+    monkeypatch.setenv("RIP_THREADS", threads)
+    case.config["LEGACY_COMPAT"] = legacy_compat
+    decoded = []
+    for module, name in ((l1, "decode_rows"), (core, "raw_to_ramp")):
+        original = getattr(module, name)
+
+        def spy(raw, *args, _original=original, _name=name, **kwargs):
+            rows = args[0] if args and isinstance(args[0], slice) else None
+            if rows is None or rows.stop - rows.start > REF_BORDER:
+                decoded.append(_name)
+            return _original(raw, *args, **kwargs)
+
+        monkeypatch.setattr(module, name, spy)
+    started = []
+    monkeypatch.setattr(
+        l1.ChecksumsAhead, "_compute",
+        lambda self, _compute=l1.ChecksumsAhead._compute: (
+            started.append(self.path), _compute(self)
+        )[1],
+    )  # fmt: skip
+    _flip_bytes(case.config["IN"])
+    refused(case, untouched, "python", "does not match its checksum")
+    assert decoded == []
+    assert started == ([case.config["IN"]] if threads == "2" else [])
+    assert not any(t.name == "rip-l1-checksums" for t in threading.enumerate())

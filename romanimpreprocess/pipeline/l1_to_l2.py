@@ -248,7 +248,10 @@ class L1ToL2Pipeline(RipPipeline):
             self._propagate_legacy_compat()
             self._start_numba()
             self._preflight(dataset)
-            model = self.open_model(dataset)
+            self._l1_checksums = self._checksums_ahead(dataset)
+            model = self.open_model(dataset, checksums=self._l1_checksums)
+            if not isinstance(model, dm.ScienceRawModel):
+                self._finish_l1_checksums(check=False)  # only an L1's are checked
             if not self.noise.skip and isinstance(model, dm.ScienceRawModel):
                 # a file is read again by the noise step: its resultants are not
                 # held through the calibration
@@ -278,9 +281,35 @@ class L1ToL2Pipeline(RipPipeline):
             )
             return model
         finally:
+            self._finish_l1_checksums(check=False)  # a run stopped before the steps
             package_log.removeHandler(collector)
             self.close_references()
             self.l1_model = None
+
+    def _checksums_ahead(self, dataset):
+        """The input file's block checksums started on a thread, or None.
+
+        (`romanimpreprocess.datamodels.l1.ChecksumsAhead`; `_finish_l1_checksums`
+        checks them before the first work on the data. With one thread per step
+        there is no idle core: `open_model` computes them as it opens the file.)
+        """
+        from romanimpreprocess.datamodels.l1 import ChecksumsAhead
+        from romanimpreprocess.parallel import step_threads
+
+        if not isinstance(dataset, str | os.PathLike) or step_threads() < 2:
+            return None
+        path = os.fspath(self.make_input_path(os.fspath(dataset)))
+        return ChecksumsAhead(path) if os.path.isfile(path) else None
+
+    def _finish_l1_checksums(self, check=True):
+        """Wait for `_checksums_ahead`'s work; with ``check``, refuse a corrupt L1."""
+        pending = self.__dict__.pop("_l1_checksums", None)
+        if pending is None:
+            return
+        if check:
+            pending.check()
+        else:
+            pending.wait()
 
     @staticmethod
     def _start_numba():
@@ -324,10 +353,16 @@ class L1ToL2Pipeline(RipPipeline):
         if reason is not None:
             log.info("Ramp steps on the whole cube (%s)", reason)
             self._band_source = None
+            self._finish_l1_checksums()
             return self.open_ramp(model)
         validate_l1(model)
         self._band_source = model
-        return ramp_skeleton(model)
+        try:
+            # only the four reference rows at each end are decoded here
+            return ramp_skeleton(model)
+        except Exception:
+            self._finish_l1_checksums()  # a corrupt file: its checksum says so
+            raise
 
     def _ramp_step_names(self):
         """The steps up to the ramp fit (included): those that can run in bands."""
@@ -393,6 +428,8 @@ class L1ToL2Pipeline(RipPipeline):
             halo,
             len(starts),
         )
+        # the plans are made (reference files read): the data are next
+        self._finish_l1_checksums()
         decoding = 0.0
         try:
             for r0, r1 in itertools.pairwise([*starts, ny]):

@@ -294,8 +294,13 @@ class RipStep(RomanStep):
         return plan.finish(model)
 
     # ------------------------------------------------------------ model helpers
-    def open_model(self, dataset):
-        """Open ``dataset`` (path or model); an L1 file is validated first."""
+    def open_model(self, dataset, *, checksums=None):
+        """Open ``dataset`` (path or model); an L1 file is validated first.
+
+        ``checksums`` (`romanimpreprocess.datamodels.l1.ChecksumsAhead` of this
+        path): an L1's block checksums are being computed for the caller, who checks
+        them before working on the data (`open_l1`).
+        """
         if isinstance(dataset, str | os.PathLike):
             path = os.fspath(self.make_input_path(os.fspath(dataset)))
             import roman_datamodels as rdm
@@ -307,7 +312,7 @@ class RipStep(RomanStep):
                     # Let open_l1 produce the clear error naming the file.
                     return open_l1(path)
                 if isinstance(model, dm.ScienceRawModel):
-                    return open_l1(path, model)
+                    return open_l1(path, model, checksums=checksums)
             return model
         return dataset
 
