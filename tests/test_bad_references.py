@@ -676,12 +676,13 @@ def test_flipped_input_is_refused_before_its_data_are_read(
 
         monkeypatch.setattr(module, name, spy)
     started = []
-    monkeypatch.setattr(
-        l1.ChecksumsAhead, "_compute",
-        lambda self, _compute=l1.ChecksumsAhead._compute: (
-            started.append(self.path), _compute(self)
-        )[1],
-    )  # fmt: skip
+    start_checksums = l1.ChecksumsAhead.__init__
+
+    def recording_start(self, path):
+        started.append(path)
+        start_checksums(self, path)
+
+    monkeypatch.setattr(l1.ChecksumsAhead, "__init__", recording_start)
     _flip_bytes(case.config["IN"])
     refused(case, untouched, "python", "does not match its checksum")
     assert decoded == []
