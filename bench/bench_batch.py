@@ -352,6 +352,9 @@ def main(argv=None):
     p.add_argument("--notes", default="", help="text added under the tables")
     p.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
     args = p.parse_args(argv)
+    from run_all import compile_our_bytecode  # timed as installed (run_all.py)
+
+    compile_our_bytecode()
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)

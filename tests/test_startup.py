@@ -277,3 +277,87 @@ def test_start_cli_imports_the_stack_without_collections(enabled):
     assert int(runs) == 0
     assert int(frozen) > 100_000
     assert still_enabled == str(enabled)
+
+
+class _CountingYaml:
+    """PyYAML, counting the documents ``load`` parses."""
+
+    def __init__(self):
+        self.parsed = 0
+
+    def __getattr__(self, name):
+        return getattr(yaml, name)
+
+    def load(self, stream, Loader):
+        self.parsed += 1
+        return yaml.load(stream, Loader)
+
+
+def _roman_schema_texts(count=12):
+    import asdf
+
+    manager = asdf.get_config().resource_manager
+    uris = sorted(uri for uri in manager if "datamodels/roman/schemas/" in uri)
+    assert len(uris) >= count
+    return [manager[uri] for uri in uris[:count]]
+
+
+def test_each_schema_document_is_parsed_once_and_handed_out_as_a_copy():
+    from asdf import yamlutil
+
+    counting = _CountingYaml()
+    documents = _startup._SchemaDocuments(counting)
+    texts = _roman_schema_texts()
+    for _ in range(3):
+        for text in texts:
+            got = documents.load(text, yamlutil.AsdfLoader)
+            assert got == yaml.load(text, Loader=yamlutil.AsdfLoader)
+    assert counting.parsed == len(texts)
+    # a copy each time: what one caller changes, the next one does not see
+    first = documents.load(texts[0], yamlutil.AsdfLoader)
+    first["id"] = "changed"
+    first.setdefault("properties", {})["added"] = {}
+    second = documents.load(texts[0], yamlutil.AsdfLoader)
+    assert second == yaml.load(texts[0], Loader=yamlutil.AsdfLoader)
+    # a stream (asdf's older file path, which it caches itself) is parsed each time
+    import io
+
+    for _ in range(2):
+        documents.load(io.BytesIO(texts[0]), yamlutil.AsdfLoader)
+    assert counting.parsed == len(texts) + 2
+    assert documents.safe_load is yaml.safe_load  # the rest is PyYAML's
+
+
+def test_validation_still_refuses_an_invalid_tree_with_schemas_parsed_once(
+    monkeypatch,
+):
+    import roman_datamodels.datamodels as dm
+    from asdf import schema
+    from asdf.exceptions import ValidationError
+
+    monkeypatch.setattr(schema, "yaml", yaml)  # put back after the test
+    assert _startup.parse_each_schema_once()
+    assert isinstance(schema.yaml, _startup._SchemaDocuments)
+    assert _startup.parse_each_schema_once()  # a second call changes nothing
+    assert isinstance(schema.yaml._yaml, type(yaml))
+    for _ in range(2):  # the second validation runs on the parsed documents
+        model = dm.ImageModel.create_fake_data(shape=(8, 8))
+        model.validate()
+        model.meta.exposure.type = 12345  # not a string
+        with pytest.raises(ValidationError, match="12345 is not of type 'string'"):
+            model.validate()
+
+
+def test_only_our_programs_parse_schemas_once():
+    code = (
+        "import yaml, roman_datamodels.datamodels\n"
+        "from asdf import schema\n"
+        "plain = schema.yaml is yaml\n"
+        "from romanimpreprocess._startup import start_cli\n"
+        "start_cli()\n"
+        "print(plain, type(schema.yaml).__name__)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["True", "_SchemaDocuments"]
