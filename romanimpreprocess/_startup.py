@@ -18,9 +18,9 @@ collector is off while it imports, and the objects the import made are frozen
 (`gc.freeze`) afterwards: 8 alternating pairs, start-up 1.96 -> 1.83 s mean, and
 the run's collections 0.115 -> 0.050 s (bench/RESULTS.md, "Issue 23, round 7").
 
-**Each asdf schema parsed once** (`parse_each_schema_once`): asdf re-parses the YAML
-of every schema a tree refers to each time it validates one (every file read or
-written); in our programs each document is parsed once and copied after that.
+**Each asdf schema read once** (`parse_each_schema_once`): asdf reads and parses the
+YAML of every schema a tree refers to each time it validates one (every file read or
+written); in our programs each document is read and parsed once, copied after that.
 
 **The libraries' environment** (`set_process_environment`): variables the libraries
 read as they load (OpenMP's wait policy), set unless the user has set them.
@@ -35,9 +35,9 @@ for with ``RIP_PROCESS_TWEAKS=1``; ``RIP_PROCESS_TWEAKS=0`` turns it off in ours
 """
 
 import contextlib
-import copy
 import importlib
 import os
+import pickle
 
 __all__ = [
     "PROCESS_ENVIRONMENT",
@@ -127,58 +127,57 @@ def _collector_off_for_imports():
             gc.enable()
 
 
-class _SchemaDocuments:
-    """asdf's schema module's ``yaml``, with each schema document parsed once.
+class _SchemaLoaderOnce:
+    """asdf's schema loader, each URI read and parsed once, a copy handed out each time.
 
-    Every attribute is PyYAML's, except ``load`` of a document given as text or
-    bytes (asdf's schemas: their URIs resolved through the resource manager), which
-    keeps the parsed document and returns a deep copy of it each time, as a new parse
-    would. A stream (a schema file of the older ``_load_schema`` path, cached by asdf
-    itself) is parsed as usual.
+    ``load(url)`` returns what asdf's own loader returns (the document and its URI);
+    the first time, the loader reads the schema (the resource manager reads the file)
+    and parses its YAML, and the document is kept pickled; every call gets a new
+    document unpickled from it, equal to a fresh parse and shared with no one (what
+    one caller changes, the next does not see).
     """
 
-    def __init__(self, yaml_module):
-        self._yaml = yaml_module
-        self._parsed = {}
+    def __init__(self, make_loader):
+        self._make_loader = make_loader
+        self._loaded = {}
 
-    def __getattr__(self, name):
-        return getattr(self._yaml, name)
+    def __call__(self):
+        """A loader, as ``asdf.schema._make_schema_loader()`` makes one."""
+        load = self._make_loader()
 
-    def load(self, stream, Loader):
-        if not isinstance(stream, bytes | str):
-            return self._yaml.load(stream, Loader)
-        key = (stream, Loader)
-        try:
-            document = self._parsed[key]
-        except KeyError:
-            document = self._yaml.load(stream, Loader)
-            self._parsed[key] = document
-        return copy.deepcopy(document)
+        def load_schema(url):
+            try:
+                pickled, uri = self._loaded[url]
+            except KeyError:
+                document, uri = load(url)
+                pickled = pickle.dumps(document, pickle.HIGHEST_PROTOCOL)
+                self._loaded[url] = (pickled, uri)
+            return pickle.loads(pickled), uri
+
+        return load_schema
 
 
 def parse_each_schema_once() -> bool:
-    """From now on, asdf parses each schema document once in this process.
+    """From now on, asdf reads and parses each schema once in this process.
 
     asdf validates a tree with a new reference resolver each time (each file read,
     each file written), and the resolver fetches every schema a ``$ref`` names
-    again, parsing its YAML again: a full-frame run parsed 257 schema documents, 67
-    distinct, in 0.23 s of one core, mostly while it opens its input and reference
-    files, before any core has work to share. `_SchemaDocuments` keeps each parsed
-    document and hands out deep copies: the same documents, without the parsing
-    (full frame, 6 resultants, 3 alternating pairs: run 6.55 -> 6.23 s mean;
-    bench/RESULTS.md, "Issue 23, round 8"). Called by `start_cli`, so only in our own
-    programs. Returns False (nothing changed) if asdf's schema module no longer reads
-    YAML through a module-level ``yaml``.
+    again: the file read by the resource manager and its YAML parsed. A full-frame
+    run loaded 257 schema documents, 67 distinct, 0.2-0.3 s of the main thread while
+    it opens its input and reference files, before any core has work to share.
+    `_SchemaLoaderOnce` keeps each document and hands out copies of it: the same
+    documents, the same validation (bench/RESULTS.md, "Issue 23, round 8"). Called
+    by `start_cli`, so only in our own programs. Returns False (nothing changed) if
+    asdf no longer makes its loaders with ``asdf.schema._make_schema_loader``.
     """
-    import yaml
     from asdf import schema
 
-    current = getattr(schema, "yaml", None)
-    if isinstance(current, _SchemaDocuments):
+    current = getattr(schema, "_make_schema_loader", None)
+    if isinstance(current, _SchemaLoaderOnce):
         return True
-    if current is not yaml:
+    if not callable(current):
         return False
-    schema.yaml = _SchemaDocuments(yaml)
+    schema._make_schema_loader = _SchemaLoaderOnce(current)
     return True
 
 

@@ -279,85 +279,79 @@ def test_start_cli_imports_the_stack_without_collections(enabled):
     assert still_enabled == str(enabled)
 
 
-class _CountingYaml:
-    """PyYAML, counting the documents ``load`` parses."""
-
-    def __init__(self):
-        self.parsed = 0
-
-    def __getattr__(self, name):
-        return getattr(yaml, name)
-
-    def load(self, stream, Loader):
-        self.parsed += 1
-        return yaml.load(stream, Loader)
-
-
-def _roman_schema_texts(count=12):
+def _roman_schema_uris(count=12):
     import asdf
 
     manager = asdf.get_config().resource_manager
     uris = sorted(uri for uri in manager if "datamodels/roman/schemas/" in uri)
     assert len(uris) >= count
-    return [manager[uri] for uri in uris[:count]]
+    return uris[:count]
 
 
-def test_each_schema_document_is_parsed_once_and_handed_out_as_a_copy():
-    from asdf import yamlutil
+def test_each_schema_is_loaded_once_and_handed_out_as_a_copy():
+    from asdf import schema
 
-    counting = _CountingYaml()
-    documents = _startup._SchemaDocuments(counting)
-    texts = _roman_schema_texts()
+    original = schema._make_schema_loader
+    loads = []
+
+    def counting_loader():
+        load = original()
+
+        def counted(url):
+            loads.append(url)
+            return load(url)
+
+        return counted
+
+    once = _startup._SchemaLoaderOnce(counting_loader)
+    fresh = original()
+    uris = _roman_schema_uris()
     for _ in range(3):
-        for text in texts:
-            got = documents.load(text, yamlutil.AsdfLoader)
-            assert got == yaml.load(text, Loader=yamlutil.AsdfLoader)
-    assert counting.parsed == len(texts)
+        load = once()  # a new loader each time, as each validation makes one
+        for uri in uris:
+            assert load(uri) == fresh(uri)
+    assert sorted(loads) == sorted(uris)  # read and parsed once each
     # a copy each time: what one caller changes, the next one does not see
-    first = documents.load(texts[0], yamlutil.AsdfLoader)
+    first, _ = once()(uris[0])
     first["id"] = "changed"
     first.setdefault("properties", {})["added"] = {}
-    second = documents.load(texts[0], yamlutil.AsdfLoader)
-    assert second == yaml.load(texts[0], Loader=yamlutil.AsdfLoader)
-    # a stream (asdf's older file path, which it caches itself) is parsed each time
-    import io
-
-    for _ in range(2):
-        documents.load(io.BytesIO(texts[0]), yamlutil.AsdfLoader)
-    assert counting.parsed == len(texts) + 2
-    assert documents.safe_load is yaml.safe_load  # the rest is PyYAML's
+    second, _ = once()(uris[0])
+    assert second == fresh(uris[0])[0]
 
 
-def test_validation_still_refuses_an_invalid_tree_with_schemas_parsed_once(
+def test_validation_still_refuses_an_invalid_tree_with_schemas_loaded_once(
     monkeypatch,
 ):
     import roman_datamodels.datamodels as dm
     from asdf import schema
     from asdf.exceptions import ValidationError
 
-    monkeypatch.setattr(schema, "yaml", yaml)  # put back after the test
+    # put back after the test
+    monkeypatch.setattr(schema, "_make_schema_loader", schema._make_schema_loader)
     assert _startup.parse_each_schema_once()
-    assert isinstance(schema.yaml, _startup._SchemaDocuments)
+    installed = schema._make_schema_loader
+    assert isinstance(installed, _startup._SchemaLoaderOnce)
     assert _startup.parse_each_schema_once()  # a second call changes nothing
-    assert isinstance(schema.yaml._yaml, type(yaml))
-    for _ in range(2):  # the second validation runs on the parsed documents
+    assert schema._make_schema_loader is installed
+    for _ in range(2):  # the second validation runs on the documents kept
         model = dm.ImageModel.create_fake_data(shape=(8, 8))
         model.validate()
         model.meta.exposure.type = 12345  # not a string
         with pytest.raises(ValidationError, match="12345 is not of type 'string'"):
             model.validate()
+    assert installed._loaded  # the documents were kept
 
 
-def test_only_our_programs_parse_schemas_once():
+def test_only_our_programs_load_schemas_once():
     code = (
-        "import yaml, roman_datamodels.datamodels\n"
+        "import roman_datamodels.datamodels\n"
         "from asdf import schema\n"
-        "plain = schema.yaml is yaml\n"
+        "plain = type(schema._make_schema_loader).__name__\n"
         "from romanimpreprocess._startup import start_cli\n"
         "start_cli()\n"
-        "print(plain, type(schema.yaml).__name__)\n"
+        "print(plain, type(schema._make_schema_loader).__name__)\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
-    assert out.stdout.split() == ["True", "_SchemaDocuments"]
+    assert out.stdout.split() == ["function", "_SchemaLoaderOnce"]
