@@ -8,6 +8,10 @@ import numpy as np
 from romanimpreprocess.constants import REF_BORDER
 from romanimpreprocess.dark_current import dark_current
 from romanimpreprocess.stpipe import RipStep
+from romanimpreprocess.stpipe.between_exposures import (
+    reference_identity,
+    reuse_between_exposures,
+)
 
 __all__ = ["DarkCurrentStep"]
 
@@ -85,29 +89,39 @@ class DarkCurrentStep(RipStep):
         kernel_ref = self.load_reference(model, "ipc4d", fields=["data"], cache=False)
         legacy = self.legacy_compat
 
+        references = (dark, gain_ref, kernel_ref)
+
+        def compute():
+            gain = np.asarray(gain_ref.data)
+            dtype = np.result_type(np.float32, gain.dtype) if legacy else np.float32
+            slope, bad_gain = dark_current.deconvolved_dark_slope(
+                dark.dark_slope,
+                None if kernel_ref is None else kernel_ref.data,
+                gain,
+                dtype=dtype,
+                clip_gain=not legacy,
+            )
+            b = REF_BORDER
+            science = (slice(b, -b), slice(b, -b))
+            # the legacy's median is over the whole frame (border 0)
+            medgain = gain_ref.science_medians("data", 0 if legacy else b)[0]
+            return (
+                np.ascontiguousarray(slope[science]),
+                np.ascontiguousarray(bad_gain[science]),
+                medgain,
+                kernel_ref is not None,
+            )
+
+        # the same files in a rip-batch worker's next exposure: the same products
+        key = ("dark_current", legacy, *map(reference_identity, references))
+
         def work():
             try:
-                gain = np.asarray(gain_ref.data)
-                dtype = np.result_type(np.float32, gain.dtype) if legacy else np.float32
-                slope, bad_gain = dark_current.deconvolved_dark_slope(
-                    dark.dark_slope,
-                    None if kernel_ref is None else kernel_ref.data,
-                    gain,
-                    dtype=dtype,
-                    clip_gain=not legacy,
-                )
-                b = REF_BORDER
-                science = (slice(b, -b), slice(b, -b))
-                # the legacy's median is over the whole frame (border 0)
-                medgain = gain_ref.science_medians("data", 0 if legacy else b)[0]
-                return (
-                    np.ascontiguousarray(slope[science]),
-                    np.ascontiguousarray(bad_gain[science]),
-                    medgain,
-                    kernel_ref is not None,
+                return reuse_between_exposures(
+                    key, compute, "Dark current: deconvolved dark slope"
                 )
             finally:
-                for ref in (dark, gain_ref, kernel_ref):
+                for ref in references:
                     if ref is not None:
                         ref.close()
 

@@ -11,6 +11,10 @@ from romanimpreprocess.constants import OMEGA_IDEAL, REF_BORDER
 from romanimpreprocess.datamodels import wcs as wcs_tools
 from romanimpreprocess.flatfield import flatfield
 from romanimpreprocess.stpipe import RipStep
+from romanimpreprocess.stpipe.between_exposures import (
+    reference_identity,
+    reuse_between_exposures,
+)
 
 __all__ = ["FlatFieldStep"]
 
@@ -58,6 +62,8 @@ class FlatFieldStep(RipStep):
             area = self._area(model, F.shape)
             normalised = area is not None
             f_eff = flatfield.effective_flat(F, area, OMEGA_IDEAL)
+            if not f_eff.flags.writeable:  # F itself (no area), kept for the next
+                f_eff = f_eff.copy()  # exposure: squared in place below
             del F, area
         else:  # divided by the header's area ahead: the header is the model's WCS
             f_eff = products.flat
@@ -94,26 +100,38 @@ class FlatFieldStep(RipStep):
         legacy = self.legacy_compat
         header_path = self.wcs_header if self.area_normalization else ""
 
+        references = (flat_ref, gain_ref, kernel_ref)
+
+        def prepare():
+            gain = np.asarray(gain_ref.data)
+            dtype = np.result_type(np.float32, gain.dtype) if legacy else np.float32
+            F, out_of_range, bad_gain = flatfield.prepare_flat(
+                np.asarray(flat_ref.data),
+                None if kernel_ref is None else kernel_ref.data,
+                gain,
+                REF_BORDER,
+                dtype=dtype,
+            )
+            return F, out_of_range, bad_gain, np.percentile(F[::4, ::4], _PERCENTILES)
+
+        # the same files in a rip-batch worker's next exposure: the same flat (the
+        # area, from each exposure's own WCS, is divided per exposure below)
+        key = ("flatfield", legacy, *map(reference_identity, references))
+
         def work():
             try:
-                gain = np.asarray(gain_ref.data)
-                dtype = np.result_type(np.float32, gain.dtype) if legacy else np.float32
-                F, out_of_range, bad_gain = flatfield.prepare_flat(
-                    np.asarray(flat_ref.data),
-                    None if kernel_ref is None else kernel_ref.data,
-                    gain,
-                    REF_BORDER,
-                    dtype=dtype,
+                F, out_of_range, bad_gain, percentiles = reuse_between_exposures(
+                    key, prepare, "Flat field: clipped, IPC-deconvolved flat"
                 )
             finally:
-                for ref in (flat_ref, gain_ref, kernel_ref):
+                for ref in references:
                     if ref is not None:
                         ref.close()
             products = _FlatProducts(
                 flat=F,
                 out_of_range=out_of_range,
                 bad_gain=bad_gain,
-                percentiles=np.percentile(F[::4, ::4], _PERCENTILES),
+                percentiles=percentiles,
             )
             if header_path:
                 header = wcs_tools.read_wcs_header(header_path)

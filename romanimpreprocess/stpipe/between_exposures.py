@@ -1,0 +1,105 @@
+"""Reference products kept from one exposure to the next in rip-batch's workers.
+
+The dark step's IPC-deconvolved dark slope and the flat step's clipped, deconvolved
+flat depend on the reference files alone (and the step's ``legacy_compat``): the
+exposures of one SCA in a batch compute the same arrays again, each a pass over the
+0.6 GB IPC kernel of a full frame, 0.9-1.0 s of a one-thread worker's exposure
+apiece (bench/RESULTS.md, "Issue 23, round 8"). In a rip-batch worker set up by
+`romanimpreprocess._startup.start_worker` (`keeps_memory_between_runs`),
+`reuse_between_exposures` keeps the last `KEPT_PRODUCTS` products, keyed by what
+they are computed from: the files' identities (`file_identity`: path, size,
+modification time, inode; a file rewritten since is computed again) and the
+parameters. The arrays kept are made read-only, so that no exposure changes what
+the next one gets. Anywhere else (one exposure per process, a notebook, a dask
+worker that is not ours) every call computes.
+"""
+
+import logging
+import os
+import threading
+from collections import OrderedDict
+
+import numpy as np
+
+__all__ = [
+    "KEPT_PRODUCTS",
+    "file_identity",
+    "forget_kept",
+    "reference_identity",
+    "reuse_between_exposures",
+]
+
+log = logging.getLogger(__name__)
+
+# the dark step's product and the flat step's for one SCA (0.18 GB a full frame)
+KEPT_PRODUCTS = 2
+
+_KEPT = OrderedDict()
+_LOCK = threading.Lock()
+
+
+def file_identity(path):
+    """What says a file is unchanged: ``(real path, size, mtime_ns, inode, device)``.
+
+    None for no file (an optional reference given as N/A).
+    """
+    if path is None:
+        return None
+    info = os.stat(path)
+    return (
+        os.path.realpath(path),
+        info.st_size,
+        info.st_mtime_ns,
+        info.st_ino,
+        info.st_dev,
+    )
+
+
+def reference_identity(reference):
+    """`file_identity` of an opened reference file (its ``path``); None if not used."""
+    return None if reference is None else file_identity(reference.path)
+
+
+def _read_only(products):
+    """Make the arrays of ``products`` (a tuple or an object's attributes) read-only."""
+    values = products if isinstance(products, tuple | list) else vars(products).values()
+    for value in values:
+        if isinstance(value, np.ndarray):
+            value.flags.writeable = False
+
+
+def reuse_between_exposures(key, compute, what="reference products"):
+    """``compute()``, or what it returned for the same ``key`` in this worker.
+
+    Parameters
+    ----------
+    key : hashable
+        Everything the products depend on (`file_identity` of each file, the
+        parameters).
+    compute : callable
+        Makes the products: a tuple, or an object whose attributes are the arrays.
+    what : str
+        Named in the log line of a reuse.
+    """
+    from romanimpreprocess._startup import keeps_memory_between_runs
+
+    if not keeps_memory_between_runs():
+        return compute()
+    with _LOCK:
+        if key in _KEPT:
+            _KEPT.move_to_end(key)
+            log.info("%s: those of this worker's previous exposure (same files)", what)
+            return _KEPT[key]
+    products = compute()
+    _read_only(products)
+    with _LOCK:
+        _KEPT[key] = products
+        while len(_KEPT) > KEPT_PRODUCTS:
+            _KEPT.popitem(last=False)
+    return products
+
+
+def forget_kept():
+    """Drop every product kept (tests; a worker that wants its memory back)."""
+    with _LOCK:
+        _KEPT.clear()

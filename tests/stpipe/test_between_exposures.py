@@ -1,0 +1,155 @@
+"""Reference products kept between the exposures of a rip-batch worker, nowhere else."""
+
+import os
+
+import numpy as np
+import pytest
+import roman_datamodels.datamodels as dm
+
+from romanimpreprocess import _startup
+from romanimpreprocess.dark_current import DarkCurrentStep, dark_current
+from romanimpreprocess.flatfield import FlatFieldStep, flatfield
+from romanimpreprocess.stpipe import between_exposures
+from tests.conftest import cross_kernel
+
+N = 40
+S = N - 8
+
+
+@pytest.fixture
+def worker(monkeypatch):
+    """This process as a rip-batch worker (`start_worker`), nothing kept before."""
+    monkeypatch.setattr(_startup, "_batch_worker", True)
+    between_exposures.forget_kept()
+    yield
+    between_exposures.forget_kept()
+
+
+def _counting(monkeypatch, module, name):
+    calls = []
+    original = getattr(module, name)
+
+    def counted(*args, **kwargs):
+        calls.append(name)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, counted)
+    return calls
+
+
+def test_products_are_computed_once_per_key_in_a_worker(worker):
+    made = []
+
+    def compute():
+        made.append(1)
+        return np.arange(4.0), np.zeros(3, bool), 1.5
+
+    first = between_exposures.reuse_between_exposures(("a", 1), compute)
+    again = between_exposures.reuse_between_exposures(("a", 1), compute)
+    assert again is first and len(made) == 1
+    assert not first[0].flags.writeable  # no exposure changes the next one's
+    with pytest.raises(ValueError):
+        first[0][0] = 9.0
+    between_exposures.reuse_between_exposures(("b", 1), compute)
+    between_exposures.reuse_between_exposures(("c", 1), compute)
+    assert len(made) == 3
+    # at most KEPT_PRODUCTS kept: the oldest ("a") went first
+    between_exposures.reuse_between_exposures(("a", 1), compute)
+    assert len(made) == 4
+
+
+def test_outside_a_worker_every_call_computes(monkeypatch):
+    monkeypatch.setattr(_startup, "_batch_worker", False)
+    made = []
+
+    def compute():
+        made.append(1)
+        return (np.zeros(2),)
+
+    for _ in range(2):
+        products = between_exposures.reuse_between_exposures(("a",), compute)
+    assert len(made) == 2 and products[0].flags.writeable
+
+
+def test_a_file_rewritten_is_a_new_identity(tmp_path):
+    path = tmp_path / "ref.asdf"
+    path.write_bytes(b"one")
+    before = between_exposures.file_identity(str(path))
+    os.utime(path, ns=(1, 1))
+    assert between_exposures.file_identity(str(path)) != before
+    assert between_exposures.file_identity(None) is None
+
+
+def _dark_files(make_ref_file, rng, level=0.25):
+    dark_slope = rng.uniform(level, level + 0.1, (N, N)).astype(np.float32)
+    return {
+        "override_dark": make_ref_file(
+            "dark.asdf",
+            {"data": np.zeros((4, N, N), np.float32), "dark_slope": dark_slope},
+        ),
+        "override_gain": make_ref_file(
+            "gain.asdf", {"data": rng.uniform(1.6, 2.0, (N, N))}
+        ),
+        "override_ipc4d": make_ref_file(
+            "ipc.asdf", {"data": cross_kernel(S).astype(np.float32)}
+        ),
+    }
+
+
+def _rate(rng=None):
+    model = dm.ImageModel.create_fake_data(shape=(S, S))
+    model.data = np.full((S, S), 3.0, np.float32)
+    model.dq = np.zeros((S, S), np.uint32)
+    model.err = np.full((S, S), 0.5, np.float32)
+    model.var_poisson = np.full((S, S), 0.16, np.float32)
+    model.var_rnoise = np.full((S, S), 0.09, np.float32)
+    model.meta.exposure.read_pattern = [[0], [1, 2], [3, 4], [5, 6]]
+    model.meta.wcs = None
+    return model
+
+
+def test_dark_step_reuses_its_slope_in_a_worker_with_the_same_bits(
+    worker, make_ref_file, rng, monkeypatch
+):
+    files = _dark_files(make_ref_file, rng)
+    calls = _counting(monkeypatch, dark_current, "deconvolved_dark_slope")
+    first = DarkCurrentStep.call(_rate(), **files)
+    second = DarkCurrentStep.call(_rate(), **files)
+    assert len(calls) == 1
+    np.testing.assert_array_equal(second.data, first.data)
+    np.testing.assert_array_equal(second.dq, first.dq)
+    assert second["processinfo"]["medgain"] == first["processinfo"]["medgain"]
+    # the same as computed afresh outside a worker
+    monkeypatch.setattr(_startup, "_batch_worker", False)
+    fresh = DarkCurrentStep.call(_rate(), **files)
+    np.testing.assert_array_equal(fresh.data, first.data)
+    # a dark rewritten since is read again
+    monkeypatch.setattr(_startup, "_batch_worker", True)
+    changed = _dark_files(make_ref_file, np.random.default_rng(5), level=1.0)
+    files["override_dark"] = changed["override_dark"]
+    third = DarkCurrentStep.call(_rate(), **files)
+    assert len(calls) == 3
+    assert np.all(third.data < first.data)
+
+
+def test_flat_step_reuses_its_flat_in_a_worker_and_leaves_it_unchanged(
+    worker, make_ref_file, rng, monkeypatch
+):
+    flat = rng.uniform(0.8, 1.2, (N, N)).astype(np.float32)
+    files = {
+        "override_flat": make_ref_file("flat.asdf", {"data": flat}),
+        "override_gain": make_ref_file("gain.asdf", {"data": np.full((N, N), 1.8)}),
+        "override_ipc4d": make_ref_file(
+            "ipc.asdf", {"data": cross_kernel(S).astype(np.float32)}
+        ),
+    }
+    calls = _counting(monkeypatch, flatfield, "prepare_flat")
+    runs = [FlatFieldStep.call(_rate(), **files) for _ in range(3)]
+    assert len(calls) == 1
+    for out in runs[1:]:  # the kept flat was not squared in place by the first run
+        for key in ("data", "err", "var_poisson", "var_rnoise", "dq"):
+            np.testing.assert_array_equal(out[key], runs[0][key])
+    monkeypatch.setattr(_startup, "_batch_worker", False)
+    fresh = FlatFieldStep.call(_rate(), **files)
+    np.testing.assert_array_equal(fresh.data, runs[0].data)
+    np.testing.assert_array_equal(fresh.var_rnoise, runs[0].var_rnoise)
