@@ -49,6 +49,23 @@ def make_l1_file(tmp_path):
     return _make
 
 
+def make_rate_image(size, data):
+    """A rate `ImageModel` of ``size``² pixels as the later steps receive it.
+
+    ``data`` the rates (float32); dq 0, err 0.5, var_poisson 0.16, var_rnoise 0.09;
+    a 4-resultant read pattern; no WCS.
+    """
+    model = dm.ImageModel.create_fake_data(shape=(size, size))
+    model.data = data
+    model.dq = np.zeros((size, size), np.uint32)
+    model.err = np.full((size, size), 0.5, np.float32)
+    model.var_poisson = np.full((size, size), 0.16, np.float32)
+    model.var_rnoise = np.full((size, size), 0.09, np.float32)
+    model.meta.exposure.read_pattern = [[0], [1, 2], [3, 4], [5, 6]]
+    model.meta.wcs = None
+    return model
+
+
 @pytest.fixture
 def make_ref_file(tmp_path):
     """Factory writing a legacy-layout reference file ``{roman: tree}``."""

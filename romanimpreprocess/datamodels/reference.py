@@ -248,7 +248,8 @@ class ReferenceFile:
         stat = os.stat(self.path)
         if stat.st_size == 0:
             raise self._error("file is empty")
-        identity = (self.path, stat.st_size, stat.st_mtime_ns)
+        # the file's version: a file rewritten or replaced since is another one
+        identity = (self.path, stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_dev)
         self._identity = identity
         if identity not in _CHECKSUMS_VALID and _verify_reference_checksums():
             # The MD5 of every block: ~5 s a GB here (a full-frame calibration set
@@ -273,6 +274,15 @@ class ReferenceFile:
             af.close()
             raise self._error("no top-level 'roman' tree", field="roman")
         return af
+
+    @property
+    def identity(self):
+        """This file's version as opened: ``(path, size, mtime_ns, inode, device)``.
+
+        The key of every per-process cache of what is read or computed from it
+        (validation, checks, medians; `romanimpreprocess.stpipe.between_exposures`).
+        """
+        return self._identity
 
     @property
     def tree(self):
@@ -330,8 +340,7 @@ class ReferenceFile:
 
     def _check_content(self, exposure, type_only=False):
         """Type, physical possibility and exposure agreement (reference_checks)."""
-        stat = os.stat(self.path)
-        identity = (self.reftype, self.path, stat.st_size, stat.st_mtime_ns)
+        identity = (self.reftype, *self._identity)
         border = self.geometry.border if self.geometry is not None else REF_BORDER
         try:
             if type_only:

@@ -7,15 +7,14 @@ exposures of one SCA in a batch compute the same arrays again, each a pass over 
 apiece (bench/RESULTS.md, "Issue 23, round 8"). In a rip-batch worker set up by
 `romanimpreprocess._startup.start_worker` (`keeps_memory_between_runs`),
 `reuse_between_exposures` keeps the last `KEPT_PRODUCTS` products, keyed by what
-they are computed from: the files' identities (`file_identity`: path, size,
-modification time, inode; a file rewritten since is computed again) and the
-parameters. The arrays kept are made read-only, so that no exposure changes what
+they are computed from: the files' versions as opened (`ReferenceFile.identity`:
+path, size, modification time, inode; a file rewritten since is computed again) and
+the parameters. The arrays kept are made read-only, so that no exposure changes what
 the next one gets. Anywhere else (one exposure per process, a notebook, a dask
 worker that is not ours) every call computes.
 """
 
 import logging
-import os
 import threading
 from collections import OrderedDict
 
@@ -23,7 +22,6 @@ import numpy as np
 
 __all__ = [
     "KEPT_PRODUCTS",
-    "file_identity",
     "forget_kept",
     "reference_identity",
     "reuse_between_exposures",
@@ -38,34 +36,9 @@ _KEPT = OrderedDict()
 _LOCK = threading.Lock()
 
 
-def file_identity(path):
-    """What says a file is unchanged: ``(real path, size, mtime_ns, inode, device)``.
-
-    None for no file (an optional reference given as N/A).
-    """
-    if path is None:
-        return None
-    info = os.stat(path)
-    return (
-        os.path.realpath(path),
-        info.st_size,
-        info.st_mtime_ns,
-        info.st_ino,
-        info.st_dev,
-    )
-
-
 def reference_identity(reference):
-    """`file_identity` of an opened reference file (its ``path``); None if not used."""
-    return None if reference is None else file_identity(reference.path)
-
-
-def _read_only(products):
-    """Make the arrays of ``products`` (a tuple or an object's attributes) read-only."""
-    values = products if isinstance(products, tuple | list) else vars(products).values()
-    for value in values:
-        if isinstance(value, np.ndarray):
-            value.flags.writeable = False
+    """`ReferenceFile.identity` of an opened reference file; None for none (N/A)."""
+    return None if reference is None else reference.identity
 
 
 def reuse_between_exposures(key, compute, what="reference products"):
@@ -74,10 +47,10 @@ def reuse_between_exposures(key, compute, what="reference products"):
     Parameters
     ----------
     key : hashable
-        Everything the products depend on (`file_identity` of each file, the
+        Everything the products depend on (`reference_identity` of each file, the
         parameters).
     compute : callable
-        Makes the products: a tuple, or an object whose attributes are the arrays.
+        Makes the products: a tuple, whose arrays are made read-only once kept.
     what : str
         Named in the log line of a reuse.
     """
@@ -91,7 +64,9 @@ def reuse_between_exposures(key, compute, what="reference products"):
             log.info("%s: those of this worker's previous exposure (same files)", what)
             return _KEPT[key]
     products = compute()
-    _read_only(products)
+    for value in products:
+        if isinstance(value, np.ndarray):
+            value.flags.writeable = False
     with _LOCK:
         _KEPT[key] = products
         while len(_KEPT) > KEPT_PRODUCTS:

@@ -3,7 +3,6 @@
 import logging
 
 import numpy as np
-import roman_datamodels.datamodels as dm
 from astropy.io import fits
 from roman_datamodels.dqflags import pixel
 
@@ -11,7 +10,7 @@ from romanimpreprocess.constants import OMEGA_IDEAL
 from romanimpreprocess.datamodels import wcs as wcs_tools
 from romanimpreprocess.flatfield import FlatFieldStep, flatfield
 from romanimpreprocess.ipc.ipc import ipc_forward
-from tests.conftest import cross_kernel
+from tests.conftest import cross_kernel, make_rate_image
 
 N = 72  # full frame with the 4-pixel border
 S = N - 8
@@ -47,15 +46,7 @@ def _files(make_ref_file, rng, flat_value=0.8):
 
 
 def _image(rng):
-    model = dm.ImageModel.create_fake_data(shape=(S, S))
-    model.data = rng.uniform(1, 2, (S, S)).astype(np.float32)
-    model.dq = np.zeros((S, S), np.uint32)
-    model.err = np.full((S, S), 0.5, np.float32)
-    model.var_poisson = np.full((S, S), 0.16, np.float32)
-    model.var_rnoise = np.full((S, S), 0.09, np.float32)
-    model.meta.exposure.read_pattern = [[0], [1, 2], [3, 4], [5, 6]]
-    model.meta.wcs = None
-    return model
+    return make_rate_image(S, rng.uniform(1, 2, (S, S)).astype(np.float32))
 
 
 def test_effective_flat_in_threaded_blocks_is_the_whole_frame_formula(rng, monkeypatch):

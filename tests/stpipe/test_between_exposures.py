@@ -1,16 +1,17 @@
 """Reference products kept between the exposures of a rip-batch worker, nowhere else."""
 
 import os
+import shutil
 
 import numpy as np
 import pytest
-import roman_datamodels.datamodels as dm
 
 from romanimpreprocess import _startup
 from romanimpreprocess.dark_current import DarkCurrentStep, dark_current
+from romanimpreprocess.datamodels.reference import open_reference
 from romanimpreprocess.flatfield import FlatFieldStep, flatfield
 from romanimpreprocess.stpipe import between_exposures
-from tests.conftest import cross_kernel
+from tests.conftest import cross_kernel, make_rate_image
 
 N = 40
 S = N - 8
@@ -71,13 +72,28 @@ def test_outside_a_worker_every_call_computes(monkeypatch):
     assert len(made) == 2 and products[0].flags.writeable
 
 
-def test_a_file_rewritten_is_a_new_identity(tmp_path):
-    path = tmp_path / "ref.asdf"
-    path.write_bytes(b"one")
-    before = between_exposures.file_identity(str(path))
+def _version(path):
+    reference = open_reference("gain", path)
+    try:
+        return between_exposures.reference_identity(reference)
+    finally:
+        reference.close()
+
+
+def test_a_file_rewritten_or_replaced_is_another_version(make_ref_file, tmp_path):
+    path = make_ref_file("gain.asdf", {"data": np.full((N, N), 1.8)})
+    before = _version(path)
+    assert _version(path) == before  # the same file, opened again
     os.utime(path, ns=(1, 1))
-    assert between_exposures.file_identity(str(path)) != before
-    assert between_exposures.file_identity(None) is None
+    touched = _version(path)
+    assert touched != before
+    # replaced by a file of the same size and modification time: another inode
+    copy = tmp_path / "copy.asdf"
+    shutil.copyfile(path, copy)
+    os.utime(copy, ns=(1, 1))
+    os.replace(copy, path)
+    assert _version(path) != touched
+    assert between_exposures.reference_identity(None) is None
 
 
 def _dark_files(make_ref_file, rng, level=0.25):
@@ -96,16 +112,8 @@ def _dark_files(make_ref_file, rng, level=0.25):
     }
 
 
-def _rate(rng=None):
-    model = dm.ImageModel.create_fake_data(shape=(S, S))
-    model.data = np.full((S, S), 3.0, np.float32)
-    model.dq = np.zeros((S, S), np.uint32)
-    model.err = np.full((S, S), 0.5, np.float32)
-    model.var_poisson = np.full((S, S), 0.16, np.float32)
-    model.var_rnoise = np.full((S, S), 0.09, np.float32)
-    model.meta.exposure.read_pattern = [[0], [1, 2], [3, 4], [5, 6]]
-    model.meta.wcs = None
-    return model
+def _rate():
+    return make_rate_image(S, np.full((S, S), 3.0, np.float32))
 
 
 def test_dark_step_reuses_its_slope_in_a_worker_with_the_same_bits(
