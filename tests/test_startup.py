@@ -355,3 +355,61 @@ def test_only_our_programs_load_schemas_once():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert out.stdout.split() == ["function", "_SchemaLoaderOnce"]
+
+
+def _run_python(script):
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_start_cli_runs_crds_init_at_its_first_use():
+    """In our programs stpipe's crds imports leave the best-references machinery
+    out until a name of the package is asked for; then the package is whole."""
+    out = _run_python(
+        "import sys\n"
+        "from romanimpreprocess._startup import start_cli\n"
+        "start_cli()\n"
+        "import stpipe.crds_client, stpipe.pipeline\n"
+        "print('crds.bestrefs' in sys.modules, 'requests' in sys.modules)\n"
+        "import crds, importlib.metadata\n"
+        "assert crds.__version__ == importlib.metadata.version('crds')\n"
+        "print('crds.bestrefs' in sys.modules, type(crds).__name__)\n"
+        "from crds import data_file\n"
+        "assert callable(crds.getreferences) and callable(data_file.get_header)\n"
+        "assert crds.log is sys.modules['crds.core.log']\n"
+    )
+    assert out.split() == ["False", "False", "True", "module"]
+
+
+def test_crds_init_on_first_use_from_two_threads():
+    """Two threads asking at once: the package's __init__ runs once, both answered."""
+    out = _run_python(
+        "import sys, threading\n"
+        "from romanimpreprocess._startup import defer_crds_init\n"
+        "assert defer_crds_init()\n"
+        "import crds.core.config\n"
+        "runs = []\n"
+        "loader = sys.modules['crds'].__spec__.loader\n"
+        "exec_module = loader.exec_module\n"
+        "loader.exec_module = lambda m: (runs.append(1), exec_module(m))\n"
+        "seen = []\n"
+        "threads = [threading.Thread(target=lambda: seen.append(crds.getreferences))"
+        " for _ in range(4)]\n"
+        "import crds\n"
+        "[t.start() for t in threads]; [t.join() for t in threads]\n"
+        "print(len(runs), len(seen), len(set(map(id, seen))))\n"
+    )
+    assert out.split() == ["1", "4", "1"]
+
+
+def test_crds_is_left_alone_outside_our_programs():
+    """Importing the package (a user's process) or a crds imported already: as is."""
+    out = _run_python(
+        "import sys\n"
+        "import romanimpreprocess.pipeline\n"
+        "print('crds.bestrefs' in sys.modules, type(sys.modules['crds']).__name__)\n"
+        "from romanimpreprocess._startup import defer_crds_init\n"
+        "print(defer_crds_init(), type(sys.modules['crds']).__name__)\n"
+    )
+    assert out.split() == ["True", "module", "False", "module"]

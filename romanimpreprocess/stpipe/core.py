@@ -16,6 +16,7 @@ They differ from romancal's `RomanStep`/`RomanPipeline` in what a survey run nee
   the run.
 """
 
+import functools
 import gc
 import importlib.metadata
 import logging
@@ -62,6 +63,13 @@ _TRUE = ("1", "true", "yes", "y", "t", "on")
 def use_crds() -> bool:
     """True when the user opted in to CRDS with ``RIP_USE_CRDS``."""
     return os.environ.get("RIP_USE_CRDS", "").strip().lower() in _TRUE
+
+
+@functools.cache
+def _installed_version(distribution):
+    """The installed version of ``distribution`` (read once a process: each step's
+    `RipStep.finalize_result` records it)."""
+    return importlib.metadata.version(distribution)
 
 
 def atomic_save(model, path, writer=None):
@@ -194,17 +202,18 @@ class RipStep(RomanStep):
             return
         meta = model.meta
         meta.calibration_software_name = "romanimpreprocess"
-        meta.calibration_software_version = importlib.metadata.version(
-            "romanimpreprocess"
-        )
+        meta.calibration_software_version = _installed_version("romanimpreprocess")
         if isinstance(model, dm.ImageModel):
             meta.cal_logs = self.log_records
         if reference_files_used and "ref_file" in meta:
             for reftype, path in reference_files_used:
                 meta.ref_file[reftype] = str(path)
-            import crds
-
-            meta.ref_file["crds"] = {"version": crds.__version__, "context": "N/A"}
+            # the installed version, without importing crds's package namespace
+            # (`romanimpreprocess._startup.defer_crds_init`)
+            meta.ref_file["crds"] = {
+                "version": _installed_version("crds"),
+                "context": "N/A",
+            }
 
     def get_pars(self, full_spec=True):
         """Step parameters, including string ``override_*`` paths (stpipe drops them)."""
