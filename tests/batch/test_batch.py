@@ -188,3 +188,44 @@ def test_cli_on_an_existing_scheduler(tmp_path, client, capsys):
     # bringing back a worker an earlier test killed, which takes a while under load)
     client.wait_for_workers(2, timeout=120)
     assert len(client.scheduler_info()["workers"]) == 2
+
+
+def test_worker_task_module_imports_without_the_stack():
+    """A dask worker unpickles the task function (runner._worker_task) before the
+    task runs: that import must not load the romancal stack, which the task's first
+    call (`_startup.start_worker`) loads the fast way in our own workers."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, pickle\n"
+        "from romanimpreprocess.batch import runner\n"
+        "payload = pickle.dumps(runner._worker_task)\n"
+        "for name in [m for m in sys.modules if m.startswith('romanimpreprocess')]:\n"
+        "    del sys.modules[name]\n"
+        "pickle.loads(payload)\n"
+        "heavy = ('roman_datamodels', 'asdf', 'stpipe', 'romancal', 'astropy')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_batch_package_names_resolve_from_their_modules():
+    from romanimpreprocess import batch
+    from romanimpreprocess.batch import exposures, outputs, resources, runner, task
+
+    modules = {
+        "exposures": exposures,
+        "outputs": outputs,
+        "resources": resources,
+        "runner": runner,
+        "task": task,
+    }
+    for name, module in batch._EXPORTS.items():
+        assert getattr(batch, name) is getattr(modules[module], name)
+        assert name in dir(batch)
+    assert sorted(batch.__all__) == sorted(batch._EXPORTS)
+    with pytest.raises(AttributeError, match="no attribute 'run_batches'"):
+        batch.run_batches  # noqa: B018
