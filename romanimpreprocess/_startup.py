@@ -233,7 +233,11 @@ def defer_crds_init() -> bool:
     is put in ``sys.modules`` as a `_PackageInitOnFirstUse`: the core modules
     import from it unchanged, and the first name asked of the package itself
     (``crds.getreferences``, ``crds.__version__``, ``from crds import data_file``)
-    runs its ``__init__`` then. Called by `start_cli`, so only in our own programs;
+    runs its ``__init__`` then. The ``__init__`` also points crds's web client at
+    ``CRDS_SERVER_URL``: a caller of ``crds.core.heavy_client`` that asked the package
+    for nothing before would find no server set (stpipe's ``get_context_used`` alone
+    could; romancal asks for ``crds.__version__`` first, and every lookup goes through
+    ``crds.getreferences``). Called by `start_cli`, so only in our own programs;
     returns False (nothing changed) if crds is imported already or not installed.
     """
     if "crds" in sys.modules:
