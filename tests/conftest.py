@@ -1,5 +1,7 @@
 """Shared fixtures: small frames with the real WFI geometry (border 4, 32 channels)."""
 
+import subprocess
+import sys
 import zlib
 
 import asdf
@@ -8,6 +10,20 @@ import pytest
 from roman_datamodels import datamodels as dm
 
 from romanimpreprocess.constants import AMP33_WIDTH
+
+
+def run_python(script, *args, env=None, cwd=None):
+    """Run ``python -c script *args`` in a fresh process; its stdout (exit 0 asserted)."""
+    out = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
 
 SMALL_SIZE = 64
 SMALL_READ_PATTERN = [[0], [1, 2], [3, 4, 5], [6, 7], [8]]

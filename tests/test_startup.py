@@ -3,13 +3,12 @@
 import importlib.metadata
 import importlib.resources
 import os
-import subprocess
-import sys
 
 import pytest
 import yaml
 
 from romanimpreprocess import _startup
+from tests.conftest import run_python
 
 
 def _manifest_texts():
@@ -49,10 +48,7 @@ def test_import_leaves_yaml_safe_load_alone():
         "import roman_datamodels.datamodels; "
         "assert yaml.safe_load is before; print('ok')"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
-    assert out.stdout.strip() == "ok"
+    assert run_python(code).strip() == "ok"
 
 
 # What stpipe does in every process that resolves a step alias or a ``class:`` line
@@ -87,14 +83,8 @@ def test_stpipe_entry_point_imports_only_the_face_and_patches_nothing(tmp_path):
 
     from romanimpreprocess.stpipe_entry import STEPS
 
-    out = subprocess.run(
-        [sys.executable, "-c", STPIPE_ENTRY],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=tmp_path,
-    )
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    out = run_python(STPIPE_ENTRY, cwd=tmp_path)
+    result = json.loads(out.strip().splitlines()[-1])
     # the package face and the entry module, nothing else (of ours or of the stack)
     assert result["new"] == ["romanimpreprocess", "romanimpreprocess.stpipe_entry"]
     assert result["changed"] == []
@@ -110,10 +100,7 @@ def test_importing_the_package_loads_nothing_else():
         "print(sorted(set(sys.modules) - before)); "
         "print(romanimpreprocess.__version__)"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
-    new, version = out.stdout.strip().splitlines()
+    new, version = run_python(code).strip().splitlines()
     assert new == "['romanimpreprocess']"
     assert version == importlib.metadata.version("romanimpreprocess")
 
@@ -160,14 +147,8 @@ def test_a_step_in_a_host_process_leaves_gc_and_malloc_alone(simulated_set, twea
     if tweaks:
         env["RIP_PROCESS_TWEAKS"] = tweaks
     l1, mask = simulated_set.l1, simulated_set.caldir["mask"]
-    out = subprocess.run(
-        [sys.executable, "-c", HOST_RUN, l1, mask],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    assert out.returncode == 0, out.stderr
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    out = run_python(HOST_RUN, l1, mask, env=env)
+    result = json.loads(out.strip().splitlines()[-1])
     if tweaks:
         assert "freeze" in result["gc"] and "unfreeze" in result["gc"]
         assert result["malloc"] == 1
@@ -236,11 +217,7 @@ def test_start_cli_sets_the_libraries_environment():
         "import os, sys; sys.stdout.write(os.environ['OMP_WAIT_POLICY'])"
     )
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=env
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout == "PASSIVE"
+    assert run_python(script, env=env) == "PASSIVE"
 
 
 @pytest.mark.parametrize("tweaks", ["0", "1"])
@@ -271,9 +248,7 @@ def test_start_cli_imports_the_stack_without_collections(enabled):
         "runs = len(runs) - before\n"
         "sys.stdout.write(f'{runs} {gc.get_freeze_count()} {gc.isenabled()}')\n"
     )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    runs, frozen, still_enabled = out.stdout.split()
+    runs, frozen, still_enabled = run_python(script).split()
     assert int(runs) == 0
     assert int(frozen) > 100_000
     assert still_enabled == str(enabled)
@@ -351,22 +326,13 @@ def test_only_our_programs_load_schemas_once():
         "start_cli()\n"
         "print(plain, type(schema._make_schema_loader).__name__)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
-    assert out.stdout.split() == ["function", "_SchemaLoaderOnce"]
-
-
-def _run_python(script):
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    return out.stdout
+    assert run_python(code).split() == ["function", "_SchemaLoaderOnce"]
 
 
 def test_start_cli_runs_crds_init_at_its_first_use():
     """In our programs stpipe's crds imports leave the best-references machinery
     out until a name of the package is asked for; then the package is whole."""
-    out = _run_python(
+    out = run_python(
         "import sys\n"
         "from romanimpreprocess._startup import start_cli\n"
         "start_cli()\n"
@@ -384,7 +350,7 @@ def test_start_cli_runs_crds_init_at_its_first_use():
 
 def test_crds_init_on_first_use_from_two_threads():
     """Two threads asking at once: the package's __init__ runs once, both answered."""
-    out = _run_python(
+    out = run_python(
         "import sys, threading\n"
         "from romanimpreprocess._startup import defer_crds_init\n"
         "assert defer_crds_init()\n"
@@ -405,7 +371,7 @@ def test_crds_init_on_first_use_from_two_threads():
 
 def test_crds_is_left_alone_outside_our_programs():
     """Importing the package (a user's process) or a crds imported already: as is."""
-    out = _run_python(
+    out = run_python(
         "import sys\n"
         "import romanimpreprocess.pipeline\n"
         "print('crds.bestrefs' in sys.modules, type(sys.modules['crds']).__name__)\n"

@@ -9,7 +9,7 @@ import yaml
 from romanimpreprocess.batch import exposures_from_configs, output_problem, run_batch
 from romanimpreprocess.batch.cli import main
 from romanimpreprocess.batch.outputs import TEMP_PREFIX, stale_temp_dirs
-from tests.conftest import make_raw_model
+from tests.conftest import make_raw_model, run_python
 
 pytest.importorskip("distributed")
 
@@ -194,9 +194,6 @@ def test_worker_task_module_imports_without_the_stack():
     """A dask worker unpickles the task function (runner._worker_task) before the
     task runs: that import must not load the romancal stack, which the task's first
     call (`_startup.start_worker`) loads the fast way in our own workers."""
-    import subprocess
-    import sys
-
     script = (
         "import sys, pickle\n"
         "from romanimpreprocess.batch import runner\n"
@@ -207,9 +204,7 @@ def test_worker_task_module_imports_without_the_stack():
         "heavy = ('roman_datamodels', 'asdf', 'stpipe', 'romancal', 'astropy')\n"
         "print(sorted(m for m in heavy if m in sys.modules))\n"
     )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
+    assert run_python(script).strip() == "[]"
 
 
 def test_batch_package_names_resolve_from_their_modules():
