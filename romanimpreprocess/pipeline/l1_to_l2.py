@@ -123,7 +123,7 @@ class L1ToL2Pipeline(RipPipeline):
         mask_output = boolean(default=False)  # also write the PixelMask1 file <output stem>_mask.fits (MASKOUT)
         keep_nan = boolean(default=False)  # keep NaN where a pixel has no slope (default: finite values, DO_NOT_USE)
         float32_errors = boolean(default=False)  # also keep err and the variances in float32 in processinfo (200 MB more on a full frame; FLOAT32_ERRORS)
-        band_rows = integer(default=512, min=0)  # rows per band of the ramp steps (the cube is never whole in memory); 0 = whole cube
+        band_rows = integer(default=256, min=0)  # rows per band of the ramp steps (the cube is never whole in memory); 0 = whole cube
         legacy_config = string(default="")  # legacy gen_cal_image YAML: its keys set the output, step parameters and reference files
         suffix = string(default="cal")  # output file suffix
     """
