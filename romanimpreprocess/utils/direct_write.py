@@ -6,7 +6,7 @@ and fill before the disk sees it. On a virtual machine whose free memory is hand
 back to the host (virtio-balloon free page reporting, as on the project's 2-core
 machines), taking those pages is the slow part: ``dd`` of 240 MiB took 0.58 s
 buffered and 0.16 s with ``O_DIRECT`` on the same disk (bench/RESULTS.md, "Issue 23,
-round 10"). `DirectFile` passes the bytes through one page-aligned buffer straight to
+round 10"). `DirectFile` passes the bytes through page-aligned buffers straight to
 the disk instead. The file's bytes are the same; what changes is that they are not
 left in the page cache (a reader of the file reads it from disk) and that the write
 is done when `DirectFile.close` returns.
@@ -29,7 +29,7 @@ __all__ = ["DirectFile", "open_direct"]
 # of the device's logical block size (512 or 4096 bytes): the buffer is page-aligned
 # (mmap) and every write but the last is a whole number of buffers.
 _ALIGNMENT = 4096
-_BUFFER_BYTES = 8 << 20
+_BUFFER_BYTES = 4 << 20
 
 
 def open_direct(path, buffer_bytes=_BUFFER_BYTES):
@@ -40,13 +40,18 @@ def open_direct(path, buffer_bytes=_BUFFER_BYTES):
 
 
 class DirectFile(io.RawIOBase):
-    """A file written from start to end with ``O_DIRECT``, through an aligned buffer.
+    """A file written from start to end with ``O_DIRECT``, through aligned buffers.
 
     Supports what a sequential writer needs: ``write``, ``tell`` and ``seek`` to the
     current position or forward (the gap reads as zeros). ``fileno`` is not offered:
-    a caller writing to the descriptor itself would bypass the buffer (asdf then
+    a caller writing to the descriptor itself would bypass the buffers (asdf then
     writes through ``write``). ``direct`` tells whether the bytes went around the
     page cache (False when the file system refused it).
+
+    Two buffers take turns: while the disk writes a full one (``pwrite`` on a
+    thread, without the GIL), the caller fills the other, so the disk's time is
+    spent beside the caller's work (hashing, compressing, serialising) instead of
+    after it. A write error is raised by the next ``write`` or by ``close``.
     """
 
     def __init__(self, path, buffer_bytes=_BUFFER_BYTES):
@@ -62,10 +67,14 @@ class DirectFile(io.RawIOBase):
                 raise
             self.direct = False
             self._fd = os.open(self.name, flags, 0o666)
-        self._buffer = mmap.mmap(-1, buffer_bytes)
-        self._view = memoryview(self._buffer)
-        self._filled = 0  # bytes in the buffer, not yet written
-        self._written = 0  # bytes in the file (a multiple of the buffer's size)
+        self._buffers = [mmap.mmap(-1, buffer_bytes) for _ in range(2)]
+        self._views = [memoryview(buffer) for buffer in self._buffers]
+        self._in_flight = [None, None]  # the pending write of each buffer
+        self._current = 0
+        self._view = self._views[0]
+        self._filled = 0  # bytes in the current buffer, not yet written
+        self._written = 0  # bytes handed to the disk (a multiple of the buffer size)
+        self._disk = None  # the writing thread, started at the first full buffer
 
     # ------------------------------------------------------------ io.RawIOBase
     def writable(self):
@@ -91,7 +100,7 @@ class DirectFile(io.RawIOBase):
             self._filled += take
             done += take
             if self._filled == capacity:
-                self._flush_buffer(capacity)
+                self._hand_to_disk(capacity)
         return total
 
     def seek(self, offset, whence=io.SEEK_SET):
@@ -116,28 +125,55 @@ class DirectFile(io.RawIOBase):
         if self.closed:
             return
         try:
+            size = self.tell()
             if self._filled:
                 # the last piece: written padded to the alignment, then cut to size
-                size = self.tell()
                 padded = -(-self._filled // _ALIGNMENT) * _ALIGNMENT
                 self._view[self._filled : padded] = bytes(padded - self._filled)
-                self._flush_buffer(padded)
+                self._hand_to_disk(padded)
+            for index in (0, 1):
+                self._wait(index)
+            if self._written != size:
                 os.ftruncate(self._fd, size)
         finally:
+            if self._disk is not None:
+                self._disk.shutdown(wait=True)
             os.close(self._fd)
-            self._view.release()
-            # (a slice still held by a failed write's traceback: freed with it)
-            with contextlib.suppress(BufferError):
-                self._buffer.close()
+            for view, buffer in zip(self._views, self._buffers, strict=True):
+                view.release()
+                # (a slice still held by a failed write's traceback: freed with it)
+                with contextlib.suppress(BufferError):
+                    buffer.close()
             super().close()
 
     # ---------------------------------------------------------------- internals
-    def _flush_buffer(self, length):
+    def _hand_to_disk(self, length):
+        """Start writing the current buffer's first ``length`` bytes; switch buffers."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        if self._disk is None:
+            self._disk = ThreadPoolExecutor(1, thread_name_prefix="rip-direct-write")
+        index = self._current
+        self._in_flight[index] = self._disk.submit(
+            self._pwrite, self._views[index], length, self._written
+        )
+        self._written += length
+        self._filled = 0
+        self._current = 1 - index
+        self._view = self._views[self._current]
+        self._wait(self._current)  # its previous write must be done before refilling
+
+    def _wait(self, index):
+        pending, self._in_flight[index] = self._in_flight[index], None
+        if pending is not None:
+            pending.result()
+
+    def _pwrite(self, buffer_view, length, offset):
         done = 0
-        with self._view[:length] as view:
+        with buffer_view[:length] as view:
             while done < length:
                 try:
-                    done += os.pwrite(self._fd, view[done:], self._written + done)
+                    done += os.pwrite(self._fd, view[done:], offset + done)
                 except OSError as err:
                     # a file system that took O_DIRECT at open but refuses its
                     # writes: the rest goes through the page cache
@@ -149,5 +185,3 @@ class DirectFile(io.RawIOBase):
                         fcntl.fcntl(self._fd, fcntl.F_GETFL) & ~os.O_DIRECT,
                     )
                     self.direct = False
-        self._written += length
-        self._filled = 0
