@@ -21,6 +21,7 @@ from romanimpreprocess.noise import layers as grammar
 from romanimpreprocess.noise import noise
 from romanimpreprocess.stpipe import RipStep, atomic_save
 from romanimpreprocess.utils.atomic import atomic_directory, replace_together
+from romanimpreprocess.utils.direct_write import open_direct
 from romanimpreprocess.utils.mapped import release_pages
 
 __all__ = ["NoiseStep", "temp_files"]
@@ -458,7 +459,9 @@ class NoiseStep(RipStep):
         with atomic_directory(path) as tmpdir:
             temporaries = [os.path.join(tmpdir, os.path.basename(t)) for t in targets]
             tree = {"config": config, "noise": Stream(list(shape), dtype)}
-            with open(temporaries[-1], "wb") as out:
+            # the layers (8 full-frame float16 planes for the survey driver) go to
+            # the disk around the page cache where it can (utils.direct_write)
+            with open_direct(temporaries[-1]) or open(temporaries[-1], "wb") as out:
                 asdf.AsdfFile(tree).write_to(out)
                 fits_copy = None
                 if self.fits_output:
