@@ -297,20 +297,48 @@ def _run_on_client(client, tasks, runner, progress):
     return results
 
 
+# Read by glibc when a worker process starts, so set before it is spawned (dask's
+# "pre-spawn" environment, not LocalCluster's ``env``, which is applied after).
+# One malloc arena: the exposure runs on a dask thread, not the process's main
+# thread, and a thread's own arena holds at most 64 MiB heaps, so every full-frame
+# plane (64 MiB float32) of every step was a fresh mapping, given back when freed
+# and faulted in again (zeroed) by the next step and the next exposure. In the
+# process's main arena the planes are reused (`romanimpreprocess._memory`). A
+# worker's warm exposure, one thread in a thread of its own: 6.70-7.02 -> 6.21-6.42
+# s, system CPU 0.77-0.92 -> 0.42-0.56 s (bench/RESULTS.md, "Issue 23, round 10").
+WORKER_PRE_SPAWN_ENV = {"MALLOC_ARENA_MAX": "1"}
+
+
 def _local_cluster(plan, dashboard=None, quiet=True):
     import dask
     from distributed import LocalCluster
 
-    with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
-        return LocalCluster(
-            n_workers=plan.n_workers,
-            threads_per_worker=1,
-            processes=True,
-            memory_limit=plan.memory_limit,
-            dashboard_address=dashboard,
-            silence_logs=logging.ERROR if quiet else logging.WARNING,
-            env=dict(WORKER_ENV),
-        )
+    pre_spawn = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
+    pre_spawn.update(WORKER_PRE_SPAWN_ENV)
+    # the nanny spawns through this process's environment: ours is put back after
+    saved = {name: os.environ.get(name) for name in WORKER_PRE_SPAWN_ENV}
+    try:
+        with dask.config.set(
+            {
+                "distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
+                "distributed.nanny.pre-spawn-environ": pre_spawn,
+            }
+        ):
+            return LocalCluster(
+                n_workers=plan.n_workers,
+                threads_per_worker=1,
+                processes=True,
+                memory_limit=plan.memory_limit,
+                dashboard_address=dashboard,
+                silence_logs=logging.ERROR if quiet else logging.WARNING,
+                env=dict(WORKER_ENV),
+            )
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def run_batch(

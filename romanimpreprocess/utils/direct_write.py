@@ -13,7 +13,8 @@ is done when `DirectFile.close` returns.
 
 Where the file system refuses ``O_DIRECT`` (tmpfs, some network or FUSE file
 systems: at ``open`` or at the first write) the same object writes through the page
-cache as usual; `open_direct` returns None where the platform has no ``O_DIRECT``.
+cache as usual; `open_direct` returns None where the platform has no ``O_DIRECT``
+or ``RIP_DIRECT_WRITE=0`` is set (the caller then writes the ordinary way).
 """
 
 import contextlib
@@ -23,7 +24,9 @@ import io
 import mmap
 import os
 
-__all__ = ["DirectFile", "open_direct"]
+__all__ = ["DIRECT_WRITE_ENV", "DirectFile", "open_direct"]
+
+DIRECT_WRITE_ENV = "RIP_DIRECT_WRITE"
 
 # O_DIRECT needs the buffer address, the file offset and the length to be multiples
 # of the device's logical block size (512 or 4096 bytes): the buffer is page-aligned
@@ -33,8 +36,13 @@ _BUFFER_BYTES = 4 << 20
 
 
 def open_direct(path, buffer_bytes=_BUFFER_BYTES):
-    """A new `DirectFile` at ``path`` (created or truncated), or None without O_DIRECT."""
-    if not hasattr(os, "O_DIRECT"):
+    """A new `DirectFile` at ``path`` (created or truncated), or None.
+
+    None (the caller writes the ordinary way) where the platform has no ``O_DIRECT``
+    or where ``RIP_DIRECT_WRITE=0`` says not to (a file system on which direct
+    writes are slow, or a reader that wants the file in the page cache).
+    """
+    if not hasattr(os, "O_DIRECT") or os.environ.get(DIRECT_WRITE_ENV, "1") == "0":
         return None
     return DirectFile(path, buffer_bytes)
 

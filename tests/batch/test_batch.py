@@ -224,3 +224,28 @@ def test_batch_package_names_resolve_from_their_modules():
     assert sorted(batch.__all__) == sorted(batch._EXPORTS)
     with pytest.raises(AttributeError, match="no attribute 'run_batches'"):
         batch.run_batches  # noqa: B018
+
+
+def _worker_malloc_environment():
+    return {k: os.environ.get(k) for k in ("MALLOC_ARENA_MAX", "RIP_PROCESS_TWEAKS")}
+
+
+def test_local_cluster_workers_start_with_one_malloc_arena():
+    """rip-batch's LocalCluster spawns its workers with MALLOC_ARENA_MAX=1 (glibc
+    reads it at process start) and leaves the caller's dask config and environment
+    as they were."""
+    import dask
+    from distributed import Client
+
+    from romanimpreprocess.batch.resources import plan_local_cluster
+    from romanimpreprocess.batch.runner import WORKER_PRE_SPAWN_ENV, _local_cluster
+
+    before = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
+    arena_before = os.environ.get("MALLOC_ARENA_MAX")
+    plan = plan_local_cluster(1 << 30, 1, workers=1)
+    with _local_cluster(plan) as cluster, Client(cluster) as client:
+        found = list(client.run(_worker_malloc_environment).values())
+    assert found == [{"MALLOC_ARENA_MAX": "1", "RIP_PROCESS_TWEAKS": "1"}]
+    assert WORKER_PRE_SPAWN_ENV == {"MALLOC_ARENA_MAX": "1"}
+    assert dict(dask.config.get("distributed.nanny.pre-spawn-environ")) == before
+    assert os.environ.get("MALLOC_ARENA_MAX") == arena_before

@@ -93,3 +93,12 @@ def test_other_write_errors_are_raised(tmp_path, monkeypatch):
     monkeypatch.setattr(direct_write.os, "pwrite", full)
     with pytest.raises(OSError, match="No space left"):
         _write(tmp_path / "f.bin", _pieces(3))
+
+
+def test_turned_off_by_the_environment(tmp_path, monkeypatch):
+    monkeypatch.delenv("RIP_DIRECT_WRITE", raising=False)
+    opened = direct_write.open_direct(tmp_path / "a.bin")
+    assert isinstance(opened, direct_write.DirectFile)
+    opened.close()
+    monkeypatch.setenv("RIP_DIRECT_WRITE", "0")
+    assert direct_write.open_direct(tmp_path / "b.bin") is None
