@@ -459,7 +459,7 @@ class NoiseStep(RipStep):
         with atomic_directory(path) as tmpdir:
             temporaries = [os.path.join(tmpdir, os.path.basename(t)) for t in targets]
             tree = {"config": config, "noise": Stream(list(shape), dtype)}
-            # the layers (8 full-frame float16 planes for the survey driver) go to
+            # the layers (a full-frame plane each, 8 for the survey driver) go to
             # the disk around the page cache where it can (utils.direct_write)
             with open_direct(temporaries[-1]) or open(temporaries[-1], "wb") as out:
                 asdf.AsdfFile(tree).write_to(out)
