@@ -399,3 +399,37 @@ def test_checksums_ahead_with_writers_side_by_side(tmp_path, monkeypatch):
     for path in paths:
         assert block_checksum_problems(path) == []
     assert block_io.calculate_block_checksum is original
+
+
+def test_l2_written_around_the_page_cache_is_asdf_s_file(tmp_path, monkeypatch):
+    """The L2 written through `utils.direct_write` (O_DIRECT) is byte for byte the
+    file asdf writes itself (RIP_DIRECT_WRITE=0)."""
+    from unittest import mock
+
+    from astropy.time import Time
+
+    from romanimpreprocess.utils import direct_write
+
+    opened = []
+    open_direct = direct_write.open_direct
+
+    def recording(path, *args):
+        opened.append(open_direct(path, *args))
+        return opened[-1]
+
+    monkeypatch.setattr(direct_write, "open_direct", recording)
+    model = _image(shape=(300, 300))
+    model.dq = np.where(np.random.default_rng(3).random((300, 300)) < 0.01, 4, 0)
+    model.dq = model.dq.astype(np.uint32)
+    l2.finalize_l2(model, cal_steps={})
+    files = {}
+    with mock.patch("astropy.time.Time.now", return_value=Time("2026-01-01T00:00:00")):
+        for setting in ("0", "1"):
+            monkeypatch.setenv("RIP_DIRECT_WRITE", setting)
+            (tmp_path / setting).mkdir()
+            path = tmp_path / setting / "x_cal.asdf"
+            l2.write_l2(model, path)
+            files[setting] = path.read_bytes()
+    assert opened[0] is None and isinstance(opened[1], direct_write.DirectFile)
+    assert opened[1].closed
+    assert files["0"] == files["1"]
