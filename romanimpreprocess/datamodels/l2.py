@@ -446,6 +446,8 @@ def _write_asdf(model, path):
         temporary_update_filename,
     )
 
+    from romanimpreprocess.utils.direct_write import open_direct
+
     info = model.get("processinfo", {})
     node = model._instance
     had_info = "processinfo" in node
@@ -466,28 +468,15 @@ def _write_asdf(model, path):
                 af.set_array_compression(array, compression)
                 if compression is None:
                     stored_as_is.append(array)
-            with _checksums_ahead(stored_as_is):
-                _write_around_page_cache(af, path)
+            # around the page cache where it can, as the noise step writes its layers
+            with (
+                _checksums_ahead(stored_as_is),
+                open_direct(path) or open(path, "wb") as out,
+            ):
+                af.write_to(out)
     finally:
         if had_info:
             node["processinfo"] = info
-
-
-def _write_around_page_cache(af, path):
-    """``af.write_to(path)``, the bytes sent to the disk with ``O_DIRECT`` if it can.
-
-    (`romanimpreprocess.utils.direct_write`: the same bytes, without filling the page
-    cache with the file's 250 MB; ``path`` is a new file in the temporary directory
-    of `write_l2`, renamed into place afterwards.)
-    """
-    from romanimpreprocess.utils.direct_write import open_direct
-
-    target = open_direct(path)
-    if target is None:
-        af.write_to(path)
-        return
-    with target:
-        af.write_to(target)
 
 
 # arrays smaller than this are hashed by asdf itself as it writes them

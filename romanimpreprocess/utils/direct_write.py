@@ -23,6 +23,7 @@ import fcntl
 import io
 import mmap
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 __all__ = ["DIRECT_WRITE_ENV", "DirectFile", "open_direct"]
 
@@ -91,9 +92,6 @@ class DirectFile(io.RawIOBase):
     def seekable(self):
         return True
 
-    def readable(self):
-        return False
-
     def tell(self):
         return self._written + self._filled
 
@@ -157,8 +155,6 @@ class DirectFile(io.RawIOBase):
     # ---------------------------------------------------------------- internals
     def _hand_to_disk(self, length):
         """Start writing the current buffer's first ``length`` bytes; switch buffers."""
-        from concurrent.futures import ThreadPoolExecutor
-
         if self._disk is None:
             self._disk = ThreadPoolExecutor(1, thread_name_prefix="rip-direct-write")
         index = self._current
