@@ -130,6 +130,18 @@ def run_workers(work, config, n, workers):
         "peak_rss_mb_max": round(max(rss), 1) if rss else None,
         "estimate_mb": round(per_exposure / 2**20, 1),
         "statuses": {s: statuses.count(s) for s in set(statuses)},
+        # each exposure, in submission order: which worker, its wall and CPU times
+        "tasks": [
+            {
+                "name": r["name"],
+                "worker": r["worker"],
+                "wall_s": r["wall_time"],
+                "user_s": r["cpu_user_s"],
+                "sys_s": r["cpu_sys_s"],
+                "peak_rss_mb": r["peak_rss_mb"],
+            }
+            for r in report.results
+        ],
     }
 
 
