@@ -87,7 +87,32 @@ def make_batch(work, config, n, tag):
     return paths
 
 
-def run_workers(work, config, n, workers):
+def product_cache(work, state, config):
+    """Point the runs' product cache (``RIP_PRODUCT_CACHE``) at the state asked for.
+
+    ``cold``: an empty directory, as for the first batch on a calibration set (each
+    worker's first exposure computes the dark and flat products). ``warm``: the
+    products of this calibration set already stored, as for every later batch and
+    one-exposure run on it (filled by one untimed exposure if empty).
+    """
+    directory = work / f"product_cache_{state}"
+    if state == "cold":
+        shutil.rmtree(directory, ignore_errors=True)
+    os.environ["RIP_PRODUCT_CACHE"] = str(directory)
+    if state == "warm" and not (directory.exists() and any(directory.iterdir())):
+        from romanimpreprocess.batch import exposures_from_configs, run_batch
+
+        exposures = exposures_from_configs(make_batch(work, config, 1, "fill"))
+        t0 = time.perf_counter()
+        report = run_batch(exposures, serial=True, overwrite=True, progress=False)
+        print(
+            f"product cache filled by one exposure ({report.results[0]['status']}, "
+            f"{time.perf_counter() - t0:.1f} s)",
+            flush=True,
+        )
+
+
+def run_workers(work, config, n, workers, cache_state="warm"):
     """Run the batch on a LocalCluster of ``workers``; return the measurements."""
     from distributed import Client
 
@@ -95,6 +120,7 @@ def run_workers(work, config, n, workers):
     from romanimpreprocess.batch.resources import plan_local_cluster
     from romanimpreprocess.batch.runner import _local_cluster, estimate_batch_memory
 
+    product_cache(work, cache_state, config)  # the workers inherit the environment
     exposures = exposures_from_configs(make_batch(work, config, n, f"w{workers}"))
     per_exposure = estimate_batch_memory(exposures)
     plan = plan_local_cluster(per_exposure, n, workers=workers)
@@ -119,6 +145,7 @@ def run_workers(work, config, n, workers):
     return {
         "workers": workers,
         "exposures": n,
+        "product_cache": cache_state,
         "cluster_startup_s": round(startup, 2),
         "wall_s": round(wall, 2),
         "throughput_per_min": round(60 * n / wall, 2),
@@ -276,11 +303,14 @@ def markdown(results, args):
         "",
         (
             f"`python bench/bench_batch.py --size {args.size} --n {args.n}"
-            f"{f' --repeat {args.repeat}' if args.repeat > 1 else ''}` on "
+            f"{f' --repeat {args.repeat}' if args.repeat > 1 else ''}"
+            f"{' --product-cache cold' if args.product_cache == 'cold' else ''}` on "
             f"{platform.node()} ({os.cpu_count()} cores, Python "
             f"{platform.python_version()}), {time.strftime('%Y-%m-%d')}. "
             f"{args.n} copies of one simulated {args.size}² exposure (legacy YAMLs "
-            "sharing one calibration set), run by `romanimpreprocess.batch.run_batch` "
+            "sharing one calibration set; product cache "
+            f"{args.product_cache}: `--product-cache`), run by "
+            "`romanimpreprocess.batch.run_batch` "
             "on a LocalCluster (processes, 1 thread each); wall = first submission to "
             "last result (cluster start-up listed apart; worker imports included)."
         ),
@@ -382,6 +412,13 @@ def main(argv=None):
         help="rounds of the worker counts, alternating (speed-up of each round and "
         "their median reported)",
     )
+    p.add_argument(
+        "--product-cache",
+        choices=("warm", "cold"),
+        default="warm",
+        help="the dark and flat products of the calibration set already stored "
+        "(warm: every batch after the first on a set) or not (cold: the first)",
+    )
     p.add_argument("--notes", default="", help="text added under the tables")
     p.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
     args = p.parse_args(argv)
@@ -398,7 +435,7 @@ def main(argv=None):
         # the worker counts alternate: a slow spell of the host falls on all of them
         runs = []
         for w in counts:
-            r = run_workers(work, config, args.n, w)
+            r = run_workers(work, config, args.n, w, args.product_cache)
             r["round"] = round_
             print(json.dumps(r), flush=True)
             runs.append(r)

@@ -1,7 +1,11 @@
 """Shared fixtures: small frames with the real WFI geometry (border 4, 32 channels)."""
 
+import atexit
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import zlib
 
 import asdf
@@ -10,6 +14,13 @@ import pytest
 from roman_datamodels import datamodels as dm
 
 from romanimpreprocess.constants import AMP33_WIDTH
+
+# The session's own product cache (romanimpreprocess.stpipe.product_cache), empty at
+# its start and removed at its end: never the user's, and inherited by the runs
+# the tests start in subprocesses.
+_PRODUCT_CACHE = tempfile.mkdtemp(prefix="rip-test-products-")
+os.environ["RIP_PRODUCT_CACHE"] = _PRODUCT_CACHE
+atexit.register(shutil.rmtree, _PRODUCT_CACHE, True)
 
 
 def run_python(script, *args, env=None, cwd=None):

@@ -10,8 +10,12 @@ apiece (bench/RESULTS.md, "Issue 23, round 8"). In a rip-batch worker set up by
 they are computed from: the files' versions as opened (`ReferenceFile.identity`:
 path, size, modification time, inode; a file rewritten since is computed again) and
 the parameters. The arrays kept are made read-only, so that no exposure changes what
-the next one gets. Anywhere else (one exposure per process, a notebook, a dask
-worker that is not ours) every call computes.
+the next one gets.
+
+Between processes (one exposure per process, the first exposure of each worker) the
+products go through the on-disk cache of `romanimpreprocess.stpipe.product_cache`:
+computed by the first run on a calibration set, mapped from the disk by every later
+one (``RIP_PRODUCT_CACHE=0`` turns that off; then each process computes its own).
 """
 
 import logging
@@ -19,6 +23,8 @@ import threading
 from collections import OrderedDict
 
 import numpy as np
+
+from romanimpreprocess.stpipe import product_cache
 
 __all__ = [
     "KEPT_PRODUCTS",
@@ -56,14 +62,21 @@ def reuse_between_exposures(key, compute, what="reference products"):
     """
     from romanimpreprocess._startup import keeps_memory_between_runs
 
-    if not keeps_memory_between_runs():
-        return compute()
-    with _LOCK:
-        if key in _KEPT:
-            _KEPT.move_to_end(key)
-            log.info("%s: those of this worker's previous exposure (same files)", what)
-            return _KEPT[key]
-    products = compute()
+    keep = keeps_memory_between_runs()
+    if keep:
+        with _LOCK:
+            if key in _KEPT:
+                _KEPT.move_to_end(key)
+                log.info(
+                    "%s: those of this worker's previous exposure (same files)", what
+                )
+                return _KEPT[key]
+    products = product_cache.load(key, what)
+    if products is None:
+        products = compute()
+        product_cache.store(key, products, what)
+    if not keep:
+        return products
     for value in products:
         if isinstance(value, np.ndarray):
             value.flags.writeable = False

@@ -108,6 +108,8 @@ def test_an_error_in_the_work_ahead_reaches_the_caller(
     simulated_set, tmp_path, monkeypatch
 ):
     monkeypatch.setenv("RIP_THREADS", "2")
+    cache = tmp_path / "products"  # empty: the flat is prepared, not mapped
+    monkeypatch.setenv("RIP_PRODUCT_CACHE", str(cache))
 
     def broken(*args, **kwargs):
         raise ValueError("flat preparation failed")
@@ -118,6 +120,7 @@ def test_an_error_in_the_work_ahead_reaches_the_caller(
         _run(simulated_set, out)
     assert not out.exists()
     assert no_thread_left("rip-references")
+    assert not any(p.name.startswith("flatfield") for p in cache.iterdir())
 
 
 def test_a_run_stopped_early_ends_the_work_ahead(simulated_set, tmp_path, monkeypatch):

@@ -1,4 +1,8 @@
-"""Reference products kept between the exposures of a rip-batch worker, nowhere else."""
+"""Reference products kept between the exposures of a rip-batch worker, nowhere else.
+
+The on-disk product cache is off here (``RIP_PRODUCT_CACHE=0``): these tests are of
+the worker's memory alone; tests/stpipe/test_product_cache.py tests the disk.
+"""
 
 import os
 import shutil
@@ -15,6 +19,11 @@ from tests.conftest import cross_kernel, make_rate_image
 
 N = 40
 S = N - 8
+
+
+@pytest.fixture(autouse=True)
+def no_product_cache(monkeypatch):
+    monkeypatch.setenv("RIP_PRODUCT_CACHE", "0")
 
 
 @pytest.fixture
@@ -59,7 +68,7 @@ def test_products_are_computed_once_per_key_in_a_worker(worker):
     assert len(made) == 4
 
 
-def test_outside_a_worker_every_call_computes(monkeypatch):
+def test_outside_a_worker_without_the_disk_cache_every_call_computes(monkeypatch):
     monkeypatch.setattr(_startup, "_batch_worker", False)
     made = []
 

@@ -1,0 +1,271 @@
+"""Reference products kept on disk, shared by every run on the same calibration set.
+
+The dark step's IPC-deconvolved dark slope and the flat step's clipped, deconvolved
+flat depend on the reference files alone (and the step's ``legacy_compat``). On a
+full frame each is a pass over the 0.6 GB IPC kernel: 1.3 s and 0.5 s of one core in
+an exposure's first run, with about 0.2 GB of fresh memory (bench/RESULTS.md, "Issue
+23, round 11"). Every exposure of an SCA uses the same ones, and users run one process
+per exposure as often as batches, so they are computed once and stored here; the
+next run on the same files maps them (``numpy.load(..., mmap_mode="r")``): the pages
+come from the page cache, shared by every process that maps them.
+
+**Where.** ``RIP_PRODUCT_CACHE``: a directory, or ``0``/``off``/``no``/``false`` to
+turn the cache off. Default: ``romanimpreprocess-<uid>/products`` in the system's
+temporary directory (`tempfile.gettempdir`, so ``TMPDIR``): node-local on a cluster,
+never in a home quota. The directory must belong to the user (mode 0700 when made
+here); otherwise the cache is off for the process, with a warning.
+
+**How much.** ``RIP_PRODUCT_CACHE_GB`` (default 2): after a store the least recently
+used entries go until the rest fits. A full frame's two products are 0.19 GB
+(float32; twice that with ``legacy_compat``'s float64).
+
+**What makes an entry.** Its key is everything the products depend on: the step, its
+parameters, each reference file's version as opened (`ReferenceFile.identity`: path,
+size, modification time, inode, device; a file rewritten since is computed again),
+numpy's version and a digest of this package's source (an upgrade or an edit of the
+code computes again). The entry keeps its key; a load that does not find the same key,
+or cannot read a file, is a miss (the entry is removed and the products computed).
+Entries are written to a temporary directory and renamed, so a reader never sees half
+of one; two runs storing the same entry at once keep one. Arrays, numpy scalars
+(their dtype kept: the median gain goes to the L2 as stored) and plain values are
+stored; products of any other type are not cached.
+"""
+
+import contextlib
+import functools
+import hashlib
+import json
+import logging
+import os
+import shutil
+import stat
+import tempfile
+import time
+import uuid
+
+import numpy as np
+
+__all__ = [
+    "CACHE_ENV",
+    "CACHE_SIZE_ENV",
+    "DEFAULT_CACHE_GB",
+    "cache_directory",
+    "load",
+    "store",
+]
+
+log = logging.getLogger(__name__)
+
+CACHE_ENV = "RIP_PRODUCT_CACHE"
+CACHE_SIZE_ENV = "RIP_PRODUCT_CACHE_GB"
+DEFAULT_CACHE_GB = 2.0
+_OFF = ("0", "off", "no", "false", "none")
+_FORMAT = 1
+_KEY_FILE = "key.json"
+_LAYOUT_FILE = "layout.json"
+# a temporary entry this old was left by a killed run
+_STALE_TEMP_SECONDS = 3600
+_warned = set()
+
+
+def _warn_once(message, *args):
+    text = message % args
+    if text not in _warned:
+        _warned.add(text)
+        log.warning(text)
+
+
+@functools.cache
+def _code_digest():
+    """Digest of this package's Python source and numpy's version (once a process)."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    digest = hashlib.sha1(np.__version__.encode())
+    for root, dirs, files in os.walk(package):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in sorted(files):
+            if name.endswith(".py"):
+                path = os.path.join(root, name)
+                digest.update(os.path.relpath(path, package).encode())
+                with open(path, "rb") as f:
+                    digest.update(f.read())
+    return digest.hexdigest()
+
+
+def cache_directory():
+    """The cache's directory (made if missing), or None when it is off or unusable."""
+    value = os.environ.get(CACHE_ENV, "").strip()
+    if value.lower() in _OFF:
+        return None
+    if value:
+        directory = os.path.abspath(os.path.expanduser(value))
+        ours = [directory]
+    else:  # in a directory every user can write to: its parent must be ours too
+        parent = os.path.join(tempfile.gettempdir(), f"romanimpreprocess-{os.getuid()}")
+        directory = os.path.join(parent, "products")
+        ours = [parent, directory]
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        infos = [os.lstat(path) for path in ours]
+    except OSError as exc:
+        _warn_once("Product cache off: cannot use %s (%s)", directory, exc)
+        return None
+    for path, info in zip(ours, infos, strict=True):
+        if info.st_uid != os.getuid() or not stat.S_ISDIR(info.st_mode):
+            _warn_once(
+                "Product cache off: %s is not a directory of this user (set %s)",
+                path,
+                CACHE_ENV,
+            )
+            return None
+    return directory
+
+
+def _key_text(key):
+    return json.dumps([_FORMAT, _code_digest(), repr(key)])
+
+
+def _entry_name(key):
+    first = key[0] if isinstance(key, tuple) and key else ""
+    prefix = "".join(c if c.isalnum() else "-" for c in str(first))[:40]
+    digest = hashlib.sha1(_key_text(key).encode()).hexdigest()[:24]
+    return f"{prefix}-{digest}" if prefix else digest
+
+
+def load(key, what="reference products"):
+    """The products stored under ``key``, arrays memory-mapped read-only; None if not."""
+    directory = cache_directory()
+    if directory is None:
+        return None
+    entry = os.path.join(directory, _entry_name(key))
+    if not os.path.isdir(entry):
+        return None
+    try:
+        with open(os.path.join(entry, _KEY_FILE)) as f:
+            if f.read() != _key_text(key):
+                raise ValueError("another key")
+        with open(os.path.join(entry, _LAYOUT_FILE)) as f:
+            layout = json.load(f)
+        products = []
+        for i, item in enumerate(layout):
+            if item["kind"] == "value":
+                products.append(item["value"])
+                continue
+            array = np.load(os.path.join(entry, f"{i}.npy"), mmap_mode="r")
+            products.append(array if item["kind"] == "array" else array[()])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning(
+            "%s: product cache entry %s unusable (%s): computed again", what, entry, exc
+        )
+        shutil.rmtree(entry, ignore_errors=True)
+        return None
+    with contextlib.suppress(OSError):
+        os.utime(entry)  # its last use, for the eviction
+    log.info("%s: from the product cache (%s)", what, entry)
+    return tuple(products)
+
+
+def _layout(products):
+    """How each product is stored, or None if one cannot be."""
+    layout = []
+    for value in products:
+        if isinstance(value, np.ndarray) and value.dtype != object:
+            layout.append({"kind": "array"})
+        elif isinstance(value, np.generic) and not isinstance(value, np.object_):
+            layout.append({"kind": "scalar"})
+        elif value is None or isinstance(value, (bool, int, float, str)):
+            layout.append({"kind": "value", "value": value})
+        else:
+            return None
+    return layout
+
+
+def store(key, products, what="reference products"):
+    """Store ``products`` (a tuple) under ``key``; nothing raised if it cannot."""
+    directory = cache_directory()
+    if directory is None:
+        return
+    layout = _layout(products)
+    if layout is None:
+        log.debug("%s: not cached (a product is not an array or a plain value)", what)
+        return
+    name = _entry_name(key)
+    entry = os.path.join(directory, name)
+    temp = os.path.join(directory, f".tmp-{name}-{uuid.uuid4().hex}")
+    try:
+        os.mkdir(temp, 0o700)
+        for i, (value, item) in enumerate(zip(products, layout, strict=True)):
+            if item["kind"] != "value":
+                np.save(os.path.join(temp, f"{i}.npy"), np.asarray(value))
+        with open(os.path.join(temp, _LAYOUT_FILE), "w") as f:
+            json.dump(layout, f)
+        with open(os.path.join(temp, _KEY_FILE), "w") as f:
+            f.write(_key_text(key))
+        try:
+            os.rename(temp, entry)
+        except OSError:  # stored meanwhile by another run: keep that one
+            if not os.path.isdir(entry):
+                raise
+            shutil.rmtree(temp, ignore_errors=True)
+            return
+    except OSError as exc:
+        shutil.rmtree(temp, ignore_errors=True)
+        _warn_once("%s: not stored in the product cache %s (%s)", what, directory, exc)
+        return
+    log.info("%s: stored in the product cache (%s)", what, entry)
+    _evict(directory, keep=name)
+
+
+def _size(path):
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
+
+
+def _limit_bytes():
+    value = os.environ.get(CACHE_SIZE_ENV, "").strip()
+    try:
+        gb = float(value) if value else DEFAULT_CACHE_GB
+    except ValueError:
+        _warn_once(
+            "%s=%r is not a number of GB: %g GB used",
+            CACHE_SIZE_ENV,
+            value,
+            DEFAULT_CACHE_GB,
+        )
+        gb = DEFAULT_CACHE_GB
+    return max(gb, 0.0) * 1e9
+
+
+def _evict(directory, keep):
+    """Remove least recently used entries until the cache fits; old temporaries too."""
+    now = time.time()
+    entries = []
+    with os.scandir(directory) as it:
+        for item in it:
+            try:
+                mtime = item.stat(follow_symlinks=False).st_mtime
+            except OSError:
+                continue
+            if item.name.startswith(".tmp-"):
+                if now - mtime > _STALE_TEMP_SECONDS:
+                    shutil.rmtree(item.path, ignore_errors=True)
+                continue
+            if item.is_dir(follow_symlinks=False):
+                entries.append((mtime, item.name, _size(item.path)))
+    total = sum(size for _, _, size in entries)
+    limit = _limit_bytes()
+    for _, name, size in sorted(entries):
+        if total <= limit:
+            break
+        if name == keep:
+            continue
+        shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+        log.info(
+            "Product cache: %s removed (least recently used; cap %.3g GB)",
+            name,
+            limit / 1e9,
+        )
+        total -= size
