@@ -195,7 +195,7 @@ def store(key, products, what="reference products"):
         os.mkdir(temp, 0o700)
         for i, (value, item) in enumerate(zip(products, layout, strict=True)):
             if item["kind"] != "value":
-                np.save(os.path.join(temp, f"{i}.npy"), np.asarray(value))
+                _save(os.path.join(temp, f"{i}.npy"), np.asarray(value))
         with open(os.path.join(temp, _LAYOUT_FILE), "w") as f:
             json.dump(layout, f)
         with open(os.path.join(temp, _KEY_FILE), "w") as f:
@@ -213,6 +213,24 @@ def store(key, products, what="reference products"):
         return
     log.info("%s: stored in the product cache (%s)", what, entry)
     _evict(directory, keep=name)
+
+
+def _save(path, array):
+    """``numpy.save`` of ``array``, a view of a larger array (the science area) too.
+
+    ``numpy.save`` writes an array that is not contiguous through small buffers:
+    0.8 s of CPU for a full-frame flat's science area, against a plain copy into
+    the mapped file.
+    """
+    if array.ndim == 0 or array.flags.c_contiguous:
+        np.save(path, array)
+        return
+    out = np.lib.format.open_memmap(
+        path, mode="w+", dtype=array.dtype, shape=array.shape
+    )
+    out[...] = array
+    out.flush()
+    del out  # unmapped
 
 
 def _size(path):

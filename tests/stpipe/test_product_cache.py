@@ -31,6 +31,7 @@ def _products(seed=0):
     return (
         rng.random((6, 5), dtype=np.float32),
         rng.random((6, 5)) > 0.5,
+        rng.random((10, 9))[2:-2, 1:-1:2],  # a view, as the science area is
         np.float32(1.75),
         np.float64(2.5),
         True,
@@ -47,14 +48,15 @@ def test_products_come_back_with_their_values_and_types(cache):
     product_cache.store(("dark_current", False, ("a", 1)), stored)
     loaded = product_cache.load(("dark_current", False, ("a", 1)))
     assert len(loaded) == len(stored)
-    for got, want in zip(loaded[:2], stored[:2], strict=True):
-        assert got.dtype == want.dtype
+    assert not stored[2].flags.c_contiguous
+    for got, want in zip(loaded[:3], stored[:3], strict=True):
+        assert got.dtype == want.dtype and got.shape == want.shape
         np.testing.assert_array_equal(got, want)
         assert not got.flags.writeable  # mapped read-only: no run changes them
     # the median gain reaches the L2 as it was computed: its numpy type is kept
-    assert type(loaded[2]) is np.float32 and loaded[2] == stored[2]
-    assert type(loaded[3]) is np.float64 and loaded[3] == stored[3]
-    assert loaded[4] is True and loaded[5] is None
+    assert type(loaded[3]) is np.float32 and loaded[3] == stored[3]
+    assert type(loaded[4]) is np.float64 and loaded[4] == stored[4]
+    assert loaded[5] is True and loaded[6] is None
     assert _entries(cache) == [_entries(cache)[0]]
     assert _entries(cache)[0].startswith("dark-current-")
 
