@@ -22,8 +22,8 @@ used entries go until the rest fits. A full frame's two products are 0.19 GB
 **What makes an entry.** Its key is everything the products depend on: the step, its
 parameters, each reference file's version as opened (`ReferenceFile.identity`: path,
 size, modification time, inode, device; a file rewritten since is computed again),
-numpy's version and a digest of this package's source (an upgrade or an edit of the
-code computes again). The entry keeps its key; a load that does not find the same key,
+numpy's version, numba's installation and a digest of this package's source (an
+upgrade or an edit of the code computes again). The entry keeps its key; a load that does not find the same key,
 or cannot read a file, is a miss (the entry is removed and the products computed).
 Entries are written to a temporary directory and renamed, so a reader never sees half
 of one; two runs storing the same entry at once keep one. Arrays, numpy scalars
@@ -77,9 +77,22 @@ def _warn_once(message, *args):
 
 @functools.cache
 def _code_digest():
-    """Digest of this package's Python source and numpy's version (once a process)."""
+    """Digest of this package's Python source, numpy's version and numba's install.
+
+    (Once a process. numba, which compiles the kernels that make the products, is
+    named by its installed ``__init__.py`` and that file's modification time: an
+    upgrade rewrites it; importing numba, or reading its metadata, would cost the
+    run more.)
+    """
+    import importlib.util
+
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     digest = hashlib.sha1(np.__version__.encode())
+    spec = importlib.util.find_spec("numba")
+    if spec is not None and spec.origin:
+        with contextlib.suppress(OSError):
+            numba_init = os.stat(spec.origin)
+            digest.update(f"{spec.origin}:{numba_init.st_mtime_ns}".encode())
     for root, dirs, files in os.walk(package):
         dirs[:] = sorted(d for d in dirs if d != "__pycache__")
         for name in sorted(files):

@@ -69,10 +69,28 @@ def test_another_key_or_another_code_is_a_miss(cache, monkeypatch):
     assert product_cache.load(("flatfield", False, ("a", 1))) is None
 
 
-def test_code_digest_follows_the_package_source():
+def test_code_digest_follows_the_package_source_and_numba(tmp_path, monkeypatch):
+    import importlib.util
+    import types
+
     digest = product_cache._code_digest()
     assert digest == product_cache._code_digest()
     assert len(digest) == 40 and int(digest, 16) >= 0
+    # another numba installation (an upgrade rewrites its __init__.py): another digest
+    other = tmp_path / "__init__.py"
+    other.write_text("")
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name: types.SimpleNamespace(origin=str(other)),
+    )
+    product_cache._code_digest.cache_clear()
+    try:
+        assert product_cache._code_digest() != digest
+    finally:
+        monkeypatch.undo()
+        product_cache._code_digest.cache_clear()
+    assert product_cache._code_digest() == digest
 
 
 @pytest.mark.parametrize("value", ["0", "off", "No", "false"])
