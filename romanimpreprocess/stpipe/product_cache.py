@@ -12,8 +12,10 @@ come from the page cache, shared by every process that maps them.
 **Where.** ``RIP_PRODUCT_CACHE``: a directory, or ``0``/``off``/``no``/``false`` to
 turn the cache off. Default: ``romanimpreprocess-<uid>/products`` in the system's
 temporary directory (`tempfile.gettempdir`, so ``TMPDIR``): node-local on a cluster,
-never in a home quota. The directory must belong to the user (mode 0700 when made
-here); otherwise the cache is off for the process, with a warning.
+never in a home quota. That directory and its parent must belong to the user (mode
+0700 when made here); otherwise the cache is off for the process, with a warning. A
+directory given is used as it is (a team's shared cache: entries get the umask's
+permissions).
 
 **How much.** ``RIP_PRODUCT_CACHE_GB`` (default 2): after a store the least recently
 used entries go until the rest fits. A full frame's two products are 0.19 GB
@@ -105,25 +107,37 @@ def _code_digest():
 
 
 def cache_directory():
-    """The cache's directory (made if missing), or None when it is off or unusable."""
+    """The cache's directory (made if missing), or None when it is off or unusable.
+
+    A directory the user names is taken as it is (a team's shared cache, a link to
+    a scratch disk). The default one is in a directory every user can write to: it
+    and its parent must be real directories of this user (made with mode 0700), or
+    another user could have put products there.
+    """
     value = os.environ.get(CACHE_ENV, "").strip()
     if value.lower() in _OFF:
         return None
     if value:
         directory = os.path.abspath(os.path.expanduser(value))
-        ours = [directory]
-    else:  # in a directory every user can write to: its parent must be ours too
-        parent = os.path.join(tempfile.gettempdir(), f"romanimpreprocess-{os.getuid()}")
-        directory = os.path.join(parent, "products")
-        ours = [parent, directory]
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as exc:
+            _warn_once("Product cache off: cannot use %s (%s)", directory, exc)
+            return None
+        return directory
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    parent = os.path.join(
+        tempfile.gettempdir(), f"romanimpreprocess-{'user' if uid is None else uid}"
+    )
+    directory = os.path.join(parent, "products")
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
-        infos = [os.lstat(path) for path in ours]
+        infos = [(path, os.lstat(path)) for path in (parent, directory)]
     except OSError as exc:
         _warn_once("Product cache off: cannot use %s (%s)", directory, exc)
         return None
-    for path, info in zip(ours, infos, strict=True):
-        if info.st_uid != os.getuid() or not stat.S_ISDIR(info.st_mode):
+    for path, info in infos:
+        if (uid is not None and info.st_uid != uid) or not stat.S_ISDIR(info.st_mode):
             _warn_once(
                 "Product cache off: %s is not a directory of this user (set %s)",
                 path,
@@ -205,7 +219,7 @@ def store(key, products, what="reference products"):
     entry = os.path.join(directory, name)
     temp = os.path.join(directory, f".tmp-{name}-{uuid.uuid4().hex}")
     try:
-        os.mkdir(temp, 0o700)
+        os.mkdir(temp)
         for i, (value, item) in enumerate(zip(products, layout, strict=True)):
             if item["kind"] != "value":
                 _save(os.path.join(temp, f"{i}.npy"), np.asarray(value))

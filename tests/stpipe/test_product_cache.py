@@ -115,18 +115,36 @@ def test_default_directory_is_the_users_in_the_temporary_directory(
     assert os.stat(directory).st_mode & 0o777 == 0o700
 
 
-def test_a_directory_not_of_this_user_turns_the_cache_off(
+def test_a_default_directory_that_is_a_link_turns_the_cache_off(
     tmp_path, monkeypatch, caplog
 ):
-    real = tmp_path / "real"
-    real.mkdir()
-    link = tmp_path / "link"
-    link.symlink_to(real)
-    monkeypatch.setenv(product_cache.CACHE_ENV, str(link))
+    import tempfile
+
+    # another user's link where ours would be made, in a directory all can write to
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / f"romanimpreprocess-{os.getuid()}").symlink_to(elsewhere)
+    monkeypatch.delenv(product_cache.CACHE_ENV)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)
     product_cache._warned.clear()
     with caplog.at_level(logging.WARNING):
         assert product_cache.cache_directory() is None
-    assert "Product cache off" in caplog.text and str(link) in caplog.text
+        product_cache.store(("k",), _products())
+    assert "Product cache off" in caplog.text and "not a directory of" in caplog.text
+    assert not list(elsewhere.rglob("*.npy"))
+
+
+def test_a_directory_given_is_used_as_it_is(tmp_path, monkeypatch):
+    shared = tmp_path / "team"
+    shared.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(shared)
+    monkeypatch.setenv(product_cache.CACHE_ENV, str(link))
+    assert product_cache.cache_directory() == str(link)
+    product_cache.store(("k",), _products())
+    assert product_cache.load(("k",)) is not None
+    assert _entries(shared)
 
 
 @pytest.mark.parametrize("damage", ["array", "key", "layout", "missing"])
