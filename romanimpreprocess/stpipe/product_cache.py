@@ -242,22 +242,29 @@ def store(key, products, what="reference products"):
     _evict(directory, keep=name)
 
 
-def _save(path, array):
+def _save(path, array, block_bytes=8 << 20):
     """``numpy.save`` of ``array``, a view of a larger array (the science area) too.
 
     ``numpy.save`` writes an array that is not contiguous through small buffers:
-    0.8 s of CPU for a full-frame flat's science area, against a plain copy into
-    the mapped file.
+    0.8 s of CPU for a full-frame flat's science area. Here it goes in blocks of rows
+    made contiguous (8 MB), with the same ``.npy`` header: no mapping of the file,
+    whose pages would count in the run's resident memory while they are copied.
     """
-    if array.ndim == 0 or array.flags.c_contiguous:
-        np.save(path, array)
+    if array.ndim == 0 or array.size == 0 or array.flags.c_contiguous:
+        np.save(path, array)  # (numpy.ascontiguousarray would make a 0-d array 1-d)
         return
-    out = np.lib.format.open_memmap(
-        path, mode="w+", dtype=array.dtype, shape=array.shape
-    )
-    out[...] = array
-    out.flush()
-    del out  # unmapped
+    rows = max(1, block_bytes // array[0].nbytes)
+    header = {
+        "descr": np.lib.format.dtype_to_descr(array.dtype),
+        "fortran_order": False,  # the blocks are written in C order
+        "shape": array.shape,
+    }
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        f.writelines(
+            np.ascontiguousarray(array[start : start + rows]).data
+            for start in range(0, array.shape[0], rows)
+        )
 
 
 def _size(path):

@@ -1,5 +1,6 @@
 """Reference products on disk, shared by the runs on one calibration set."""
 
+import functools
 import logging
 import os
 
@@ -59,6 +60,34 @@ def test_products_come_back_with_their_values_and_types(cache):
     assert loaded[5] is True and loaded[6] is None
     assert _entries(cache) == [_entries(cache)[0]]
     assert _entries(cache)[0].startswith("dark-current-")
+
+
+def _layouts():
+    a = np.random.default_rng(3).random((50, 40)).astype(np.float32)
+    return [
+        a[3:-3, 2:-2],  # the science area of a frame
+        a[::2],
+        a.T,  # Fortran order
+        (a > 0.5)[1:, 1:],
+        np.arange(24.0).reshape(2, 3, 4)[:, 1:, ::2],
+        np.zeros((0, 5))[:, 1:],
+        a[5],
+        np.float32(2.5),
+    ]
+
+
+@pytest.mark.parametrize("index", range(len(_layouts())))
+def test_arrays_of_any_layout_are_stored_whole(cache, index, monkeypatch):
+    value = _layouts()[index]
+    # blocks of a few rows: the rows of a view are written in several pieces
+    monkeypatch.setattr(
+        product_cache, "_save", functools.partial(product_cache._save, block_bytes=64)
+    )
+    product_cache.store(("k", index), (value,))
+    (got,) = product_cache.load(("k", index))
+    assert np.asarray(got).dtype == np.asarray(value).dtype
+    assert np.shape(got) == np.shape(value)
+    np.testing.assert_array_equal(got, value)
 
 
 def test_another_key_or_another_code_is_a_miss(cache, monkeypatch):
