@@ -239,7 +239,10 @@ def store(key, products, what="reference products"):
         _warn_once("%s: not stored in the product cache %s (%s)", what, directory, exc)
         return
     log.info("%s: stored in the product cache (%s)", what, entry)
-    _evict(directory, keep=name)
+    try:
+        _evict(directory, keep=name)
+    except OSError as exc:  # the directory removed meanwhile, say: the run goes on
+        _warn_once("Product cache %s: entries not evicted (%s)", directory, exc)
 
 
 def _save(path, array, block_bytes=8 << 20):

@@ -241,6 +241,18 @@ def test_least_recently_used_entries_go_beyond_the_cap(cache, monkeypatch):
     assert product_cache.load(("c",))[0][0, 0] == 2
 
 
+def test_an_eviction_that_fails_does_not_stop_the_run(cache, monkeypatch, caplog):
+    def gone(*args, **kwargs):
+        raise FileNotFoundError(2, "No such file or directory")
+
+    monkeypatch.setattr(product_cache.os, "scandir", gone)
+    product_cache._warned.clear()
+    with caplog.at_level(logging.WARNING):
+        product_cache.store(("k",), _products())
+    assert "entries not evicted" in caplog.text
+    assert product_cache.load(("k",)) is not None
+
+
 def test_a_cap_that_is_not_a_number_is_the_default(cache, monkeypatch, caplog):
     monkeypatch.setenv(product_cache.CACHE_SIZE_ENV, "lots")
     product_cache._warned.clear()
