@@ -27,8 +27,9 @@ size, modification time, inode, device; a file rewritten since is computed again
 numpy's version, numba's installation and a digest of this package's source (an
 upgrade or an edit of the code computes again). The entry keeps its key; a load that does not find the same key,
 or cannot read a file, is a miss (the entry is removed and the products computed).
-Entries are written to a temporary directory and renamed, so a reader never sees half
-of one; two runs storing the same entry at once keep one. Arrays, numpy scalars
+Entries are written to a temporary directory and renamed
+(`romanimpreprocess.utils.atomic`), so a reader never sees half of one; two runs
+storing the same entry at once keep one. Arrays, numpy scalars
 (their dtype kept: the median gain goes to the L2 as stored) and plain values are
 stored; products of any other type are not cached.
 """
@@ -42,10 +43,10 @@ import os
 import shutil
 import stat
 import tempfile
-import time
-import uuid
 
 import numpy as np
+
+from romanimpreprocess.utils.atomic import TEMP_PREFIX, atomic_directory
 
 __all__ = [
     "CACHE_ENV",
@@ -65,8 +66,6 @@ _OFF = ("0", "off", "no", "false", "none")
 _FORMAT = 1
 _KEY_FILE = "key.json"
 _LAYOUT_FILE = "layout.json"
-# a temporary entry this old was left by a killed run
-_STALE_TEMP_SECONDS = 3600
 _warned = set()
 
 
@@ -217,25 +216,25 @@ def store(key, products, what="reference products"):
         return
     name = _entry_name(key)
     entry = os.path.join(directory, name)
-    temp = os.path.join(directory, f".tmp-{name}-{uuid.uuid4().hex}")
     try:
-        os.mkdir(temp)
-        for i, (value, item) in enumerate(zip(products, layout, strict=True)):
-            if item["kind"] != "value":
-                _save(os.path.join(temp, f"{i}.npy"), np.asarray(value))
-        with open(os.path.join(temp, _LAYOUT_FILE), "w") as f:
-            json.dump(layout, f)
-        with open(os.path.join(temp, _KEY_FILE), "w") as f:
-            f.write(_key_text(key))
-        try:
-            os.rename(temp, entry)
-        except OSError:  # stored meanwhile by another run: keep that one
-            if not os.path.isdir(entry):
-                raise
-            shutil.rmtree(temp, ignore_errors=True)
-            return
+        # the package's atomic writes: a killed run's leftovers are removed by the next
+        with atomic_directory(entry) as tmpdir:
+            temp = os.path.join(tmpdir, name)
+            os.mkdir(temp)
+            for i, (value, item) in enumerate(zip(products, layout, strict=True)):
+                if item["kind"] != "value":
+                    _save(os.path.join(temp, f"{i}.npy"), np.asarray(value))
+            with open(os.path.join(temp, _LAYOUT_FILE), "w") as f:
+                json.dump(layout, f)
+            with open(os.path.join(temp, _KEY_FILE), "w") as f:
+                f.write(_key_text(key))
+            try:
+                os.rename(temp, entry)
+            except OSError:  # stored meanwhile by another run: keep that one
+                if not os.path.isdir(entry):
+                    raise
+                return
     except OSError as exc:
-        shutil.rmtree(temp, ignore_errors=True)
         _warn_once("%s: not stored in the product cache %s (%s)", what, directory, exc)
         return
     log.info("%s: stored in the product cache (%s)", what, entry)
@@ -295,18 +294,15 @@ def _limit_bytes():
 
 
 def _evict(directory, keep):
-    """Remove least recently used entries until the cache fits; old temporaries too."""
-    now = time.time()
+    """Remove least recently used entries until the cache fits."""
     entries = []
     with os.scandir(directory) as it:
         for item in it:
+            if item.name.startswith(TEMP_PREFIX):  # a store under way
+                continue
             try:
                 mtime = item.stat(follow_symlinks=False).st_mtime
             except OSError:
-                continue
-            if item.name.startswith(".tmp-"):
-                if now - mtime > _STALE_TEMP_SECONDS:
-                    shutil.rmtree(item.path, ignore_errors=True)
                 continue
             if item.is_dir(follow_symlinks=False):
                 entries.append((mtime, item.name, _size(item.path)))
