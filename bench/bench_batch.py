@@ -87,19 +87,25 @@ def make_batch(work, config, n, tag):
     return paths
 
 
+_FILLED = set()  # warm caches filled by this invocation
+
+
 def product_cache(work, state, config):
     """Point the runs' product cache (``RIP_PRODUCT_CACHE``) at the state asked for.
 
     ``cold``: an empty directory, as for the first batch on a calibration set (each
     worker's first exposure computes the dark and flat products). ``warm``: the
     products of this calibration set already stored, as for every later batch and
-    one-exposure run on it (filled by one untimed exposure if empty).
+    one-exposure run on it: one untimed exposure per invocation stores them (entries
+    left by an earlier invocation may be of another version of the code, which
+    computes again).
     """
     directory = work / f"product_cache_{state}"
     if state == "cold":
         shutil.rmtree(directory, ignore_errors=True)
     os.environ["RIP_PRODUCT_CACHE"] = str(directory)
-    if state == "warm" and not (directory.exists() and any(directory.iterdir())):
+    if state == "warm" and directory not in _FILLED:
+        _FILLED.add(directory)
         from romanimpreprocess.batch import exposures_from_configs, run_batch
 
         exposures = exposures_from_configs(make_batch(work, config, 1, "fill"))
