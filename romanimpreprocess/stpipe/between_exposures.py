@@ -1,7 +1,7 @@
 """Reference products kept from one exposure to the next in rip-batch's workers.
 
-The dark step's IPC-deconvolved dark slope and the flat step's clipped, deconvolved
-flat depend on the reference files alone (and the step's ``legacy_compat``): the
+The dark step's IPC-deconvolved dark slope, the flat step's clipped, deconvolved
+flat and the photom step's median gain depend on the reference files alone (and the step's ``legacy_compat``): the
 exposures of one SCA in a batch compute the same arrays again, each a pass over the
 0.6 GB IPC kernel of a full frame, 0.9-1.0 s of a one-thread worker's exposure
 apiece (bench/RESULTS.md, "Issue 23, round 8"). In a rip-batch worker set up by
@@ -35,8 +35,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# the dark step's product and the flat step's for one SCA (0.18 GB a full frame)
-KEPT_PRODUCTS = 2
+# the dark step's product, the flat step's and photom's median gain for one SCA
+# (0.18 GB a full frame)
+KEPT_PRODUCTS = 3
 
 _KEPT = OrderedDict()
 _LOCK = threading.Lock()

@@ -146,6 +146,14 @@ def test_step_without_a_source_leaves_none_and_warns(gain_file, caplog):
         apply_flux_correction(out)
 
 
+def test_step_without_a_gain_file_says_the_median_gain_is_needed(tmp_path):
+    table = {"F158": {"photmjsr": 0.71, "uncertainty": 0.01, "pixelareasr": 2.9e-13}}
+    with pytest.raises(photom.PhotometryError, match="override_gain is N/A"):
+        PhotomStep.call(
+            _image(), override_photom=_photom_file(tmp_path, table), override_gain="N/A"
+        )
+
+
 def test_step_refuses_a_photom_file_without_the_filter(tmp_path, gain_file):
     path, _ = gain_file
     table = {"F062": {"photmjsr": 0.2, "uncertainty": 0.0, "pixelareasr": 2.9e-13}}

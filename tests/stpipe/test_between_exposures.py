@@ -60,12 +60,18 @@ def test_products_are_computed_once_per_key_in_a_worker(worker):
     assert not first[0].flags.writeable  # no exposure changes the next one's
     with pytest.raises(ValueError):
         first[0][0] = 9.0
-    between_exposures.reuse_between_exposures(("b", 1), compute)
-    between_exposures.reuse_between_exposures(("c", 1), compute)
-    assert len(made) == 3
-    # at most KEPT_PRODUCTS kept: the oldest ("a") went first
+    others = [("other", k) for k in range(between_exposures.KEPT_PRODUCTS)]
+    for key in others[:-1]:
+        between_exposures.reuse_between_exposures(key, compute)
+    # KEPT_PRODUCTS kept: "a" is still there
+    assert between_exposures.reuse_between_exposures(("a", 1), compute) is first
+    assert len(made) == between_exposures.KEPT_PRODUCTS
+    # one more: the least recently used goes first (others[0], not "a")
+    between_exposures.reuse_between_exposures(others[-1], compute)
     between_exposures.reuse_between_exposures(("a", 1), compute)
-    assert len(made) == 4
+    assert len(made) == between_exposures.KEPT_PRODUCTS + 1
+    between_exposures.reuse_between_exposures(others[0], compute)
+    assert len(made) == between_exposures.KEPT_PRODUCTS + 2
 
 
 def test_outside_a_worker_without_the_disk_cache_every_call_computes(monkeypatch):

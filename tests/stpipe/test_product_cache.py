@@ -4,11 +4,13 @@ import functools
 import logging
 import os
 
+import asdf
 import numpy as np
 import pytest
 
 from romanimpreprocess import _startup
 from romanimpreprocess.dark_current import dark_current
+from romanimpreprocess.datamodels import reference
 from romanimpreprocess.flatfield import flatfield
 from romanimpreprocess.stpipe import between_exposures, product_cache
 from tests.bands_check import read_l2, run_simulated
@@ -279,6 +281,11 @@ def test_an_unwritable_cache_warns_and_the_run_goes_on(cache, monkeypatch, caplo
     assert caplog.text.count("not stored in the product cache") == 1
 
 
+def _photometry(path):
+    with asdf.open(path) as af:
+        return dict(af["roman"]["meta"]["photometry"])
+
+
 def _refuse(*args, **kwargs):
     raise OSError(28, "No space left on device")
 
@@ -301,15 +308,20 @@ def test_runs_on_one_calibration_set_compute_its_products_once(
     first = tmp_path / "first_cal.asdf"
     run_simulated(simulated_set, first)
     assert (len(dark_calls), len(flat_calls)) == (1, 1)
-    assert len(_entries(cache)) == 2
+    # the dark slope, the flat and photom's median gain
+    assert len(_entries(cache)) == 3
+    reference._SCIENCE_MEDIANS.clear()  # as in a new process
     second = tmp_path / "second_cal.asdf"
     with caplog.at_level(logging.INFO, logger="romanimpreprocess"):
         run_simulated(simulated_set, second)
     assert (len(dark_calls), len(flat_calls)) == (1, 1)
-    assert caplog.text.count("from the product cache") == 2
+    assert caplog.text.count("from the product cache") == 3
+    assert not reference._SCIENCE_MEDIANS  # no median taken again
     a, b = read_l2(first, ARRAYS), read_l2(second, ARRAYS)
     for name in ARRAYS:
         np.testing.assert_array_equal(b[name], a[name], err_msg=name)
+    assert _photometry(first)["conversion_megajanskys"] is not None
+    assert _photometry(second) == _photometry(first)
     # without the cache: the same L2 again, each product computed
     monkeypatch.setenv(product_cache.CACHE_ENV, "off")
     third = tmp_path / "third_cal.asdf"
