@@ -15,7 +15,7 @@ from roman_datamodels import datamodels as dm
 
 from romanimpreprocess.constants import AMP33_WIDTH
 
-# The session's own product cache (romanimpreprocess.stpipe.product_cache), empty at
+# The session's own product cache (romanimpreprocess.utils.product_cache), empty at
 # its start and removed at its end: never the user's, and inherited by the runs
 # the tests start in subprocesses.
 _PRODUCT_CACHE = tempfile.mkdtemp(prefix="rip-test-products-")

@@ -25,6 +25,7 @@ from romanimpreprocess.datamodels.errors import ReferenceFileError
 from romanimpreprocess.datamodels.geometry import Geometry
 from romanimpreprocess.datamodels.reference_checks import ExposureInfo
 from romanimpreprocess.parallel import run_in_threads
+from romanimpreprocess.utils import product_cache
 from romanimpreprocess.utils.mapped import release_pages
 
 __all__ = ["FIELDS", "ExposureInfo", "ReferenceFile", "open_reference"]
@@ -37,7 +38,7 @@ _CHECKSUMS_VALID = set()
 _CONTENT_CHECKED = {}
 # (path, size, mtime, field) -> number of non-finite values of that array. The steps
 # of one run open the same files again (the IPC kernel, 600 MB, by three steps, the
-# gain by four): each array is scanned once per process.
+# gain by four): each array is scanned once per process (`_nonfinite_count`).
 _NONFINITE_COUNTED = {}
 # (path, size, mtime, field, border) -> `ReferenceFile.science_medians` of that array.
 _SCIENCE_MEDIANS = {}
@@ -412,10 +413,7 @@ class ReferenceFile:
             ) from exc
         spec = FIELDS[self.reftype].get(name)
         if spec is not None and spec.finite and isinstance(value, np.ndarray):
-            key = (*self._identity, name)
-            n_bad = _NONFINITE_COUNTED.get(key)
-            if n_bad is None:
-                n_bad = _NONFINITE_COUNTED[key] = _count_nonfinite(value)
+            n_bad = _nonfinite_count(self._identity, name, value)
             if n_bad:
                 raise self._error(
                     f"{n_bad} non-finite value(s) (NaN or inf)", field=where
@@ -473,6 +471,30 @@ class ReferenceFile:
 
     def __repr__(self):
         return f"<ReferenceFile {self.reftype} {self.path}>"
+
+
+def _nonfinite_count(identity, name, array) -> int:
+    """Non-finite values of field ``name`` of the file version ``identity``.
+
+    Scanned once per process (`_NONFINITE_COUNTED`). A file found finite is noted in
+    the product cache (`romanimpreprocess.utils.product_cache`), so that a later run
+    on the same file version does not scan it again: the IPC kernel, the linearity
+    coefficients and the bias cube of a full frame, 1 GB read on the main thread
+    before the first band (0.27 s of a run). A file with a bad value is scanned by
+    every run, which stops on it.
+    """
+    key = (*identity, name)
+    n_bad = _NONFINITE_COUNTED.get(key)
+    if n_bad is None:
+        noted = ("finite", *key)
+        if product_cache.load(noted, quiet=True) is not None:
+            n_bad = 0
+        else:
+            n_bad = _count_nonfinite(array)
+            if n_bad == 0:
+                product_cache.store(noted, (True,), quiet=True)
+        _NONFINITE_COUNTED[key] = n_bad
+    return n_bad
 
 
 def _count_nonfinite(array) -> int:

@@ -13,7 +13,7 @@ the parameters. The arrays kept are made read-only, so that no exposure changes 
 the next one gets.
 
 Between processes (one exposure per process, the first exposure of each worker) the
-products go through the on-disk cache of `romanimpreprocess.stpipe.product_cache`:
+products go through the on-disk cache of `romanimpreprocess.utils.product_cache`:
 computed by the first run on a calibration set, mapped from the disk by every later
 one (``RIP_PRODUCT_CACHE=0`` turns that off; then each process computes its own).
 """
@@ -24,7 +24,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from romanimpreprocess.stpipe import product_cache
+from romanimpreprocess.utils import product_cache
 
 __all__ = [
     "KEPT_PRODUCTS",

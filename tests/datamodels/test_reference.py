@@ -221,6 +221,38 @@ def test_nonfinite_scan_once_per_file_version(tmp_path, monkeypatch):
     assert len(scans) == 2
 
 
+def test_a_finite_file_is_not_scanned_again_by_a_later_process(
+    tmp_path, monkeypatch
+):
+    """The product cache notes a file found finite; a bad file is scanned each time."""
+    from romanimpreprocess.datamodels import reference
+
+    monkeypatch.setenv("RIP_PRODUCT_CACHE", str(tmp_path / "cache"))
+    scans = []
+    count = reference._count_nonfinite
+    monkeypatch.setattr(
+        reference, "_count_nonfinite", lambda a: scans.append(1) or count(a)
+    )
+    good = write(tmp_path, {"data": np.full((NY, NX), 1.8)}, name="good.asdf")
+    gain = np.full((NY, NX), 1.8)
+    gain[3, 4] = np.inf
+    bad = write(tmp_path, {"data": gain}, name="bad.asdf")
+    for _ in range(2):
+        reference._NONFINITE_COUNTED.clear()  # a new process
+        with open_reference("gain", good, GEOM) as ref:
+            np.testing.assert_array_equal(ref.data, 1.8)
+        ref = open_reference("gain", bad, GEOM)
+        with pytest.raises(ReferenceFileError, match=r"roman.data.*1 non-finite"):
+            _ = ref.data
+        ref.close()
+    assert len(scans) == 3  # good once, bad twice
+    monkeypatch.setenv("RIP_PRODUCT_CACHE", "0")  # no cache: every process scans
+    reference._NONFINITE_COUNTED.clear()
+    with open_reference("gain", good, GEOM) as ref:
+        _ = ref.data
+    assert len(scans) == 4
+
+
 def test_only_requested_fields_are_checked(tmp_path):
     """A step that needs only the dark slope opens a file whose cube is absent."""
     path = write(tmp_path, {"dark_slope": np.zeros((NY, NX), np.float32)})

@@ -1,7 +1,7 @@
 """Reference products kept between the exposures of a rip-batch worker, nowhere else.
 
 The on-disk product cache is off here (``RIP_PRODUCT_CACHE=0``): these tests are of
-the worker's memory alone; tests/stpipe/test_product_cache.py tests the disk.
+the worker's memory alone; tests/utils/test_product_cache.py tests the disk.
 """
 
 import os

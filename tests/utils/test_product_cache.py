@@ -12,7 +12,8 @@ from romanimpreprocess import _startup
 from romanimpreprocess.dark_current import dark_current
 from romanimpreprocess.datamodels import reference
 from romanimpreprocess.flatfield import flatfield
-from romanimpreprocess.stpipe import between_exposures, product_cache
+from romanimpreprocess.stpipe import between_exposures
+from romanimpreprocess.utils import product_cache
 from tests.bands_check import read_l2, run_simulated
 
 ARRAYS = ("data", "dq", "err", "var_poisson", "var_rnoise", "data_withsky")
@@ -281,6 +282,13 @@ def test_an_unwritable_cache_warns_and_the_run_goes_on(cache, monkeypatch, caplo
     assert caplog.text.count("not stored in the product cache") == 1
 
 
+def _as_in_a_new_process():
+    """Forget what this process computed from reference files (the test session's
+    earlier runs used the same simulated set)."""
+    reference._SCIENCE_MEDIANS.clear()
+    reference._NONFINITE_COUNTED.clear()
+
+
 def _photometry(path):
     with asdf.open(path) as af:
         return dict(af["roman"]["meta"]["photometry"])
@@ -305,18 +313,30 @@ def test_runs_on_one_calibration_set_compute_its_products_once(
             return _original(*args, **kwargs)
 
         monkeypatch.setattr(module, name, counted)
+    _as_in_a_new_process()
+    scans = []
+    count = reference._count_nonfinite
+    monkeypatch.setattr(
+        reference, "_count_nonfinite", lambda a: scans.append(1) or count(a)
+    )
     first = tmp_path / "first_cal.asdf"
     run_simulated(simulated_set, first)
     assert (len(dark_calls), len(flat_calls)) == (1, 1)
-    # the dark slope, the flat and photom's median gain
-    assert len(_entries(cache)) == 3
-    reference._SCIENCE_MEDIANS.clear()  # as in a new process
+    # the dark slope, the flat and photom's median gain; each array found finite
+    entries = _entries(cache)
+    products = [e for e in entries if not e.startswith("finite-")]
+    assert len(products) == 3
+    assert len(entries) - len(products) == len(scans) > 0
+    _as_in_a_new_process()
+    scans.clear()
     second = tmp_path / "second_cal.asdf"
     with caplog.at_level(logging.INFO, logger="romanimpreprocess"):
         run_simulated(simulated_set, second)
     assert (len(dark_calls), len(flat_calls)) == (1, 1)
     assert caplog.text.count("from the product cache") == 3
     assert not reference._SCIENCE_MEDIANS  # no median taken again
+    assert not scans  # no reference array scanned again
+    assert len(reference._NONFINITE_COUNTED) == len(entries) - len(products)
     a, b = read_l2(first, ARRAYS), read_l2(second, ARRAYS)
     for name in ARRAYS:
         np.testing.assert_array_equal(b[name], a[name], err_msg=name)

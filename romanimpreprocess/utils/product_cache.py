@@ -157,8 +157,11 @@ def _entry_name(key):
     return f"{prefix}-{digest}" if prefix else digest
 
 
-def load(key, what="reference products"):
-    """The products stored under ``key``, arrays memory-mapped read-only; None if not."""
+def load(key, what="reference products", quiet=False):
+    """The products stored under ``key``, arrays memory-mapped read-only; None if not.
+
+    ``quiet``: the use is logged at DEBUG, not INFO (a check's result, not a product).
+    """
     directory = cache_directory()
     if directory is None:
         return None
@@ -186,7 +189,12 @@ def load(key, what="reference products"):
         return None
     with contextlib.suppress(OSError):
         os.utime(entry)  # its last use, for the eviction
-    log.info("%s: from the product cache (%s)", what, entry)
+    log.log(
+        logging.DEBUG if quiet else logging.INFO,
+        "%s: from the product cache (%s)",
+        what,
+        entry,
+    )
     return tuple(products)
 
 
@@ -205,8 +213,11 @@ def _layout(products):
     return layout
 
 
-def store(key, products, what="reference products"):
-    """Store ``products`` (a tuple) under ``key``; nothing raised if it cannot."""
+def store(key, products, what="reference products", quiet=False):
+    """Store ``products`` (a tuple) under ``key``; nothing raised if it cannot.
+
+    ``quiet``: the store is logged at DEBUG, not INFO.
+    """
     directory = cache_directory()
     if directory is None:
         return
@@ -237,7 +248,12 @@ def store(key, products, what="reference products"):
     except OSError as exc:
         _warn_once("%s: not stored in the product cache %s (%s)", what, directory, exc)
         return
-    log.info("%s: stored in the product cache (%s)", what, entry)
+    log.log(
+        logging.DEBUG if quiet else logging.INFO,
+        "%s: stored in the product cache (%s)",
+        what,
+        entry,
+    )
     try:
         _evict(directory, keep=name)
     except OSError as exc:  # the directory removed meanwhile, say: the run goes on
