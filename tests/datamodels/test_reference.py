@@ -221,9 +221,7 @@ def test_nonfinite_scan_once_per_file_version(tmp_path, monkeypatch):
     assert len(scans) == 2
 
 
-def test_a_finite_file_is_not_scanned_again_by_a_later_process(
-    tmp_path, monkeypatch
-):
+def test_a_finite_file_is_not_scanned_again_by_a_later_process(tmp_path, monkeypatch):
     """The product cache notes a file found finite; a bad file is scanned each time."""
     from romanimpreprocess.datamodels import reference
 
