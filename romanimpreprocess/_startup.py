@@ -5,8 +5,11 @@ every process that resolves a step alias, romancal-only runs included). What fol
 happens only in processes that are ours: the command-line programs (``rip-batch``,
 ``rip-simulate``, ``rip-quicklook``, ``rip-legacy-to-asdf``, ``python -m`` of
 ``gen_cal_image``, ``gen_noise_image``, ``simulate.cli``, ``demo``), which call
-`start_cli` first, and the workers of the LocalCluster that ``rip-batch`` starts
-(`start_worker`, enabled by ``RIP_PROCESS_TWEAKS=1`` in their environment).
+`start_cli` first, the workers of the LocalCluster that ``rip-batch`` starts
+(`start_worker`, enabled by ``RIP_PROCESS_TWEAKS=1`` in their environment), and a
+``strun`` process once it runs one of our steps (`adopt_stpipe_command_line`; its
+stack loaded with libyaml by our entry point when that comes before romancal's,
+`load_stack_for_stpipe_command_line`).
 
 **The stack's manifests with libyaml** (`load_stack`). roman_datamodels (at import)
 and asdf (at the first file opened) parse their extension manifests, about 1.5 MB of
@@ -54,10 +57,12 @@ import types
 __all__ = [
     "PROCESS_ENVIRONMENT",
     "PROCESS_TWEAKS_ENV",
+    "adopt_stpipe_command_line",
     "defer_crds_init",
     "exit_now",
     "keeps_memory_between_runs",
     "load_stack",
+    "load_stack_for_stpipe_command_line",
     "parse_each_schema_once",
     "process_tweaks_enabled",
     "set_process_environment",
@@ -262,6 +267,68 @@ PROCESS_ENVIRONMENT = {
     # (bench/RESULTS.md, "Issue 23, round 6").
     "OMP_WAIT_POLICY": "PASSIVE",
 }
+
+
+def _stpipe_command_line() -> bool:
+    """True in a process started as stpipe's command line (``strun``, ``stpipe run``)."""
+    program = os.path.basename(sys.argv[0]) if sys.argv else ""
+    return program in ("strun", "stpipe") and any(
+        name.startswith(("stpipe._cli", "stpipe.cli")) for name in sys.modules
+    )
+
+
+def load_stack_for_stpipe_command_line() -> bool:
+    """In ``strun``, load the stack with libyaml as stpipe gathers the step aliases.
+
+    Called by our ``stpipe.steps`` entry point (`romanimpreprocess.stpipe_entry`).
+    stpipe's command line loads every package's entry point to resolve an alias,
+    and romancal's imports roman_datamodels, whose manifests PyYAML's pure-Python
+    parser reads (about 0.6 s). When ours comes first, the stack is loaded here the
+    way `start_cli` loads it (`load_stack`: libyaml, the collector off meanwhile):
+    the same modules and documents, loaded a moment earlier. Only in a process
+    started as stpipe's command line, only while the stack is not loaded, never
+    with ``RIP_PROCESS_TWEAKS=0``. Returns True when it loaded the stack.
+    """
+    if "roman_datamodels" in sys.modules or not _stpipe_command_line():
+        return False
+    value = os.environ.get(PROCESS_TWEAKS_ENV, "").strip().lower()
+    if value in ("0", "false", "no", "off"):
+        return False
+    import gc
+
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        load_stack()
+    finally:
+        if was_enabled:
+            gc.enable()
+    return True
+
+
+def adopt_stpipe_command_line() -> bool:
+    """A ``strun`` process that runs one of our steps becomes one of our programs.
+
+    Called as our outermost step starts. ``strun rip_l1l2 ...`` is a process of its
+    own that runs our pipeline and exits, like ``gen_cal_image``; but stpipe's
+    command line imports the stack before any of our code runs, so it gets none of
+    `start_cli`'s start-up. What can still be had from here on is had: the
+    process-level tweaks (`process_tweaks_enabled`: the garbage collector's frozen
+    imports, about 1 s of a full-frame run's 14 collections, and the freed buffers
+    kept), each asdf schema parsed once (`parse_each_schema_once`) and the
+    libraries' environment (`set_process_environment`). ``RIP_PROCESS_TWEAKS=0``
+    keeps the process as it is. Returns True when the process was adopted.
+    """
+    global _own_process
+    if _own_process or not _stpipe_command_line():
+        return False
+    value = os.environ.get(PROCESS_TWEAKS_ENV, "").strip().lower()
+    if value in ("0", "false", "no", "off"):
+        return False
+    _own_process = True
+    set_process_environment()
+    parse_each_schema_once()
+    return True
 
 
 def set_process_environment() -> None:

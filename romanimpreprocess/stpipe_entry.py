@@ -1,6 +1,9 @@
 """Entry point for stpipe's ``stpipe.steps`` group (``strun <alias>``, ``stpipe list``).
 
-Keep imports out of this module: stpipe imports it for every ``strun`` call.
+Keep imports out of this module: stpipe imports it for every ``strun`` call. In a
+process started as stpipe's command line, `get_steps` has the stack loaded the fast
+way before romancal's entry point loads it the slow way
+(`romanimpreprocess._startup.load_stack_for_stpipe_command_line`).
 """
 
 __all__ = ["STEPS", "get_steps"]
@@ -37,4 +40,11 @@ def get_steps():
     list of tuple
         ``(class name, class alias, is pipeline)`` for every registered class.
     """
+    import os
+    import sys
+
+    if os.path.basename(sys.argv[0] if sys.argv else "") in ("strun", "stpipe"):
+        from romanimpreprocess._startup import load_stack_for_stpipe_command_line
+
+        load_stack_for_stpipe_command_line()
     return list(STEPS)

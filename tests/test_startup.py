@@ -94,6 +94,76 @@ def test_stpipe_entry_point_imports_only_the_face_and_patches_nothing(tmp_path):
     assert sorted(result["listed"]) == sorted(aliases)  # stpipe sees every step
 
 
+# The same, in a process started as ``strun``: stpipe's command line is loaded first.
+STRUN_ENTRY = r"""
+import gc, json, os, sys
+sys.argv = [os.path.join(os.path.dirname(sys.executable), "strun"), "rip_l1l2"]
+import stpipe._cli.strun  # noqa: F401 (what the strun script imports)
+import yaml
+from romanimpreprocess import _startup
+loads = []
+original_load = _startup.load_stack
+_startup.load_stack = lambda: loads.append(1) or original_load()
+watched = {"yaml.safe_load": yaml.safe_load, "yaml.load": yaml.load}
+freeze_count = gc.get_freeze_count()
+from stpipe.entry_points import get_steps
+names = [ep.dist.name for ep in __import__("importlib_metadata").entry_points(
+    group="stpipe.steps")]
+listed = [s.class_alias for s in get_steps() if s.package_name == "romanimpreprocess"]
+changed = [name for name, obj in watched.items() if obj is not eval(name, {"yaml": yaml})]
+print(json.dumps({"loads": len(loads), "ours_first": names[0] == "romanimpreprocess",
+                  "stack": "roman_datamodels" in sys.modules, "changed": changed,
+                  "listed": listed, "gc_enabled": gc.isenabled(),
+                  "freeze_count_same": gc.get_freeze_count() == freeze_count}))
+"""
+
+
+@pytest.mark.parametrize("tweaks", [None, "0"])
+def test_strun_loads_the_stack_the_fast_way_and_patches_nothing(tmp_path, tweaks):
+    import json
+
+    env = dict(os.environ)
+    env.pop(_startup.PROCESS_TWEAKS_ENV, None)
+    if tweaks is not None:
+        env[_startup.PROCESS_TWEAKS_ENV] = tweaks
+    out = run_python(STRUN_ENTRY, env=env, cwd=tmp_path)
+    result = json.loads(out.strip().splitlines()[-1])
+    # loaded by our entry point when it comes before romancal's (which loads the
+    # stack itself), and never with the tweaks off
+    expected = int(result["ours_first"] and tweaks is None)
+    assert result["loads"] == expected
+    assert result["stack"]  # by romancal's entry point otherwise
+    assert result["changed"] == []
+    assert result["gc_enabled"] and result["freeze_count_same"]
+    assert len(result["listed"]) == len(_startup_steps())
+
+
+def _startup_steps():
+    from romanimpreprocess.stpipe_entry import STEPS
+
+    return STEPS
+
+
+def test_a_strun_process_running_our_step_is_adopted(monkeypatch):
+    import stpipe._cli.strun  # noqa: F401
+
+    made = []
+    monkeypatch.setattr(_startup, "_own_process", False)
+    monkeypatch.setattr(_startup, "parse_each_schema_once", lambda: made.append("s"))
+    monkeypatch.setattr(_startup, "set_process_environment", lambda: made.append("e"))
+    monkeypatch.delenv(_startup.PROCESS_TWEAKS_ENV, raising=False)
+    monkeypatch.setattr("sys.argv", ["/usr/bin/python", "-c"])
+    assert not _startup.adopt_stpipe_command_line()  # not strun: a host process
+    assert not _startup.process_tweaks_enabled()
+    monkeypatch.setattr("sys.argv", ["/venv/bin/strun", "rip_l1l2"])
+    monkeypatch.setenv(_startup.PROCESS_TWEAKS_ENV, "0")
+    assert not _startup.adopt_stpipe_command_line()  # the user said no
+    monkeypatch.delenv(_startup.PROCESS_TWEAKS_ENV)
+    assert _startup.adopt_stpipe_command_line()
+    assert _startup.process_tweaks_enabled() and sorted(made) == ["e", "s"]
+    assert not _startup.adopt_stpipe_command_line()  # once
+
+
 def test_importing_the_package_loads_nothing_else():
     code = (
         "import sys; before = set(sys.modules); import romanimpreprocess; "
@@ -154,6 +224,28 @@ def test_a_step_in_a_host_process_leaves_gc_and_malloc_alone(simulated_set, twea
         assert result["malloc"] == 1
     else:
         assert result == {"gc": [], "malloc": 0}
+
+
+def test_strun_running_our_step_gets_the_process_savings(simulated_set, tmp_path):
+    """The real ``strun``: the run says it adopted the process, and the step ran."""
+    import subprocess
+    import sys
+
+    strun = os.path.join(os.path.dirname(sys.executable), "strun")
+    env = {k: v for k, v in os.environ.items() if k != "RIP_PROCESS_TWEAKS"}
+    out = tmp_path / "dq_init.asdf"
+    command = [
+        strun, "rip_dq_init", simulated_set.l1,
+        f"--override_mask={simulated_set.caldir['mask']}", f"--output_file={out}",
+    ]  # fmt: skip
+    for tweaks, adopted in ((None, True), ("0", False)):
+        if tweaks:
+            env["RIP_PROCESS_TWEAKS"] = tweaks
+        run = subprocess.run(command, capture_output=True, text=True, env=env)
+        assert run.returncode == 0, run.stderr
+        assert ("process-level savings are on" in run.stderr) is adopted
+        assert out.exists()
+        out.unlink()
 
 
 def _main_blocks():

@@ -29,6 +29,8 @@ from stpipe import Pipeline
 
 from romanimpreprocess._memory import reuse_freed_memory
 from romanimpreprocess._startup import (
+    PROCESS_TWEAKS_ENV,
+    adopt_stpipe_command_line,
     keeps_memory_between_runs,
     process_tweaks_enabled,
 )
@@ -145,6 +147,13 @@ class RipStep(RomanStep):
                 # the reference trees and logs made since: out of reach too
                 gc.freeze()
             return super().run(*args)
+        if adopt_stpipe_command_line():
+            log.info(
+                "strun: this process runs %s alone; its process-level savings are on "
+                "(%s=0 turns them off)",
+                type(self).__name__,
+                PROCESS_TWEAKS_ENV,
+            )
         with blas_on_one_thread():
             if not process_tweaks_enabled():
                 return super().run(*args)
