@@ -265,6 +265,28 @@ def pixel_area_spline(header, shape, *, offset: int = 0, step: int = 16):
     ``step = 16`` the spline agrees with the per-pixel map to 4e-9 relative (below the
     float32 resolution of the flat it divides) in a twentieth of the time.
     """
+    ny, nx = shape
+    area_of_rows = pixel_area_rows(header, shape, offset=offset, step=step)
+    area = np.empty((ny, nx), dtype=np.float64)
+
+    def evaluate(start):
+        # FITPACK's bispev releases the GIL and gives every point the value it
+        # has in a whole-frame call: row blocks on threads, same map
+        stop = min(ny, start + _SPLINE_BLOCK_ROWS)
+        area[start:stop] = area_of_rows(start, stop)
+
+    run_in_threads(evaluate, range(0, ny, _SPLINE_BLOCK_ROWS))
+    return area
+
+
+def pixel_area_rows(header, shape, *, offset: int = 0, step: int = 16):
+    """`pixel_area_spline` as a function of rows, for a caller that uses it by blocks.
+
+    Returns ``area_of_rows(start, stop)``: rows ``start:stop`` of the map (float64,
+    ``(stop - start, nx)``), each value the one the whole map has; the map itself (134
+    MB a full frame, fresh memory each run) is never made. A frame too small for
+    the spline gets rows of `pixel_area_map`.
+    """
     from scipy.interpolate import RectBivariateSpline
 
     ny, nx = shape
@@ -274,22 +296,18 @@ def pixel_area_spline(header, shape, *, offset: int = 0, step: int = 16):
     xs = np.unique(np.r_[np.arange(0, nx, step), nx - 1]).astype(np.float64)
     ys = np.unique(np.r_[np.arange(0, ny, step), ny - 1]).astype(np.float64)
     if xs.size < 4 or ys.size < 4:
-        return pixel_area_map(header, shape, offset=offset)
+        whole = pixel_area_map(header, shape, offset=offset)
+        return lambda start, stop: whole[start:stop]
     gx, gy = np.meshgrid(xs + offset, ys + offset)
     nodes = _area_at(world, gx, gy, north)
     spline = RectBivariateSpline(ys, xs, nodes, kx=3, ky=3)
     rows = np.arange(ny, dtype=np.float64)
     columns = np.arange(nx, dtype=np.float64)
-    area = np.empty((ny, nx), dtype=np.float64)
 
-    def evaluate(start):
-        # FITPACK's bispev releases the GIL and gives every point the value it
-        # has in a whole-frame call: row blocks on threads, same map
-        block = slice(start, start + _SPLINE_BLOCK_ROWS)
-        area[block] = spline(rows[block], columns)
+    def area_of_rows(start, stop):
+        return spline(rows[start:stop], columns)
 
-    run_in_threads(evaluate, range(0, ny, _SPLINE_BLOCK_ROWS))
-    return area
+    return area_of_rows
 
 
 def pixel_area_map(header, shape, *, offset: int = 0) -> NDArray[np.float64]:

@@ -59,12 +59,18 @@ class FlatFieldStep(RipStep):
         )
         if products.area_range is None:
             F = products.flat
-            area = self._area(model, F.shape)
-            normalised = area is not None
-            f_eff = flatfield.effective_flat(F, area, OMEGA_IDEAL)
-            if not f_eff.flags.writeable:  # F itself (no area), kept for the next
-                f_eff = f_eff.copy()  # exposure: squared in place below
-            del F, area
+            area_of_rows = self._area_rows(model, F.shape)
+            normalised = area_of_rows is not None
+            if normalised:
+                f_eff, area_range = flatfield.effective_flat(
+                    F, area_of_rows, OMEGA_IDEAL
+                )
+                self._log_area(*area_range)
+            else:
+                f_eff = np.asarray(F, dtype=np.float32)
+                if not f_eff.flags.writeable:  # F itself, kept for the next
+                    f_eff = f_eff.copy()  # exposure: squared in place below
+            del F, area_of_rows
         else:  # divided by the header's area ahead: the header is the model's WCS
             f_eff = products.flat
             self._wcs_from_header(model, f_eff.shape)
@@ -135,33 +141,31 @@ class FlatFieldStep(RipStep):
             )
             if header_path:
                 header = wcs_tools.read_wcs_header(header_path)
-                area = self._header_area(header, F.shape)
-                products.area_range = (float(area.min()), float(area.max()))
-                products.flat = flatfield.effective_flat(F, area, OMEGA_IDEAL)
+                products.flat, products.area_range = flatfield.effective_flat(
+                    F, self._header_area_rows(header, F.shape), OMEGA_IDEAL
+                )
             return products
 
         return work
 
-    def _area(self, model, shape):
-        """Pixel-area map of the science area (sr) from the model's gwcs, or None.
+    def _area_rows(self, model, shape):
+        """The pixel-area map (sr) of the science area from the model's gwcs, by rows.
 
-        None when not normalising or without any WCS. (With a ``wcs_header`` the
-        area is computed in `reference_work`, never here.)
+        `romanimpreprocess.datamodels.wcs.pixel_area_rows`; None when not
+        normalising or without any WCS. (With a ``wcs_header`` the area is taken in
+        `reference_work`, never here.)
         """
         if not self.area_normalization:
             log.info("Pixel-area normalisation off (area_normalization=False)")
             return None
         offset = REF_BORDER if self.legacy_compat else 0
-        if model.meta.get("wcs") is not None:
-            area = wcs_tools.pixel_area_spline(model.meta.wcs, shape, offset=offset)
-        else:
+        if model.meta.get("wcs") is None:
             log.warning(
                 "No WCS (no wcs_header and no meta.wcs): pixel-area normalisation "
                 "skipped, data stay per pixel"
             )
             return None
-        self._log_area(float(area.min()), float(area.max()))
-        return area
+        return wcs_tools.pixel_area_rows(model.meta.wcs, shape, offset=offset)
 
     def _wcs_from_header(self, model, shape):
         """The ``wcs_header`` as the model's gwcs and wcsinfo."""
@@ -169,12 +173,13 @@ class FlatFieldStep(RipStep):
         model.meta.wcs = wcs_tools.gwcs_from_header(header, shape)
         wcs_tools.update_wcsinfo(model.meta, model.meta.wcs, shape)
 
-    def _header_area(self, header, shape):
-        """Pixel-area map of the science area from a FITS WCS header."""
+    def _header_area_rows(self, header, shape):
+        """The pixel-area map of the science area from a FITS WCS header, by rows."""
         if self.legacy_compat:
             source = wcs_tools.legacy_world_function(header)
-            return wcs_tools.pixel_area_map(source, shape, offset=REF_BORDER)
-        return wcs_tools.pixel_area_spline(header, shape, offset=0)
+            area = wcs_tools.pixel_area_map(source, shape, offset=REF_BORDER)
+            return lambda start, stop: area[start:stop]
+        return wcs_tools.pixel_area_rows(header, shape, offset=0)
 
     def _log_area(self, smallest, largest):
         log.info(

@@ -3,7 +3,11 @@
 import numpy as np
 from astropy.io import fits
 
-from romanimpreprocess.datamodels.wcs import pixel_area_map, pixel_area_spline
+from romanimpreprocess.datamodels.wcs import (
+    pixel_area_map,
+    pixel_area_rows,
+    pixel_area_spline,
+)
 
 
 def _header(a20=3e-8):
@@ -49,3 +53,16 @@ def test_row_blocks_on_threads_give_the_whole_frame_evaluation(monkeypatch):
         blocks = pixel_area_spline(_header(), shape)
         whole = captured["spline"](np.arange(200.0), np.arange(184.0))
         np.testing.assert_array_equal(blocks, whole)
+
+
+def test_rows_of_the_area_are_those_of_the_whole_map():
+    shape = (200, 184)
+    whole = pixel_area_spline(_header(), shape, offset=4)
+    area_of_rows = pixel_area_rows(_header(), shape, offset=4)
+    for start, stop in ((0, 1), (0, 37), (37, 200), (199, 200)):
+        np.testing.assert_array_equal(area_of_rows(start, stop), whole[start:stop])
+    # a frame too small for the spline: rows of the per-pixel map
+    small = (12, 12)
+    np.testing.assert_array_equal(
+        pixel_area_rows(_header(), small)(3, 9), pixel_area_map(_header(), small)[3:9]
+    )

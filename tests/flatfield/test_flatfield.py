@@ -56,9 +56,20 @@ def test_effective_flat_in_threaded_blocks_is_the_whole_frame_formula(rng, monke
     expected = (flat / (area / OMEGA_IDEAL)).astype(np.float32)
     for threads in ("1", "2"):
         monkeypatch.setenv("RIP_THREADS", threads)
-        got = flatfield.effective_flat(flat, area, OMEGA_IDEAL, block_rows=16)
+        asked = []
+
+        def area_of_rows(start, stop, asked=asked):
+            asked.append((start, stop))
+            return area[start:stop]
+
+        got, (smallest, largest) = flatfield.effective_flat(
+            flat, area_of_rows, OMEGA_IDEAL, block_rows=16
+        )
         assert got.dtype == np.float32
         np.testing.assert_array_equal(got, expected)
+        assert (smallest, largest) == (area.min(), area.max())
+        # every row once, 16 at a time: the area map is never made whole
+        assert sorted(asked) == [(a, min(a + 16, 301)) for a in range(0, 301, 16)]
 
 
 def test_step_without_wcs_divides_by_the_flat_only(make_ref_file, rng, caplog):
