@@ -139,11 +139,12 @@ class PhotomStep(RipStep):
     def reference_work(self, model):
         """The median of the good gains (`ReferenceFile.science_medians`): no pixels.
 
-        A full frame's median takes 0.3 s, on the main thread once the image is
-        made if it were left to ``process``; in a pipeline it is taken on the
-        reference thread beside the ramp steps, and a later run on the same gain
-        file reads it from the product cache (`reuse_between_exposures`). Computed
-        once per process: the dark step's reference work takes the same medians.
+        A full frame's median (0.1 s, `romanimpreprocess.utils.median`) would be
+        taken on the main thread once the image is made if it were left to
+        ``process``; in a pipeline it is taken on the reference thread beside the
+        ramp steps, and a later run on the same gain file reads it from the product
+        cache (`reuse_between_exposures`). Computed once per process: the dark
+        step's reference work takes the same medians.
         """
         gain_ref = self.load_reference(model, "gain", fields=["data"], cache=False)
         if gain_ref is None:
