@@ -26,6 +26,7 @@ def deconvolved_dark_slope(
     bad = np.zeros(slope.shape[1:], dtype=bool)
     if kernel is not None:
         bad = ipc.deconvolve_cube(
-            slope, kernel, gain, iterations=iterations, dtype=dtype, clip_gain=clip_gain
-        )
+            slope, kernel, gain, iterations=iterations, dtype=dtype,
+            clip_gain=clip_gain, band_rows=ipc.SINGLE_PLANE_BAND_ROWS,
+        )  # fmt: skip
     return slope[0], bad

@@ -38,8 +38,9 @@ def prepare_flat(
     bad_gain = np.zeros((ny, nx), dtype=bool)
     if kernel is not None:
         bad_gain = ipc.deconvolve_cube(
-            full, kernel, gain, iterations=iterations, dtype=dtype, clip_gain=True
-        )
+            full, kernel, gain, iterations=iterations, dtype=dtype, clip_gain=True,
+            band_rows=ipc.SINGLE_PLANE_BAND_ROWS,
+        )  # fmt: skip
     else:
         with np.errstate(invalid="ignore"):
             bad_gain = ~(np.asarray(gain) > ipc.MIN_GAIN)

@@ -23,6 +23,7 @@ __all__ = [
     "DEFAULT_BAND_ROWS",
     "DEFAULT_ITERATIONS",
     "MIN_GAIN",
+    "SINGLE_PLANE_BAND_ROWS",
     "TAPS",
     "deconvolve_cube",
     "deconvolve_rows",
@@ -39,6 +40,12 @@ DEFAULT_ITERATIONS = 2  # fixed-point iterations of the legacy inverse (order 2)
 # the cube. Not smaller: every band costs each resultant three parallel launches,
 # about 10 ms each on a loaded machine (bench/RESULTS.md, memory at long ramps).
 DEFAULT_BAND_ROWS = 1024
+# Rows per band for one image (the dark slope, the flat): with one plane the launches
+# are few, and the band of the kernel is fresh memory each run (0.15 GB at 1024 rows,
+# 0.04 GB at 256): two single-plane deconvolutions on one thread, 0.93-1.33 s (system
+# 0.76-1.09 s) at 1024 rows against 0.53-0.55 s (system 0.32 s) at 256
+# (bench/RESULTS.md, "Issue 23, round 12").
+SINGLE_PLANE_BAND_ROWS = 256
 MIN_GAIN = 0.1  # e/DN; gains at or below are unusable (NO_GAIN_VALUE), as the flat does
 # Off-centre taps (dy, dx) in the order the legacy accumulates them.
 TAPS = ((1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (1, -1), (-1, 1), (-1, -1))
