@@ -7,7 +7,10 @@ an exposure's first run, with about 0.2 GB of fresh memory (bench/RESULTS.md, "I
 23, round 11"). Every exposure of an SCA uses the same ones, and users run one process
 per exposure as often as batches, so they are computed once and stored here; the
 next run on the same files maps them (``numpy.load(..., mmap_mode="r")``): the pages
-come from the page cache, shared by every process that maps them.
+come from the page cache, shared by every process that maps them. The photom step's
+median gain is kept the same way, and so is a note that a reference array was found
+finite (`romanimpreprocess.datamodels.reference`: the scan of 1 GB a full frame is
+not repeated; "Issue 23, round 12").
 
 **Where.** ``RIP_PRODUCT_CACHE``: a directory, or ``0``/``off``/``no``/``false`` to
 turn the cache off. Default: ``romanimpreprocess-<uid>/products`` in the system's
