@@ -126,14 +126,15 @@ def start_cli() -> None:
 
 
 @contextlib.contextmanager
-def _collector_off_for_imports():
+def _collector_off_for_imports(freeze=True):
     """No garbage collection while the stack is imported; its objects frozen after.
 
     Importing the stack makes about 10⁶ objects, almost none of them garbage, and
     the collector ran about 450 times meanwhile, scanning them again and again
     (0.2 s of CPU), then once more in full when the first step starts (0.07 s).
     Frozen, they are left out of every later collection; the few cycles the imports
-    left behind stay (a few hundred objects).
+    left behind stay (a few hundred objects). ``freeze=False`` leaves the
+    collector's view as it was (a process not yet known to be ours).
     """
     import gc
 
@@ -142,7 +143,8 @@ def _collector_off_for_imports():
     try:
         yield
     finally:
-        gc.freeze()
+        if freeze:
+            gc.freeze()
         if was_enabled:
             gc.enable()
 
@@ -271,10 +273,21 @@ PROCESS_ENVIRONMENT = {
 
 def _stpipe_command_line() -> bool:
     """True in a process started as stpipe's command line (``strun``, ``stpipe run``)."""
-    program = os.path.basename(sys.argv[0]) if sys.argv else ""
-    return program in ("strun", "stpipe") and any(
-        name.startswith(("stpipe._cli", "stpipe.cli")) for name in sys.modules
+    from romanimpreprocess.stpipe_entry import started_as_stpipe_program
+
+    return started_as_stpipe_program() and (
+        "stpipe._cli" in sys.modules or "stpipe.cli" in sys.modules
     )
+
+
+def _tweaks_asked():
+    """What ``RIP_PROCESS_TWEAKS`` asks for: True (on), False (off) or None (unset)."""
+    value = os.environ.get(PROCESS_TWEAKS_ENV, "").strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    return None
 
 
 def load_stack_for_stpipe_command_line() -> bool:
@@ -291,18 +304,10 @@ def load_stack_for_stpipe_command_line() -> bool:
     """
     if "roman_datamodels" in sys.modules or not _stpipe_command_line():
         return False
-    value = os.environ.get(PROCESS_TWEAKS_ENV, "").strip().lower()
-    if value in ("0", "false", "no", "off"):
+    if _tweaks_asked() is False:
         return False
-    import gc
-
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with _collector_off_for_imports(freeze=False):
         load_stack()
-    finally:
-        if was_enabled:
-            gc.enable()
     return True
 
 
@@ -320,10 +325,7 @@ def adopt_stpipe_command_line() -> bool:
     keeps the process as it is. Returns True when the process was adopted.
     """
     global _own_process
-    if _own_process or not _stpipe_command_line():
-        return False
-    value = os.environ.get(PROCESS_TWEAKS_ENV, "").strip().lower()
-    if value in ("0", "false", "no", "off"):
+    if _own_process or not _stpipe_command_line() or _tweaks_asked() is False:
         return False
     _own_process = True
     set_process_environment()
@@ -339,12 +341,8 @@ def set_process_environment() -> None:
 
 def process_tweaks_enabled() -> bool:
     """True in our own programs' processes, or as ``RIP_PROCESS_TWEAKS`` says."""
-    value = os.environ.get(PROCESS_TWEAKS_ENV, "").strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    return _own_process
+    asked = _tweaks_asked()
+    return _own_process if asked is None else asked
 
 
 def start_worker() -> None:
