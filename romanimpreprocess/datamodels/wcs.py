@@ -14,13 +14,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from romanimpreprocess.datamodels.errors import WCSHeaderError
-from romanimpreprocess.parallel import run_in_threads
 
 __all__ = [
     "gwcs_from_header",
     "legacy_world_function",
     "pixel_area_map",
-    "pixel_area_spline",
     "read_wcs_header",
     "update_wcsinfo",
 ]
@@ -254,38 +252,18 @@ def _area_at(world, x, y, north):
     return np.abs(j11 * j22 - j21 * j12)
 
 
-# rows of the area map per spline evaluation (`pixel_area_spline`)
-_SPLINE_BLOCK_ROWS = 512
-
-
-def pixel_area_spline(header, shape, *, offset: int = 0, step: int = 16):
-    """`pixel_area_map` from a bicubic spline through every ``step``-th pixel.
+def pixel_area_rows(header, shape, *, offset: int = 0, step: int = 16):
+    """`pixel_area_map` from a bicubic spline through every ``step``-th pixel, by rows.
 
     The area of a TAN-SIP (low-order polynomial) WCS is smooth: on a full frame with
     ``step = 16`` the spline agrees with the per-pixel map to 4e-9 relative (below the
     float32 resolution of the flat it divides) in a twentieth of the time.
-    """
-    ny, nx = shape
-    area_of_rows = pixel_area_rows(header, shape, offset=offset, step=step)
-    area = np.empty((ny, nx), dtype=np.float64)
-
-    def evaluate(start):
-        # FITPACK's bispev releases the GIL and gives every point the value it
-        # has in a whole-frame call: row blocks on threads, same map
-        stop = min(ny, start + _SPLINE_BLOCK_ROWS)
-        area[start:stop] = area_of_rows(start, stop)
-
-    run_in_threads(evaluate, range(0, ny, _SPLINE_BLOCK_ROWS))
-    return area
-
-
-def pixel_area_rows(header, shape, *, offset: int = 0, step: int = 16):
-    """`pixel_area_spline` as a function of rows, for a caller that uses it by blocks.
 
     Returns ``area_of_rows(start, stop)``: rows ``start:stop`` of the map (float64,
-    ``(stop - start, nx)``), each value the one the whole map has; the map itself (134
-    MB a full frame, fresh memory each run) is never made. A frame too small for
-    the spline gets rows of `pixel_area_map`.
+    ``(stop - start, nx)``), each value the one a whole-frame evaluation gives
+    (FITPACK's bispev releases the GIL: callers may ask for blocks on threads). The
+    map itself (134 MB a full frame, fresh memory each run) is never made. A frame
+    too small for the spline gets rows of `pixel_area_map`.
     """
     from scipy.interpolate import RectBivariateSpline
 

@@ -3,11 +3,8 @@
 import numpy as np
 from astropy.io import fits
 
-from romanimpreprocess.datamodels.wcs import (
-    pixel_area_map,
-    pixel_area_rows,
-    pixel_area_spline,
-)
+from romanimpreprocess.datamodels.wcs import pixel_area_map, pixel_area_rows
+from romanimpreprocess.parallel import run_in_threads
 
 
 def _header(a20=3e-8):
@@ -26,17 +23,15 @@ def test_spline_matches_the_per_pixel_map():
     h = _header()
     for offset in (0, 4):
         exact = pixel_area_map(h, (200, 184), offset=offset)
-        spline = pixel_area_spline(h, (200, 184), offset=offset)
+        spline = pixel_area_rows(h, (200, 184), offset=offset)(0, 200)
         assert np.abs(spline / exact - 1).max() < 1e-8
         # and the distortion is visible at this level (the test can fail)
         assert np.ptp(exact) / exact.mean() > 1e-6
 
 
 def test_row_blocks_on_threads_give_the_whole_frame_evaluation(monkeypatch):
-    """The threaded row blocks against one scipy call over the whole frame."""
+    """Row blocks asked for on threads against one scipy call over the whole frame."""
     from scipy.interpolate import RectBivariateSpline
-
-    from romanimpreprocess.datamodels import wcs
 
     captured = {}
     original = RectBivariateSpline.__init__
@@ -46,19 +41,25 @@ def test_row_blocks_on_threads_give_the_whole_frame_evaluation(monkeypatch):
         captured["spline"] = self
 
     monkeypatch.setattr(RectBivariateSpline, "__init__", keep)
-    monkeypatch.setattr(wcs, "_SPLINE_BLOCK_ROWS", 37)
     shape = (200, 184)
     for threads in ("1", "2"):
         monkeypatch.setenv("RIP_THREADS", threads)
-        blocks = pixel_area_spline(_header(), shape)
+        area_of_rows = pixel_area_rows(_header(), shape)
+        blocks = np.empty(shape)
+
+        def evaluate(start, area_of_rows=area_of_rows, blocks=blocks):
+            stop = min(shape[0], start + 37)
+            blocks[start:stop] = area_of_rows(start, stop)
+
+        run_in_threads(evaluate, range(0, shape[0], 37))
         whole = captured["spline"](np.arange(200.0), np.arange(184.0))
         np.testing.assert_array_equal(blocks, whole)
 
 
 def test_rows_of_the_area_are_those_of_the_whole_map():
     shape = (200, 184)
-    whole = pixel_area_spline(_header(), shape, offset=4)
     area_of_rows = pixel_area_rows(_header(), shape, offset=4)
+    whole = area_of_rows(0, 200)
     for start, stop in ((0, 1), (0, 37), (37, 200), (199, 200)):
         np.testing.assert_array_equal(area_of_rows(start, stop), whole[start:stop])
     # a frame too small for the spline: rows of the per-pixel map
