@@ -135,13 +135,9 @@ def test_strun_loads_the_stack_the_fast_way_and_patches_nothing(tmp_path, tweaks
     assert result["stack"]  # by romancal's entry point otherwise
     assert result["changed"] == []
     assert result["gc_enabled"] and result["freeze_count_same"]
-    assert len(result["listed"]) == len(_startup_steps())
-
-
-def _startup_steps():
     from romanimpreprocess.stpipe_entry import STEPS
 
-    return STEPS
+    assert len(result["listed"]) == len(STEPS)
 
 
 def test_a_strun_process_running_our_step_is_adopted(monkeypatch):
