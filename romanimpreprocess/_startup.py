@@ -272,10 +272,14 @@ PROCESS_ENVIRONMENT = {
 
 
 def _stpipe_command_line() -> bool:
-    """True in a process started as stpipe's command line (``strun``, ``stpipe run``)."""
-    from romanimpreprocess.stpipe_entry import started_as_stpipe_program
+    """True in a process started as stpipe's command line (``strun``, ``stpipe run``).
 
-    return started_as_stpipe_program() and (
+    (The program's names are also in `romanimpreprocess.stpipe_entry`, which must
+    not import this module before it knows; importing it from here would make a
+    circle.)
+    """
+    program = os.path.basename(sys.argv[0]) if sys.argv else ""
+    return program in ("strun", "stpipe") and (
         "stpipe._cli" in sys.modules or "stpipe.cli" in sys.modules
     )
 

@@ -6,10 +6,7 @@ way before romancal's entry point loads it the slow way
 (`romanimpreprocess._startup.load_stack_for_stpipe_command_line`).
 """
 
-__all__ = ["STEPS", "STPIPE_PROGRAMS", "get_steps", "started_as_stpipe_program"]
-
-# the names stpipe's command line is started by
-STPIPE_PROGRAMS = ("strun", "stpipe")
+__all__ = ["STEPS", "get_steps"]
 
 # (fully-qualified class name, class_alias, is_pipeline)
 STEPS = [
@@ -43,16 +40,13 @@ def get_steps():
     list of tuple
         ``(class name, class alias, is pipeline)`` for every registered class.
     """
-    if started_as_stpipe_program():
+    import os
+    import sys
+
+    # stpipe's programs (as `romanimpreprocess._startup._stpipe_command_line`, which
+    # is imported only then: the other processes get nothing more than this module)
+    if os.path.basename(sys.argv[0] if sys.argv else "") in ("strun", "stpipe"):
         from romanimpreprocess._startup import load_stack_for_stpipe_command_line
 
         load_stack_for_stpipe_command_line()
     return list(STEPS)
-
-
-def started_as_stpipe_program():
-    """True when this process was started by one of `STPIPE_PROGRAMS`."""
-    import os
-    import sys
-
-    return os.path.basename(sys.argv[0] if sys.argv else "") in STPIPE_PROGRAMS
