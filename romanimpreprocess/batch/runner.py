@@ -308,6 +308,13 @@ def _run_on_client(client, tasks, runner, progress):
 # s, system CPU 0.77-0.92 -> 0.42-0.56 s (bench/RESULTS.md, "Issue 23, round 10").
 WORKER_PRE_SPAWN_ENV = {"MALLOC_ARENA_MAX": "1"}
 
+# dask's own settings for the workers of rip-batch's LocalCluster when no dashboard is
+# asked for. The statistical profiler wakes each worker's event loop every 10 ms to
+# walk the running task's stack: 100 GIL hand-overs a second taken from the exposure,
+# for a profile only the dashboard shows (about 2 % of a worker's CPU,
+# bench/RESULTS.md, issue 23 round 13). With ``--dashboard`` dask's defaults stand.
+WORKER_CONFIG_WITHOUT_DASHBOARD = {"distributed.worker.profile.enabled": False}
+
 
 def _local_cluster(plan, dashboard=None, quiet=True):
     import dask
@@ -318,12 +325,14 @@ def _local_cluster(plan, dashboard=None, quiet=True):
     # the nanny spawns through this process's environment: ours is put back after
     saved = {name: os.environ.get(name) for name in WORKER_PRE_SPAWN_ENV}
     try:
-        with dask.config.set(
-            {
-                "distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
-                "distributed.nanny.pre-spawn-environ": pre_spawn,
-            }
-        ):
+        settings = {
+            "distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
+            "distributed.nanny.pre-spawn-environ": pre_spawn,
+        }
+        if dashboard is None:
+            settings.update(WORKER_CONFIG_WITHOUT_DASHBOARD)
+        # each nanny hands this config to its worker
+        with dask.config.set(settings):
             return LocalCluster(
                 n_workers=plan.n_workers,
                 threads_per_worker=1,

@@ -249,3 +249,32 @@ def test_local_cluster_workers_start_with_one_malloc_arena():
     assert WORKER_PRE_SPAWN_ENV == {"MALLOC_ARENA_MAX": "1"}
     assert dict(dask.config.get("distributed.nanny.pre-spawn-environ")) == before
     assert os.environ.get("MALLOC_ARENA_MAX") == arena_before
+
+
+def _worker_profiling(dask_worker):
+    import dask
+
+    return (
+        dask.config.get("distributed.worker.profile.enabled"),
+        "profile" in dask_worker.periodic_callbacks,
+    )
+
+
+@pytest.mark.parametrize("dashboard", [None, ":0"])
+def test_local_cluster_workers_profile_only_for_a_dashboard(dashboard):
+    """Without a dashboard, the workers of rip-batch's LocalCluster do not run dask's
+    statistical profiler (its 10 ms callback takes the GIL from the exposure); with
+    one, dask's default (on) stands. The caller's config is left as it was."""
+    import dask
+    from distributed import Client
+
+    from romanimpreprocess.batch.resources import plan_local_cluster
+    from romanimpreprocess.batch.runner import _local_cluster
+
+    before = dask.config.get("distributed.worker.profile.enabled")
+    plan = plan_local_cluster(1 << 30, 1, workers=1)
+    with _local_cluster(plan, dashboard=dashboard) as cluster, Client(cluster) as client:
+        found = list(client.run(_worker_profiling).values())
+    wanted = dashboard is not None and before
+    assert found == [(wanted, wanted)]
+    assert dask.config.get("distributed.worker.profile.enabled") == before
