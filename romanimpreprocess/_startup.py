@@ -39,7 +39,9 @@ read as they load (OpenMP's wait policy), set unless the user has set them.
 **Process-level tweaks** (`process_tweaks_enabled`): in our processes the outermost
 step freezes the garbage collector's view of the imported objects for the run and
 keeps freed full-frame buffers in the process (`romanimpreprocess._memory`, which
-changes glibc's malloc settings for the rest of the process), and
+changes glibc's malloc settings for the rest of the process), lets go of the
+resolvers asdf's validations left in its caches when it ends
+(`forget_schema_resolvers`), and
 ``gen_cal_image``/``gen_noise_image`` end with `exit_now`. In any other process (a
 notebook, a romancal run, a user's dask worker) none of this happens unless asked
 for with ``RIP_PROCESS_TWEAKS=1``; ``RIP_PROCESS_TWEAKS=0`` turns it off in ours.
@@ -60,6 +62,7 @@ __all__ = [
     "adopt_stpipe_command_line",
     "defer_crds_init",
     "exit_now",
+    "forget_schema_resolvers",
     "keeps_memory_between_runs",
     "load_stack",
     "load_stack_for_stpipe_command_line",
@@ -201,6 +204,35 @@ def parse_each_schema_once() -> bool:
         return False
     schema._make_schema_loader = _SchemaLoaderOnce(current)
     return True
+
+
+def forget_schema_resolvers() -> bool:
+    """Let go of the reference resolvers asdf's validations made (end of a run).
+
+    asdf validates each tree with a new jsonschema reference resolver (four in a
+    pipeline run), and two methods of the resolver class are memoised at class
+    level (``functools.lru_cache``, 128 entries, keyed by the resolver): they keep
+    up to 128 resolvers alive after their validation, each with its own caches of
+    URIs and schemas. A process
+    running exposure after exposure (a rip-batch worker, a noise run's many
+    pipeline runs) grew by 73 MB and 110 000 objects over its first 30 exposures,
+    and its later exposures took 0.2 s longer (256² exposures: 0.62-0.65 against
+    0.84-0.88 s, bench/RESULTS.md, "Issue 23, round 13"). A resolver's entries are
+    of no use after its validation: the next one makes a new resolver. Called by the
+    outermost step when it ends, in our processes. Returns False (nothing done) if
+    asdf's resolver no longer has these caches.
+    """
+    try:
+        from asdf._jsonschema.validators import RefResolver
+    except ImportError:
+        return False
+    cleared = False
+    for name in ("_get_subschemas_cache", "_find_in_subschemas"):
+        cache_clear = getattr(getattr(RefResolver, name, None), "cache_clear", None)
+        if cache_clear is not None:
+            cache_clear()
+            cleared = True
+    return cleared
 
 
 class _PackageInitOnFirstUse(types.ModuleType):

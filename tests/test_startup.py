@@ -196,16 +196,20 @@ original_reuse = _memory.reuse_freed_memory
 import romanimpreprocess.stpipe.core as core
 core.reuse_freed_memory = lambda **kw: used.append(1) or original_reuse(**kw)
 DQInitStep.call(sys.argv[1], override_mask=sys.argv[2])
-print(json.dumps({"gc": calls, "malloc": len(used)}))
+from asdf._jsonschema.validators import RefResolver
+held = RefResolver._get_subschemas_cache.cache_info().currsize
+print(json.dumps({"gc": calls, "malloc": len(used), "resolvers_held": held}))
 """
 
 
 @pytest.mark.parametrize("tweaks", [None, "1"])
 def test_a_step_in_a_host_process_leaves_gc_and_malloc_alone(simulated_set, tweaks):
-    """A host process running a step: no gc freeze/unfreeze, no mallopt.
+    """A host process running a step: no gc freeze/unfreeze, no mallopt, asdf's
+    caches left as they are.
 
     (An unfreeze would undo the host's own ``gc.freeze``; mallopt turns glibc's
-    dynamic thresholds off for good.) With ``RIP_PROCESS_TWEAKS=1`` both happen.
+    dynamic thresholds off for good.) With ``RIP_PROCESS_TWEAKS=1`` all happen: the
+    resolvers the run's validations left in asdf's caches are let go at its end.
     """
     import json
 
@@ -218,8 +222,48 @@ def test_a_step_in_a_host_process_leaves_gc_and_malloc_alone(simulated_set, twea
     if tweaks:
         assert "freeze" in result["gc"] and "unfreeze" in result["gc"]
         assert result["malloc"] == 1
+        assert result["resolvers_held"] == 0
     else:
-        assert result == {"gc": [], "malloc": 0}
+        assert result["gc"] == [] and result["malloc"] == 0
+        assert result["resolvers_held"] > 0  # the step did validate: nothing cleared
+
+
+def test_forget_schema_resolvers_lets_the_validations_resolvers_go():
+    """Each asdf validation makes a resolver that asdf's class-level caches keep
+    alive; `forget_schema_resolvers` empties those caches and the resolvers go."""
+    import gc
+    import io
+    import weakref
+
+    import asdf
+    import numpy as np
+    from asdf._jsonschema.validators import RefResolver
+
+    made = []
+    original_init = RefResolver.__init__
+
+    def recording_init(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        made.append(weakref.ref(self))
+
+    RefResolver.__init__ = recording_init
+    try:
+        for _ in range(3):
+            buffer = io.BytesIO()
+            asdf.AsdfFile({"plane": np.arange(4.0)}).write_to(buffer)
+            buffer.seek(0)
+            with asdf.open(buffer):
+                pass
+    finally:
+        RefResolver.__init__ = original_init
+    gc.collect()
+    assert len(made) >= 3
+    assert any(ref() is not None for ref in made)  # kept by the caches
+    assert _startup.forget_schema_resolvers()
+    gc.collect()
+    assert [ref() for ref in made] == [None] * len(made)
+    assert RefResolver._get_subschemas_cache.cache_info().currsize == 0
+    assert RefResolver._find_in_subschemas.cache_info().currsize == 0
 
 
 def test_strun_running_our_step_gets_the_process_savings(simulated_set, tmp_path):

@@ -31,6 +31,7 @@ from romanimpreprocess._memory import reuse_freed_memory
 from romanimpreprocess._startup import (
     PROCESS_TWEAKS_ENV,
     adopt_stpipe_command_line,
+    forget_schema_resolvers,
     keeps_memory_between_runs,
     process_tweaks_enabled,
 )
@@ -140,7 +141,10 @@ class RipStep(RomanStep):
         It also keeps freed full-frame buffers for the next step to reuse while it
         runs (`romanimpreprocess._memory.reuse_freed_memory`), and in rip-batch's
         own workers for the next exposure
-        (`romanimpreprocess._startup.keeps_memory_between_runs`).
+        (`romanimpreprocess._startup.keeps_memory_between_runs`). When it ends, the
+        resolvers asdf's validations left in its caches are let go
+        (`romanimpreprocess._startup.forget_schema_resolvers`): a process running
+        one exposure after another does not grow with them.
         """
         if self.parent is not None:
             if process_tweaks_enabled():
@@ -164,6 +168,7 @@ class RipStep(RomanStep):
                     return super().run(*args)
             finally:
                 gc.unfreeze()
+                forget_schema_resolvers()
 
     # --------------------------------------------------------------------- CRDS
     @classmethod
