@@ -10,9 +10,10 @@ the pipeline does; this probe measures them without the pipeline:
   take as long as one alone; the ratio is what two rip-batch workers can at best
   gain over one on work of that kind (``2 * alone / side_by_side``).
 - **Fresh pages.** One GiB of new memory touched by a new process after a pause
-  (the pages the host took back), then touched again in the same process (the
-  pages it already has). A virtual machine whose balloon reports free pages to
-  the host pays a host fault per page on top of the kernel's zeroing.
+  (pages the host has taken back), then, once it is freed, another GiB at once
+  (the pages just freed, which the host has not taken back yet). A virtual
+  machine whose balloon reports free pages to the host pays a host fault per page
+  on top of the kernel's zeroing; memory a process keeps and reuses costs neither.
 
 Usage::
 
@@ -52,7 +53,7 @@ def plane_stream():
 
 
 def fresh_pages():
-    """Seconds to touch 1 GiB of new memory, then the same amount again."""
+    """Wall and system seconds to touch 1 GiB of new memory, then 1 GiB again."""
     seconds = []
     for _ in range(2):
         before = resource.getrusage(resource.RUSAGE_SELF)
@@ -109,7 +110,7 @@ def main(argv=None):
             print(f"| {r} | {name} | {alone:.2f} | {shown} | {gain:.2f}× |")
     print()
     print(
-        "| round | 1 GiB fresh: wall s (system s) | again in the process: wall s (system s) |"
+        "| round | 1 GiB fresh: wall s (system s) | 1 GiB just freed: wall s (system s) |"
     )
     print("|---|---|---|")
     for r in range(1, args.rounds + 1):

@@ -213,14 +213,14 @@ def forget_schema_resolvers() -> bool:
     pipeline run), and two methods of the resolver class are memoised at class
     level (``functools.lru_cache``, 128 entries, keyed by the resolver): they keep
     up to 128 resolvers alive after their validation, each with its own caches of
-    URIs and schemas. A process
-    running exposure after exposure (a rip-batch worker, a noise run's many
-    pipeline runs) grew by 73 MB and 110 000 objects over its first 30 exposures,
-    and its later exposures took 0.2 s longer (256² exposures: 0.62-0.65 against
-    0.84-0.88 s, bench/RESULTS.md, "Issue 23, round 13"). A resolver's entries are
-    of no use after its validation: the next one makes a new resolver. Called by the
-    outermost step when it ends, in our processes. Returns False (nothing done) if
-    asdf's resolver no longer has these caches.
+    URIs and schemas. A process running exposure after exposure (a rip-batch
+    worker, a noise run's many pipeline runs) grew by 73 MB and 110 000 objects
+    over its first 30 exposures, and its later exposures took 0.2 s longer (256²
+    exposures: 0.62-0.65 against 0.84-0.88 s, bench/RESULTS.md, "Issue 23, round
+    13"). A resolver's entries are of no use after its validation: the next
+    validation makes a new resolver. Called by the outermost step when it ends, in
+    our processes. Returns False (nothing done) if asdf's resolver no longer has
+    these caches.
     """
     try:
         from asdf._jsonschema.validators import RefResolver

@@ -228,7 +228,7 @@ def test_a_step_in_a_host_process_leaves_gc_and_malloc_alone(simulated_set, twea
         assert result["resolvers_held"] > 0  # the step did validate: nothing cleared
 
 
-def test_forget_schema_resolvers_lets_the_validations_resolvers_go():
+def test_forget_schema_resolvers_lets_the_validations_resolvers_go(monkeypatch):
     """Each asdf validation makes a resolver that asdf's class-level caches keep
     alive; `forget_schema_resolvers` empties those caches and the resolvers go."""
     import gc
@@ -246,16 +246,14 @@ def test_forget_schema_resolvers_lets_the_validations_resolvers_go():
         original_init(self, *args, **kwargs)
         made.append(weakref.ref(self))
 
-    RefResolver.__init__ = recording_init
-    try:
-        for _ in range(3):
-            buffer = io.BytesIO()
-            asdf.AsdfFile({"plane": np.arange(4.0)}).write_to(buffer)
-            buffer.seek(0)
-            with asdf.open(buffer):
-                pass
-    finally:
-        RefResolver.__init__ = original_init
+    monkeypatch.setattr(RefResolver, "__init__", recording_init)
+    for _ in range(3):
+        buffer = io.BytesIO()
+        asdf.AsdfFile({"plane": np.arange(4.0)}).write_to(buffer)
+        buffer.seek(0)
+        with asdf.open(buffer):
+            pass
+    monkeypatch.undo()
     gc.collect()
     assert len(made) >= 3
     assert any(ref() is not None for ref in made)  # kept by the caches

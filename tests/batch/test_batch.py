@@ -273,7 +273,10 @@ def test_local_cluster_workers_profile_only_for_a_dashboard(dashboard):
 
     before = dask.config.get("distributed.worker.profile.enabled")
     plan = plan_local_cluster(1 << 30, 1, workers=1)
-    with _local_cluster(plan, dashboard=dashboard) as cluster, Client(cluster) as client:
+    with (
+        _local_cluster(plan, dashboard=dashboard) as cluster,
+        Client(cluster) as client,
+    ):
         found = list(client.run(_worker_profiling).values())
     wanted = dashboard is not None and before
     assert found == [(wanted, wanted)]
