@@ -50,7 +50,7 @@ def prepare_flat(
 def effective_flat(
     flat: NDArray, area_of_rows, omega: float, *, block_rows: int = 128
 ) -> tuple[NDArray[np.float32], tuple[float, float]]:
-    """``F / (Area / Omega_ideal)`` (float64 area), cast to float32; and the area's range.
+    """``F / (Area / Omega_ideal)`` (float64 area) as float32, and the area's range.
 
     ``area_of_rows(start, stop)`` gives rows ``start:stop`` of the area map (float64;
     `romanimpreprocess.datamodels.wcs.pixel_area_rows`). It is evaluated

@@ -4,7 +4,8 @@ The dark step's IPC-deconvolved dark slope, the flat step's clipped, deconvolved
 flat and the photom step's median gain depend on the reference files alone (and the
 step's ``legacy_compat``): the exposures of one SCA in a batch compute the same
 arrays again, the first two each a pass over the 0.6 GB IPC kernel of a full frame,
-0.9-1.0 s of a one-thread worker's exposure apiece (bench/RESULTS.md, "Issue 23, round 8"). In a rip-batch worker set up by
+0.9-1.0 s of a one-thread worker's exposure apiece (bench/RESULTS.md, "Issue 23,
+round 8"). In a rip-batch worker set up by
 `romanimpreprocess._startup.start_worker` (`keeps_memory_between_runs`),
 `reuse_between_exposures` keeps the last `KEPT_PRODUCTS` products, keyed by what
 they are computed from: the files' versions as opened (`ReferenceFile.identity`:

@@ -28,13 +28,13 @@ used entries go until the rest fits. A full frame's two products are 0.19 GB
 parameters, each reference file's version as opened (`ReferenceFile.identity`: path,
 size, modification time, inode, device; a file rewritten since is computed again),
 numpy's version, numba's installation and a digest of this package's source (an
-upgrade or an edit of the code computes again). The entry keeps its key; a load that does not find the same key,
-or cannot read a file, is a miss (the entry is removed and the products computed).
-Entries are written to a temporary directory and renamed
-(`romanimpreprocess.utils.atomic`), so a reader never sees half of one; two runs
-storing the same entry at once keep one. Arrays, numpy scalars
-(their dtype kept: the median gain goes to the L2 as stored) and plain values are
-stored; products of any other type are not cached.
+upgrade or an edit of the code computes again). The entry keeps its key; a load that
+does not find the same key, or cannot read a file, is a miss (the entry is removed
+and the products computed). Entries are written to a temporary directory and
+renamed (`romanimpreprocess.utils.atomic`), so a reader never sees half of one; two
+runs storing the same entry at once keep one. Arrays, numpy scalars (their dtype
+kept: the median gain goes to the L2 as stored) and plain values are stored;
+products of any other type are not cached.
 """
 
 import contextlib
